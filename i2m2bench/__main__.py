@@ -1,0 +1,5 @@
+import sys
+
+from i2m2bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""Command line: ``python -m i2m2bench run|list|leaderboard``.
+
+Errors in configs or data are reported as one clear message with a non-zero exit code; pass
+``--debug`` for the Python traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  python -m i2m2bench run --gin gin/avmnist.gin                 # every method, 3 seeds
+  python -m i2m2bench run --gin gin/avmnist_smoke.gin --out /tmp/runs
+  python -m i2m2bench run --gin gin/avmnist.gin --methods i2m2_lf --seeds 0 \\
+      --gin-param "i2m2_lf/train.lr = 0.005"
+  python -m i2m2bench run --gin gin/avmnist.gin --data-root ~/data   # real AV-MNIST
+  python -m i2m2bench list
+  python -m i2m2bench leaderboard --check
+"""
+
+
+def _cmd_run(args) -> int:
+    from i2m2bench.harness.runner import run_suite
+
+    run = run_suite(args.gin, args.gin_param, methods=args.methods, seeds=args.seeds,
+                    data_root=args.data_root, device=args.device, out=args.out,
+                    results_dir=args.leaderboard_dir, force=args.force,
+                    progress=not args.no_progress)
+    if run.summary:
+        print(f"trained {len(run.summary)} unit(s):")
+        for s in run.summary:
+            scores = ", ".join(f"{k}={v:.4f}" for k, v in s.items()
+                               if k in ("val", "test") or k.startswith("shift:"))
+            print(f"  {s['unit']:<28} {scores}  {s['samples_per_s']:.0f} samples/s "
+                  f"{s['train_seconds']:.1f}s")
+    else:
+        print("nothing to train: every unit was complete (use --force to retrain)")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    import i2m2bench
+    from i2m2bench.harness.runner import RECIPES
+
+    kinds = {"datasets": i2m2bench.DATASETS, "encoders": i2m2bench.ENCODERS,
+             "fusions": i2m2bench.FUSIONS, "recipes": RECIPES}
+    for kind, reg in kinds.items():
+        if args.kind and kind != args.kind:
+            continue
+        print(f"{kind}:")
+        for name in reg.names():
+            print(f"  {name:<20} {reg.origin(name)}")
+    return 0
+
+
+def _cmd_leaderboard(args) -> int:
+    from i2m2bench.leaderboard import render_all, stale_boards
+
+    out = Path(args.leaderboard_dir)
+    if args.check:
+        stale = stale_boards(out)
+        for s in stale:
+            print(f"stale: {s}", file=sys.stderr)
+        if stale:
+            print("run `python -m i2m2bench leaderboard` and commit the result", file=sys.stderr)
+            return 1
+        print(f"leaderboards in {out} are up to date")
+        return 0
+    for p in render_all(out):
+        print(f"wrote {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m i2m2bench",
+        description="i2m2bench: train and evaluate multimodal fusion methods (I2M2 and "
+                    "baselines) from gin suites, and publish Markdown leaderboards.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    common = argparse.ArgumentParser(add_help=False)  # so --debug also works after the command
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show Python tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train and evaluate a suite's methods, then re-render its leaderboard",
+                       parents=[common],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    r.add_argument("--gin", action="append", required=True, metavar="FILE",
+                   help="gin file defining the suite (repeatable; later files override)")
+    r.add_argument("--gin-param", action="append", default=[], metavar="BINDING",
+                   help="extra gin binding, e.g. \"train.epochs = 5\" or \"i2m2_lf/train.lr = 0.01\"")
+    r.add_argument("--methods", nargs="+", metavar="NAME", help="only these methods of the suite")
+    r.add_argument("--seeds", nargs="+", type=int, metavar="N", help="override suite.seeds")
+    r.add_argument("--data-root", metavar="DIR",
+                   help="folder holding real datasets (default: $I2M2BENCH_DATA; embedded data when absent)")
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    r.add_argument("--out", default="runs", metavar="DIR",
+                   help="run directories: configs, metrics, checkpoints (default: runs/)")
+    r.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR",
+                   help="where result rows and Markdown leaderboards go (default: leaderboards/)")
+    r.add_argument("--force", action="store_true", help="retrain units that are already complete")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_run)
+
+    lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
+                         parents=[common])
+    lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "recipes"])
+    lst.set_defaults(func=_cmd_list)
+
+    lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows",
+                        parents=[common])
+    lb.add_argument("--check", action="store_true",
+                    help="fail (exit 1) if a committed leaderboard differs from its rows")
+    lb.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR")
+    lb.set_defaults(func=_cmd_leaderboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from i2m2bench.registry import load_plugins
+
+    try:
+        load_plugins()
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; completed units are kept and skipped on the next run", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear message unless --debug
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        print("(run with --debug for the traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""AV-MNIST (real files, MultiBench layout) and AV-Digits (its embedded stand-in).
+
+AV-MNIST (Vielzeuf et al., 2018, "CentralNet"; packaged by MultiBench, Liang et al., 2021) pairs
+MNIST digits whose images lost 75% of their energy through PCA with spoken TIDIGITS digits mixed
+with ESC-50 noise, as 1x112x112 spectrograms. The loader reads MultiBench's layout under
+``<data_root>/avmnist/``::
+
+    image/train_data.npy  (60000, 784)  or (60000, 28, 28)      values 0..255
+    image/test_data.npy   (10000, 784)  ...
+    audio/train_data.npy  (60000, 112, 112) or (60000, 12544)  values 0..255
+    audio/test_data.npy   (10000, ...)
+    train_labels.npy      (60000,)       test_labels.npy (10000,)
+
+train = first 55,000 rows of the train files, validation = the last 5,000, test = 10,000.
+
+``source`` = ``auto`` (real files when ``<data_root>/avmnist`` exists, else the embedded AV-Digits),
+``real`` or ``embedded``. Under ``auto``, real files that are present but broken are an error —
+never a silent fall-back to embedded data.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from i2m2bench.data import DATASETS, DataError, resolve_data_root
+from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
+
+N_TRAIN, N_VAL, N_TEST = 55_000, 5_000, 10_000
+DIGITS = tuple(str(i) for i in range(10))
+REAL_URL_HINT = ("get AV-MNIST from MultiBench (https://github.com/pliang279/MultiBench, "
+                 "'AV-MNIST' data link) and unpack it so that <data_root>/avmnist/image/ exists")
+
+
+def _modalities(source: str) -> tuple[ModalitySpec, ...]:
+    return (
+        ModalitySpec("image", (1, 28, 28), "image", "lenet", scale=1 / 255),
+        ModalitySpec("audio", (1, 112, 112), "spectrogram", "lenet", scale=1 / 255),
+    )
+
+
+def _load_npy(path: Path, per_sample: tuple[int, ...], rows: int, what: str) -> np.ndarray:
+    """Load ``path`` and check it holds ``rows`` samples of ``prod(per_sample)`` values each."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; expected {what} with shape "
+                        f"({rows}, {', '.join(map(str, per_sample))}). To use the real data, "
+                        f"{REAL_URL_HINT}.")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # truncated, not an .npy, object array, ...
+        raise DataError(f"{path}: cannot read as a .npy array ({type(exc).__name__}: {exc}); "
+                        f"expected {what}") from exc
+    n_values = int(np.prod(per_sample))
+    per = int(np.prod(arr.shape[1:])) if arr.ndim >= 1 else -1
+    if arr.ndim < 1 or arr.shape[0] != rows or (per_sample and per != n_values):
+        raise DataError(f"{path}: found shape {tuple(arr.shape)}, expected ({rows}, "
+                        f"{', '.join(map(str, per_sample))}) ({what}; {n_values} values per sample)"
+                        if per_sample else
+                        f"{path}: found shape {tuple(arr.shape)}, expected ({rows},) ({what})")
+    return arr
+
+
+def _as_uint8(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+    """(N, *shape) uint8 tensor; values must be in [0, 255] (integers, or floats that are)."""
+    x = np.asarray(arr).reshape(arr.shape[0], *shape)
+    if x.dtype != np.uint8:
+        xf = x.astype(np.float32, copy=False)
+        bad = ~np.isfinite(xf)
+        if bad.any():
+            raise DataError(f"{path}: {int(bad.sum())} NaN/Inf values; expected pixel values 0..255")
+        lo, hi = float(xf.min()), float(xf.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{path}: values span [{lo:g}, {hi:g}]; expected 0..255 (the loader "
+                            "divides by 255)")
+        if not np.array_equal(np.round(xf), xf):
+            return torch.from_numpy(np.ascontiguousarray(xf))  # keep non-integer values exactly
+        x = xf.astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _labels(path: Path, rows: int) -> torch.Tensor:
+    y = np.asarray(_load_npy(path, (), rows, "integer digit labels 0..9"))
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) and not np.array_equal(y, np.round(y)):
+        raise DataError(f"{path}: found {y.dtype} {tuple(y.shape)}, expected ({rows},) integer labels")
+    if y.min() < 0 or y.max() > 9:
+        raise DataError(f"{path}: labels span [{y.min()}, {y.max()}]; expected 0..9")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def load_avmnist_real(root: Path) -> Task:
+    """Read MultiBench's AV-MNIST files from ``root`` (the ``avmnist`` folder)."""
+    parts = {}
+    for split, rows in (("train", N_TRAIN + N_VAL), ("test", N_TEST)):
+        img = _load_npy(root / "image" / f"{split}_data.npy", (784,), rows, "MNIST images, 784 values")
+        aud = _load_npy(root / "audio" / f"{split}_data.npy", (112, 112), rows,
+                        "audio spectrograms, 112x112 values")
+        y = _labels(root / f"{split}_labels.npy", rows)
+        parts[split] = (_as_uint8(img, root / "image" / f"{split}_data.npy", (1, 28, 28)),
+                        _as_uint8(aud, root / "audio" / f"{split}_data.npy", (1, 112, 112)), y)
+    (ti, ta, ty), (si, sa, sy) = parts["train"], parts["test"]
+    spec = TaskSpec("avmnist", "multibench-1", _modalities("real"), "multiclass", 10, DIGITS,
+                    source="real", description="AV-MNIST (MultiBench files)")
+    splits = {
+        "train": Split({"image": ti[:N_TRAIN], "audio": ta[:N_TRAIN]}, ty[:N_TRAIN], "train"),
+        "val": Split({"image": ti[N_TRAIN:], "audio": ta[N_TRAIN:]}, ty[N_TRAIN:], "val"),
+        "test": Split({"image": si, "audio": sa}, sy, "test"),
+    }
+    return Task(spec, splits, {}, options={"source": "real", "data_root": str(root)})
+
+
+@DATASETS.register("avmnist")
+def build_avmnist(source: str = "auto", data_root: str | None = None, **embedded_options) -> Task:
+    """AV-MNIST from ``<data_root>/avmnist`` or, under ``auto`` when absent, embedded AV-Digits."""
+    if source not in ("auto", "real", "embedded"):
+        raise ValueError(f"avmnist: source must be 'auto', 'real' or 'embedded'; got {source!r}")
+    root = resolve_data_root(data_root)
+    folder = root / "avmnist" if root is not None else None
+    if source == "real" or (source == "auto" and folder is not None and folder.exists()):
+        if folder is None:
+            raise DataError("avmnist: source='real' needs a data root (--data-root DIR or "
+                            f"$I2M2BENCH_DATA) holding avmnist/; {REAL_URL_HINT}")
+        if not folder.is_dir():
+            raise DataError(f"{folder}: not a directory; {REAL_URL_HINT}")
+        if embedded_options:
+            raise TypeError(f"avmnist: options {sorted(embedded_options)} apply to embedded data only")
+        return load_avmnist_real(folder)
+    if source == "auto":
+        where = f"{folder} not found" if folder is not None else "no data root given"
+        print(f"[i2m2bench] avmnist: {where}; using the EMBEDDED AV-Digits stand-in "
+              "(see README: 'Real data').", file=sys.stderr)
+    from i2m2bench.data.avdigits import build_avdigits
+
+    return build_avdigits(**embedded_options)

@@ -1,0 +1,46 @@
+"""Multi-layer perceptron encoder for vector inputs (anything is flattened first)."""
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from i2m2bench.encoders.base import ENCODERS, Encoder
+from i2m2bench.types import ModalitySpec
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int | None, dropout: float = 0.0) -> nn.Sequential:
+    """Linear/ReLU stack; ``out_dim`` None ends on the last hidden layer (with its ReLU)."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        d = h
+    if out_dim is not None:
+        layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+@ENCODERS.register("mlp")
+class MLPEncoder(Encoder):
+    def __init__(self, spec: ModalitySpec, width: int = 64, depth: int = 2) -> None:
+        super().__init__(spec)
+        self.net = mlp(math.prod(spec.shape), (width,) * depth, None)
+        self.out_dim = width
+
+    def forward(self, x):  # x: (B, *shape)
+        return self.net(x.flatten(1))  # (B, width)
+
+
+@ENCODERS.register("identity")
+class IdentityEncoder(Encoder):
+    """Flattened raw input as features (for already-extracted features)."""
+
+    def __init__(self, spec: ModalitySpec, width: int = 0) -> None:
+        super().__init__(spec)
+        self.out_dim = math.prod(spec.shape)
+
+    def forward(self, x):
+        return x.flatten(1)

@@ -1,0 +1,126 @@
+"""The fusion-strategy contract.
+
+A strategy is one ``nn.Module`` built from the ``TaskSpec`` and its options. Its ``forward``
+returns named expert logits — ``{"image": z, "audio": z, "inter": z}`` for I2M2, one entry for
+inter-only models — and it declares how they are combined (``combine``: ``"poe"`` or
+``"single"``) and how a missing modality is treated (``missing``). The harness only calls
+:meth:`Fusion.log_probs` / :meth:`Fusion.loss`; it never branches on a strategy's name.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from i2m2bench.poe import poe_bce, poe_bernoulli_logits, poe_log_softmax, poe_nll
+from i2m2bench.registry import Registry
+from i2m2bench.types import Batch, ExpertLogits, TaskSpec
+
+
+class Fusion(nn.Module):
+    combine: ClassVar[Literal["poe", "single"]] = "single"
+    family: ClassVar[str] = "other"  # leaderboard grouping: unimodal | intra | inter | i2m2 | other
+    missing: str = "impute"  # how absent modalities are handled: "impute" inputs or "drop" experts
+
+    def __init__(self, spec: TaskSpec, impute_with: Literal["zeros", "mean"] = "zeros") -> None:
+        super().__init__()
+        if impute_with not in ("zeros", "mean"):
+            raise ValueError(f"impute_with must be 'zeros' or 'mean'; got {impute_with!r}")
+        self.spec = spec
+        self.poe_backend = "auto"
+        self.impute_with = impute_with
+        for m in spec.modalities:  # training-set mean input per modality (set by the harness)
+            self.register_buffer(f"_mean_{m.name}", torch.zeros(m.shape), persistent=True)
+
+    # -- to implement -------------------------------------------------------------------
+    def forward(self, batch: Batch) -> ExpertLogits:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def expert_modalities(self) -> dict[str, tuple[str, ...]]:
+        """Expert name -> the modalities it reads (drives the availability mask)."""
+        raise NotImplementedError
+
+    def experts(self) -> dict[str, nn.Module]:
+        """Named experts that can be pretrained alone (``pretrain_then_finetune``)."""
+        return {}
+
+    # -- provided -------------------------------------------------------------------------
+    def set_input_means(self, means: dict[str, torch.Tensor]) -> None:
+        """Record the training mean of each modality (used when ``impute_with='mean'``)."""
+        for module in self.modules():  # this strategy and any strategies nested in it
+            if isinstance(module, Fusion):
+                for name, mean in means.items():
+                    getattr(module, f"_mean_{name}").copy_(mean)
+
+    def imputed(self, batch: Batch, modality: str) -> torch.Tensor:
+        """The inputs of ``modality`` with absent samples replaced by zeros or the training mean."""
+        x = batch.inputs[modality]
+        if batch.present is None or modality not in batch.present:
+            return x
+        fill = getattr(self, f"_mean_{modality}") if self.impute_with == "mean" else 0.0
+        return impute(x, batch.present[modality], fill)
+
+    def expert_weights(self) -> torch.Tensor | None:
+        return None
+
+    def availability_mask(self, logits: ExpertLogits, batch: Batch) -> torch.Tensor | None:
+        """Bool (B, K): expert k usable for sample b. Imputing experts are always usable."""
+        if batch.present is None or self.combine != "poe":
+            return None
+        mods = self.expert_modalities()
+        cols = []
+        for name in logits:
+            avail = torch.ones(len(batch), dtype=torch.bool, device=batch.target.device)
+            if self.expert_drops(name):
+                for m in mods[name]:
+                    avail = avail & batch.availability(m)
+            cols.append(avail)
+        return torch.stack(cols, dim=1)
+
+    def expert_drops(self, name: str) -> bool:
+        """Whether expert ``name`` is dropped (rather than fed imputed inputs) when inputs are absent."""
+        return self.missing == "drop"
+
+    def log_probs(self, logits: ExpertLogits, batch: Batch) -> torch.Tensor:
+        """Combined prediction: log-probabilities (multiclass) or logits (multilabel/soft-score)."""
+        zs = list(logits.values())
+        bernoulli = self.spec.problem != "multiclass"
+        if self.combine == "single":
+            if len(zs) != 1:
+                raise ValueError(f"{type(self).__name__} declares combine='single' but returned "
+                                 f"{len(zs)} experts: {list(logits)}")
+            return zs[0] if bernoulli else F.log_softmax(zs[0], dim=-1)
+        mask = self.availability_mask(logits, batch)
+        if bernoulli:
+            return poe_bernoulli_logits(zs, self.expert_weights(), mask, backend=self.poe_backend)
+        return poe_log_softmax(zs, self.expert_weights(), mask, backend=self.poe_backend)
+
+    def loss(self, logits: ExpertLogits, batch: Batch) -> torch.Tensor:
+        """Training loss on the combined output only (as in the paper)."""
+        zs = list(logits.values())
+        mask = self.availability_mask(logits, batch)
+        if self.spec.problem == "multiclass":
+            return poe_nll(zs, batch.target, self.expert_weights(), mask, backend=self.poe_backend)
+        return poe_bce(zs, batch.target, self.expert_weights(), mask, backend=self.poe_backend)
+
+
+FUSIONS: Registry[type[Fusion]] = Registry("fusion", Fusion)
+
+
+def build_fusion(name: str, spec: TaskSpec, **options) -> Fusion:
+    cls = FUSIONS.get(name)
+    try:
+        return cls(spec, **options)
+    except TypeError as exc:
+        raise TypeError(f"fusion {name!r} options {options}: {exc}") from exc
+
+
+def impute(x: torch.Tensor, present: torch.Tensor | None, fill: torch.Tensor | float = 0.0):
+    """Replace the rows of ``x`` (B, ...) whose ``present`` (B,) is False by ``fill``."""
+    if present is None or bool(present.all()):
+        return x
+    keep = present.view(-1, *([1] * (x.dim() - 1)))
+    fill_t = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
+    return torch.where(keep, x, fill_t)

@@ -1,0 +1,30 @@
+"""Unimodal classifier: one modality's encoder and an MLP head (an *intra-modality* expert)."""
+from __future__ import annotations
+
+from i2m2bench.encoders import build_encoder
+from i2m2bench.encoders.mlp import mlp
+from i2m2bench.fusion.base import FUSIONS, Fusion
+from i2m2bench.types import Batch, TaskSpec
+
+
+@FUSIONS.register("unimodal")
+class Unimodal(Fusion):
+    """q(y | x_m). With its modality absent it can only be fed an imputed input."""
+
+    combine = "single"
+    family = "unimodal"
+    missing = "impute"
+
+    def __init__(self, spec: TaskSpec, modality: str, width: int = 3, hidden: int = 100,
+                 encoder: str | None = None, impute_with: str = "zeros") -> None:
+        super().__init__(spec, impute_with)
+        self.modality = modality
+        self.encoder = build_encoder(spec.modality(modality), encoder, width=width)
+        self.head = mlp(self.encoder.out_dim, (hidden,), spec.num_classes)
+
+    def expert_modalities(self):
+        return {self.modality: (self.modality,)}
+
+    def forward(self, batch: Batch):
+        x = self.imputed(batch, self.modality)  # (B, *shape)
+        return {self.modality: self.head(self.encoder(x))}  # (B, C)

@@ -1,0 +1,341 @@
+"""The suite runner: gin config -> task -> (method, seed) units -> result rows -> leaderboard.
+
+A *unit* is one method trained with one seed. Its identity (``unit_hash``) is a hash of
+everything that determines its numbers: the task (name, version, resolved options, data
+checksum), the method (fusion, options, recipe, and the unit hashes of the experts it is
+initialised from) and its resolved training settings. A unit whose run directory already holds
+its ``metrics.json`` is skipped (resume), so pretrained experts are trained once and reused by
+every method that needs them. Recipes live in ``RECIPES``; the runner never branches on a
+method's or strategy's name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import gin
+import torch
+
+import i2m2bench
+from i2m2bench.data import build_task
+from i2m2bench.fusion.base import Fusion, build_fusion
+from i2m2bench.harness import store
+from i2m2bench.harness.seeding import resolve_device, seed_everything
+from i2m2bench.harness.training import TrainConfig, evaluate, train_model
+from i2m2bench.registry import Registry
+from i2m2bench.types import Task
+
+
+class ConfigError(Exception):
+    """A gin file, binding or suite definition that cannot be used; the message says where."""
+
+
+# ------------------------------------------------------------------------------ gin surface
+@gin.configurable("suite")
+def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
+                 methods: list = gin.REQUIRED, dataset_options: dict | None = None,
+                 seeds: list = (0, 1, 2), protocols: list = ("test", "shift:*"),
+                 embedded_train_overrides: dict | None = None) -> dict:
+    """The suite: which dataset, which methods (each defined under its own gin scope), seeds.
+
+    ``embedded_train_overrides`` replaces ``train.*`` settings of every method when the task
+    resolves to embedded data (a shorter schedule); the leaderboard states the schedule used.
+    """
+    return dict(name=name, dataset=dataset, methods=list(methods),
+                dataset_options=dict(dataset_options or {}), seeds=[int(s) for s in seeds],
+                protocols=list(protocols),
+                embedded_train_overrides=dict(embedded_train_overrides or {}))
+
+
+@gin.configurable("method")
+def method_config(*, fusion: str = gin.REQUIRED, label: str | None = None,
+                  options: dict | None = None, recipe: str = "joint",
+                  pretrain: dict | None = None) -> dict:
+    """One method of a suite, bound under the method's scope (``i2m2_lf/method.fusion = 'i2m2'``).
+
+    ``pretrain`` maps expert names of the fusion (see ``Fusion.experts``) to the methods of the
+    suite whose trained weights initialise them (recipe ``pretrain_then_finetune``).
+    """
+    return dict(fusion=fusion, label=label, options=dict(options or {}), recipe=recipe,
+                pretrain=dict(pretrain or {}))
+
+
+def parse_gin(files: list[str | Path], bindings: list[str] = ()) -> None:
+    """Parse gin files and bindings afresh; errors name the file/binding (gin adds the line)."""
+    gin.clear_config()
+    for f in files:
+        if not Path(f).is_file():
+            raise ConfigError(f"gin file {f}: not found")
+        # `include 'base.gin'` resolves next to the including file.
+        if str(Path(f).resolve().parent) not in gin.config._LOCATION_PREFIXES:  # noqa: SLF001
+            gin.add_config_file_search_path(str(Path(f).resolve().parent))
+    try:
+        gin.parse_config_files_and_bindings([str(f) for f in files], list(bindings))
+    except Exception as exc:  # gin raises ValueError/ParseError/ImportError with the location
+        where = ", ".join(str(f) for f in files)
+        extra = f" or --gin-param {list(bindings)}" if bindings else ""
+        raise ConfigError(f"in {where}{extra}: {type(exc).__name__}: {exc}") from exc
+
+
+def _bound_scopes() -> set[str]:
+    scopes = set()
+    for (scope, _selector) in gin.config._CONFIG:  # noqa: SLF001 - gin has no public accessor
+        if scope:
+            scopes.add(scope.split("/")[0])
+    return scopes
+
+
+# -------------------------------------------------------------------------------- recipes
+RecipeFn = Callable[["SuiteRun", Fusion, dict, int], None]
+RECIPES: Registry[RecipeFn] = Registry("recipe")
+
+
+@RECIPES.register("joint")
+def _joint(run: "SuiteRun", model: Fusion, method: dict, seed: int) -> None:
+    """All experts trained together from scratch on the combined loss."""
+    if method["pretrain"]:
+        raise ConfigError(f"recipe 'joint' takes no method.pretrain; got {method['pretrain']}")
+
+
+@RECIPES.register("pretrain_then_finetune")
+def _pretrain_then_finetune(run: "SuiteRun", model: Fusion, method: dict, seed: int) -> None:
+    """Initialise each expert from a trained method (I2M2's AV-MNIST recipe), then fine-tune all."""
+    experts = model.experts()
+    missing = set(experts) - set(method["pretrain"])
+    unknown = set(method["pretrain"]) - set(experts)
+    if missing or unknown:
+        raise ConfigError(f"method.pretrain must map each expert {sorted(experts)} to a method; "
+                          f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+    for expert, dep in method["pretrain"].items():
+        path = run.ensure_unit(dep, seed)
+        state = store.load_checkpoint(path)
+        try:
+            experts[expert].load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigError(f"expert {expert!r} cannot be initialised from method {dep!r}: the "
+                              f"architectures differ ({exc})") from exc
+
+
+# --------------------------------------------------------------------------------- runner
+@dataclass
+class Unit:
+    method: str
+    seed: int
+    spec: dict  # resolved method spec
+    train: TrainConfig
+    unit_hash: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}/seed{self.seed}"
+
+
+@dataclass
+class SuiteRun:
+    suite: dict
+    task: Task
+    device: torch.device
+    out: Path
+    results_dir: Path
+    force: bool = False
+    progress: bool = True
+    config_hash: str = ""
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
+    _specs: dict = field(default_factory=dict)
+    _done: dict = field(default_factory=dict)
+    _active: list = field(default_factory=list)
+    summary: list = field(default_factory=list)
+
+    # -- identity ------------------------------------------------------------------------
+    @property
+    def board(self) -> str:
+        name = self.suite["name"]
+        spec = self.task.spec
+        return name if spec.source == "real" else f"{name}-embedded-{spec.name}"
+
+    @property
+    def results_path(self) -> Path:
+        return self.results_dir / "results" / f"{self.board}.jsonl"
+
+    def task_identity(self) -> dict:
+        s = self.task.spec
+        return {"name": s.name, "version": s.version, "source": s.source,
+                "options": {k: v for k, v in self.task.options.items() if k != "data_root"}}
+
+    def method_spec(self, name: str) -> tuple[dict, TrainConfig]:
+        if name in self._specs:
+            return self._specs[name]
+        if name not in self.suite["methods"]:
+            close = difflib.get_close_matches(name, self.suite["methods"], n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ConfigError(f"unknown method {name!r}.{hint} The suite's methods are: "
+                              f"{', '.join(self.suite['methods'])}")
+        with gin.config_scope(name):
+            try:
+                spec = method_config()
+                train = TrainConfig()
+            except Exception as exc:
+                raise ConfigError(f"method {name!r}: {type(exc).__name__}: {exc} (bind it as "
+                                  f"{name}/method.fusion = '...' in the gin file)") from exc
+        if self.task.spec.source == "embedded" and self.suite["embedded_train_overrides"]:
+            try:
+                train = dataclasses.replace(train, **self.suite["embedded_train_overrides"])
+            except TypeError as exc:
+                raise ConfigError(f"suite.embedded_train_overrides: {exc}") from exc
+        RECIPES.get(spec["recipe"])
+        self._specs[name] = (spec, train)
+        return spec, train
+
+    def unit(self, name: str, seed: int) -> Unit:
+        if name in self._active:
+            raise ConfigError(f"method.pretrain dependencies form a cycle: {' -> '.join(self._active + [name])}")
+        spec, train = self.method_spec(name)
+        self._active.append(name)
+        try:
+            deps = {e: self.unit(d, seed).unit_hash for e, d in spec["pretrain"].items()}
+        finally:
+            self._active.pop()
+        identity = {"task": self.task_identity(), "fusion": spec["fusion"], "options": spec["options"],
+                    "recipe": spec["recipe"], "pretrain": deps, "train": train.as_dict(),
+                    "suite_version": i2m2bench.__version__}
+        return Unit(name, seed, spec, train, store.stable_hash(identity))
+
+    def unit_dir(self, u: Unit) -> Path:
+        return self.out / self.board / u.method / u.unit_hash / f"seed{u.seed}"
+
+    # -- execution -------------------------------------------------------------------------
+    def ensure_unit(self, name: str, seed: int) -> Path:
+        """Train unit (name, seed) unless its run directory is complete; return its checkpoint."""
+        u = self.unit(name, seed)
+        d = self.unit_dir(u)
+        if (d / "metrics.json").exists() and (d / "model.pt").exists() and not (
+                self.force and u.key not in self._done):
+            if u.key not in self._done:
+                self.log(f"[i2m2bench] {u.key}: done already ({d}); skipping")
+                self._done[u.key] = d
+            return d / "model.pt"
+        self._train_unit(u, d)
+        self._done[u.key] = d
+        return d / "model.pt"
+
+    def _train_unit(self, u: Unit, d: Path) -> None:
+        spec, task = u.spec, self.task
+        model = None
+        # Dependencies first (they consume RNG), then seed this unit.
+        for dep in spec["pretrain"].values():
+            self.ensure_unit(dep, u.seed)
+        gen = seed_everything(u.seed)
+        model = build_fusion(spec["fusion"], task.spec, **spec["options"]).to(self.device)
+        train = task.splits["train"]
+        model.set_input_means({m.name: train.inputs[m.name].float().mean(0) * m.scale
+                               for m in task.spec.modalities})
+        RECIPES.get(spec["recipe"])(self, model, spec, u.seed)
+        self.log(f"[i2m2bench] {u.key}: training {spec['fusion']} ({spec['recipe']}, "
+                 f"lr={u.train.lr}, epochs={u.train.epochs}, batch={u.train.batch_size}) on "
+                 f"{len(train)} samples, {self.device}")
+        res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
+                          desc=u.key, progress=self.progress)
+        metrics = {"val": res.best_val}
+        t0 = time.perf_counter()
+        for proto in self._protocols():
+            split = task.splits["test"] if proto == "test" else task.shifts[proto.split(":", 1)[1]]
+            metrics[proto] = evaluate(model, split, task.spec, u.train.eval_batch_size)
+        eval_s = time.perf_counter() - t0
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if self.device.type == "cuda":
+            peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        info = {"train_seconds": res.seconds, "samples_per_s": res.samples_per_s,
+                "eval_seconds": eval_s, "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+                "peak_memory_mb": peak_mb}
+        store.save_checkpoint(d / "model.pt", model.state_dict())
+        store.write_text_atomic(d / "operative_config.gin", gin.operative_config_str())
+        store.write_text_atomic(d / "unit.json", json.dumps(
+            {"method": u.method, "seed": u.seed, "unit_hash": u.unit_hash, "spec": spec,
+             "train": u.train.as_dict(), "task": self.task_identity(), "history": res.history},
+            indent=1, default=str))
+        self._append(u, model, metrics, info)
+        store.write_text_atomic(d / "metrics.json", json.dumps({**metrics, **info}, indent=1))
+        self.summary.append({"unit": u.key, **metrics, **info})
+        self.log(f"[i2m2bench] {u.key}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+                 + f"; {res.samples_per_s:.0f} samples/s, {res.seconds:.1f}s train")
+
+    def _protocols(self) -> list[str]:
+        out = []
+        for p in self.suite["protocols"]:
+            if p == "test":
+                out.append(p)
+            elif p == "shift:*":
+                out += [f"shift:{s}" for s in self.task.shifts]
+            elif p.startswith("shift:"):
+                if p[6:] not in self.task.shifts:
+                    raise ConfigError(f"suite.protocols: {p!r} names no shift set of "
+                                      f"{self.task.spec.name!r}; it has {sorted(self.task.shifts)}")
+                out.append(p)
+            else:
+                raise ConfigError(f"suite.protocols: unknown protocol {p!r}; expected 'test', "
+                                  "'shift:*' or 'shift:<name>'")
+        return list(dict.fromkeys(out))
+
+    def _append(self, u: Unit, model: Fusion, metrics: dict, info: dict) -> None:
+        spec = self.task.spec
+        base = {"board": self.board, "suite": self.suite["name"], "dataset": spec.name,
+                "dataset_version": spec.version, "data_source": spec.source, "method": u.method,
+                "label": u.spec["label"] or u.method, "family": type(model).family,
+                "fusion": u.spec["fusion"], "recipe": u.spec["recipe"], "seed": u.seed,
+                "unit_hash": u.unit_hash, "config_hash": self.config_hash,
+                "train": u.train.as_dict(), "n_train": len(self.task.splits["train"]),
+                **store.provenance(self.device)}
+        rows = [{**base, "protocol": p, "metric": spec.metric, "value": v,
+                 "higher_is_better": spec.higher_is_better} for p, v in metrics.items()]
+        rows += [{**base, "protocol": "train", "metric": k, "value": v, "higher_is_better": None}
+                 for k, v in info.items()]
+        store.upsert_unit_rows(self.results_path, rows)
+
+
+def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
+              methods: list[str] | None = None, seeds: list[int] | None = None,
+              data_root: str | None = None, device: str | None = None, out: str | Path = "runs",
+              results_dir: str | Path = "leaderboards", force: bool = False,
+              progress: bool = True, render: bool = True) -> SuiteRun:
+    """Run a suite from gin files; returns the :class:`SuiteRun` (with ``.summary``)."""
+    parse_gin(gin_files, bindings)
+    try:
+        suite = suite_config()
+    except Exception as exc:
+        raise ConfigError(f"suite definition: {type(exc).__name__}: {exc}") from exc
+    unknown_scopes = _bound_scopes() - set(suite["methods"])
+    if unknown_scopes:
+        raise ConfigError(f"bindings under scope(s) {sorted(unknown_scopes)} name no method of "
+                          f"suite.methods {suite['methods']} (typo?)")
+    config_hash = store.stable_hash(gin.config_str())
+    dev = resolve_device(device)
+    opts = dict(suite["dataset_options"])
+    if data_root is not None:
+        opts["data_root"] = data_root
+    task = build_task(suite["dataset"], **opts)
+    task = Task(task.spec, {k: s.to(dev) for k, s in task.splits.items()},
+                {k: s.to(dev) for k, s in task.shifts.items()}, task.options)
+    run = SuiteRun(suite, task, dev, Path(out), Path(results_dir), force=force, progress=progress,
+                   config_hash=config_hash)
+    selected = suite["methods"] if not methods else methods
+    for m in selected:
+        run.method_spec(m)  # validate every method before training anything
+    run.log(f"[i2m2bench] suite {suite['name']!r}: dataset {task.spec.name} v{task.spec.version} "
+            f"({task.spec.source} data), {len(selected)} methods x seeds {seeds or suite['seeds']}, "
+            f"device {dev}; results -> {run.results_path}")
+    for seed in (seeds if seeds is not None else suite["seeds"]):
+        for m in selected:
+            run.ensure_unit(m, int(seed))
+    if render:
+        from i2m2bench.leaderboard import render_board_file
+
+        path = render_board_file(run.results_path, run.results_dir)
+        run.log(f"[i2m2bench] leaderboard -> {path}")
+    return run

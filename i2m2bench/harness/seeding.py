@@ -1,0 +1,38 @@
+"""Seeding and device selection.
+
+The official I2M2 code and MultiBench seed nothing; here every RNG (python, numpy, torch, CUDA)
+is seeded and deterministic algorithms are on, so the same seed repeats the same numbers.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+    """Seed python, numpy, torch (CPU and CUDA); return a torch generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; must be set before cuBLAS initialises.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``None``/``"auto"``: CUDA when available, else CPU; otherwise the named device (checked)."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device}: CUDA is not available on this machine")
+    return dev

@@ -1,0 +1,133 @@
+"""Result rows: one JSON object per line in ``leaderboards/results/<board>.jsonl``.
+
+Rows are appended under an exclusive ``flock`` with one ``write`` per unit, fsync'ed, so two runs
+writing to one file at once do not interleave; a reader skips (and reports) a torn last line
+rather than failing. Run directories hold per-unit artefacts (config, metrics, best checkpoint).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROW_KEYS = ("board", "dataset", "dataset_version", "data_source", "method", "label", "family",
+            "recipe", "seed", "protocol", "metric", "value", "higher_is_better", "unit_hash",
+            "config_hash", "schedule", "git_commit", "date", "device", "torch_version")
+
+
+def stable_hash(obj) -> str:
+    """12-hex-digit SHA-256 of the canonical JSON of ``obj``."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd or Path.cwd(),
+                             capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=cwd or Path.cwd(), capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def provenance(device: torch.device) -> dict:
+    name = str(device)
+    if device.type == "cuda":
+        name = f"cuda:{torch.cuda.get_device_name(device)}"
+    return {"git_commit": git_commit(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(
+        timespec="seconds"), "device": name, "torch_version": torch.__version__}
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` atomically with respect to other writers of ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_size:  # never glue a row onto a torn (unterminated) last line
+            with open(path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    payload = b"\n" + payload
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """All complete rows of ``path``; malformed lines are reported on stderr and skipped."""
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                print(f"[i2m2bench] {path}:{lineno}: skipping a malformed (torn?) row", file=sys.stderr)
+                continue
+            rows.append(row)
+    return rows
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a state dict saved by this harness; tensors only (``weights_only=True``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def upsert_unit_rows(path: Path, rows: list[dict]) -> None:
+    """Replace the rows of the units in ``rows`` (same ``unit_hash`` and seed) and add the new ones.
+
+    The file is rewritten via a temporary file and ``os.replace`` while holding an exclusive lock
+    on ``<path>.lock``, so concurrent writers serialise and a crash leaves the old or the new file,
+    never a torn one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = {(r["unit_hash"], r["seed"]) for r in rows}
+    lock = os.open(str(path) + ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = [r for r in read_rows(path) if (r.get("unit_hash"), r.get("seed")) not in keys]
+        write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept + rows))
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
