@@ -7,7 +7,11 @@
 * Audio: spoken digit words synthesised offline with eSpeak NG (``scripts/make_avdigits.py``;
   shipped as 8 kHz mu-law waveforms in ``embedded/avdigits_v1.npz``), mixed at load time with white
   noise at ``audio_snr_db`` (AV-MNIST mixed ESC-50 noise into TIDIGITS), and turned into 1x112x112
-  log-mel spectrograms with torchaudio, so the AV-MNIST encoders apply unchanged.
+  log-mel spectrograms with torchaudio, so the AV-MNIST encoders apply unchanged. The SNR is
+  measured over the whole 1.17 s window. Its default, -9 dB, was fixed by looking at the
+  audio-only model alone (0 dB: 93% test accuracy, -9 dB: 69%, -12 dB: 62%; 4 epochs, seed 0),
+  before any multimodal method was run, so that neither modality solves the task alone (the
+  weakened images give about 60%), as in AV-MNIST.
 * Pairs (within class, as AV-MNIST): train/val use the training voices; ``test`` uses voices that
   never occur in training; the shift set ``dialects`` uses two held-out English dialects with the
   test images, so it differs from ``test`` only in the audio's dialect.
@@ -16,6 +20,8 @@ Everything is deterministic: the file is checksummed, the noise comes from a fix
 Both modalities are stored as uint8 (0..255) and normalised per batch.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -27,8 +33,8 @@ from i2m2bench.types import Split, Task, TaskSpec
 VERSION = "1"
 N_MELS = N_FRAMES = 112
 HOP = 80  # 10 ms at 8 kHz
-N_FFT = 256
-WAVE_LEN = HOP * (N_FRAMES - 1) + N_FFT  # 9136 samples = 1.14 s, exactly 112 frames (center=False)
+N_FFT = 512
+WAVE_LEN = HOP * (N_FRAMES - 1) + N_FFT  # 9392 samples = 1.17 s, exactly 112 frames (center=False)
 DB_RANGE = 80.0  # dB of dynamic range mapped to 0..255
 
 
@@ -62,17 +68,28 @@ def _log_mel(waves: torch.Tensor) -> torch.Tensor:
 
 
 @DATASETS.register("avdigits")
-def build_avdigits(image_energy: float = 0.25, audio_snr_db: float = 0.0, noise_seed: int = 0,
+def build_avdigits(image_energy: float = 0.25, audio_snr_db: float = -9.0, noise_seed: int = 0,
+                   max_train: int | None = None, max_eval: int | None = None,
                    data_root: str | None = None, source: str = "embedded") -> Task:
-    """Embedded AV-Digits. ``data_root`` is accepted and unused: this data ships with the package."""
-    from sklearn.datasets import load_digits
+    """Embedded AV-Digits. ``data_root`` is accepted and unused: this data ships with the package.
 
-    from i2m2bench.data import avdigits_store as store_mod
-
+    ``max_train`` / ``max_eval`` keep only the first pairs of the (shuffled) training / evaluation
+    splits — for smoke runs; the noise of the pairs that are kept does not change.
+    """
     if source not in ("auto", "embedded"):
         raise ValueError(f"avdigits is embedded data; source must be 'embedded', got {source!r}")
     if not 0 < image_energy <= 1:
         raise ValueError(f"avdigits: image_energy must be in (0, 1]; got {image_energy}")
+    return _build(float(image_energy), float(audio_snr_db), int(noise_seed), max_train, max_eval)
+
+
+@functools.lru_cache(maxsize=2)  # tasks are read-only; tests and suites rebuild the same one
+def _build(image_energy: float, audio_snr_db: float, noise_seed: int, max_train: int | None,
+           max_eval: int | None) -> Task:
+    from sklearn.datasets import load_digits
+
+    from i2m2bench.data import avdigits_store as store_mod
+
     store = store_mod.read_store()
     digits = load_digits()
     images, labels = digits.images, digits.target  # (1797, 8, 8) in 0..16, (1797,)
@@ -93,6 +110,10 @@ def build_avdigits(image_energy: float = 0.25, audio_snr_db: float = 0.0, noise_
         clean = waves[utt_idx]  # (n, L)
         power = np.mean(clean**2, axis=1, keepdims=True)
         noise = rng.standard_normal(clean.shape).astype(np.float32)
+        keep = max_train if name == "train" else max_eval
+        if keep is not None:
+            clean, power, noise = clean[:keep], power[:keep], noise[:keep]
+            img_idx, utt_idx, y = img_idx[:keep], utt_idx[:keep], y[:keep]
         noisy = clean + noise * np.sqrt(power / 10 ** (audio_snr_db / 10)).astype(np.float32)
         mels[name] = _log_mel(torch.from_numpy(noisy))
         meta[name] = (img_idx, y)
@@ -109,4 +130,5 @@ def build_avdigits(image_energy: float = 0.25, audio_snr_db: float = 0.0, noise_
     shifts = {"dialects": parts.pop("dialects")}
     return Task(spec, parts, shifts, options=dict(source="embedded", image_energy=image_energy,
                                                  audio_snr_db=audio_snr_db, noise_seed=noise_seed,
+                                                 max_train=max_train, max_eval=max_eval,
                                                  sha256=store_mod.expected_sha256()))

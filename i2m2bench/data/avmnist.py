@@ -89,10 +89,15 @@ def _labels(path: Path, rows: int) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
-def load_avmnist_real(root: Path) -> Task:
-    """Read MultiBench's AV-MNIST files from ``root`` (the ``avmnist`` folder)."""
+def load_avmnist_real(root: Path, split_sizes: tuple[int, int, int] = (N_TRAIN, N_VAL, N_TEST)) -> Task:
+    """Read MultiBench's AV-MNIST files from ``root`` (the ``avmnist`` folder).
+
+    ``split_sizes`` = (train, val, test) rows; the train file holds train + val rows. Only
+    fixture-sized copies (tests) change it.
+    """
+    n_train, n_val, n_test = split_sizes
     parts = {}
-    for split, rows in (("train", N_TRAIN + N_VAL), ("test", N_TEST)):
+    for split, rows in (("train", n_train + n_val), ("test", n_test)):
         img = _load_npy(root / "image" / f"{split}_data.npy", (784,), rows, "MNIST images, 784 values")
         aud = _load_npy(root / "audio" / f"{split}_data.npy", (112, 112), rows,
                         "audio spectrograms, 112x112 values")
@@ -103,15 +108,18 @@ def load_avmnist_real(root: Path) -> Task:
     spec = TaskSpec("avmnist", "multibench-1", _modalities("real"), "multiclass", 10, DIGITS,
                     source="real", description="AV-MNIST (MultiBench files)")
     splits = {
-        "train": Split({"image": ti[:N_TRAIN], "audio": ta[:N_TRAIN]}, ty[:N_TRAIN], "train"),
-        "val": Split({"image": ti[N_TRAIN:], "audio": ta[N_TRAIN:]}, ty[N_TRAIN:], "val"),
+        "train": Split({"image": ti[:n_train], "audio": ta[:n_train]}, ty[:n_train], "train"),
+        "val": Split({"image": ti[n_train:], "audio": ta[n_train:]}, ty[n_train:], "val"),
         "test": Split({"image": si, "audio": sa}, sy, "test"),
     }
-    return Task(spec, splits, {}, options={"source": "real", "data_root": str(root)})
+    return Task(spec, splits, {}, options={"source": "real", "data_root": str(root),
+                                           "split_sizes": list(split_sizes)})
 
 
 @DATASETS.register("avmnist")
-def build_avmnist(source: str = "auto", data_root: str | None = None, **embedded_options) -> Task:
+def build_avmnist(source: str = "auto", data_root: str | None = None,
+                  split_sizes: tuple[int, int, int] = (N_TRAIN, N_VAL, N_TEST),
+                  **embedded_options) -> Task:
     """AV-MNIST from ``<data_root>/avmnist`` or, under ``auto`` when absent, embedded AV-Digits."""
     if source not in ("auto", "real", "embedded"):
         raise ValueError(f"avmnist: source must be 'auto', 'real' or 'embedded'; got {source!r}")
@@ -125,7 +133,7 @@ def build_avmnist(source: str = "auto", data_root: str | None = None, **embedded
             raise DataError(f"{folder}: not a directory; {REAL_URL_HINT}")
         if embedded_options:
             raise TypeError(f"avmnist: options {sorted(embedded_options)} apply to embedded data only")
-        return load_avmnist_real(folder)
+        return load_avmnist_real(folder, tuple(split_sizes))
     if source == "auto":
         where = f"{folder} not found" if folder is not None else "no data root given"
         print(f"[i2m2bench] avmnist: {where}; using the EMBEDDED AV-Digits stand-in "

@@ -34,6 +34,11 @@ class Fusion(nn.Module):
         for m in spec.modalities:  # training-set mean input per modality (set by the harness)
             self.register_buffer(f"_mean_{m.name}", torch.zeros(m.shape), persistent=True)
 
+    @classmethod
+    def example_options(cls, spec: TaskSpec) -> dict:
+        """Options that build a small instance for ``spec`` (used by the contract checks)."""
+        return {}
+
     # -- to implement -------------------------------------------------------------------
     def forward(self, batch: Batch) -> ExpertLogits:  # pragma: no cover - abstract
         raise NotImplementedError

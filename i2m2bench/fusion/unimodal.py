@@ -22,6 +22,10 @@ class Unimodal(Fusion):
         self.encoder = build_encoder(spec.modality(modality), encoder, width=width)
         self.head = mlp(self.encoder.out_dim, (hidden,), spec.num_classes)
 
+    @classmethod
+    def example_options(cls, spec):
+        return {"modality": spec.modality_names[0]}
+
     def expert_modalities(self):
         return {self.modality: (self.modality,)}
 

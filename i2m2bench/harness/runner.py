@@ -41,17 +41,21 @@ class ConfigError(Exception):
 @gin.configurable("suite")
 def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                  methods: list = gin.REQUIRED, dataset_options: dict | None = None,
-                 seeds: list = (0, 1, 2), protocols: list = ("test", "shift:*"),
-                 embedded_train_overrides: dict | None = None) -> dict:
-    """The suite: which dataset, which methods (each defined under its own gin scope), seeds.
-
-    ``embedded_train_overrides`` replaces ``train.*`` settings of every method when the task
-    resolves to embedded data (a shorter schedule); the leaderboard states the schedule used.
-    """
+                 seeds: list = (0, 1, 2), protocols: list = ("test", "shift:*")) -> dict:
+    """The suite: which dataset, which methods (each defined under its own gin scope), seeds."""
     return dict(name=name, dataset=dataset, methods=list(methods),
                 dataset_options=dict(dataset_options or {}), seeds=[int(s) for s in seeds],
-                protocols=list(protocols),
-                embedded_train_overrides=dict(embedded_train_overrides or {}))
+                protocols=list(protocols))
+
+
+@gin.configurable("embedded_schedule")
+def embedded_schedule(*, overrides: dict | None = None) -> dict:
+    """``train.*`` settings replaced when the task resolves to embedded data (a shorter schedule).
+
+    Bound globally or per method (``i2m2_lf/embedded_schedule.overrides = {...}``); the
+    leaderboard shows the schedule each method actually used.
+    """
+    return dict(overrides or {})
 
 
 @gin.configurable("method")
@@ -181,14 +185,15 @@ class SuiteRun:
             try:
                 spec = method_config()
                 train = TrainConfig()
+                overrides = embedded_schedule()
             except Exception as exc:
                 raise ConfigError(f"method {name!r}: {type(exc).__name__}: {exc} (bind it as "
                                   f"{name}/method.fusion = '...' in the gin file)") from exc
-        if self.task.spec.source == "embedded" and self.suite["embedded_train_overrides"]:
+        if self.task.spec.source == "embedded" and overrides:
             try:
-                train = dataclasses.replace(train, **self.suite["embedded_train_overrides"])
+                train = dataclasses.replace(train, **overrides)
             except TypeError as exc:
-                raise ConfigError(f"suite.embedded_train_overrides: {exc}") from exc
+                raise ConfigError(f"{name}/embedded_schedule.overrides: {exc}") from exc
         RECIPES.get(spec["recipe"])
         self._specs[name] = (spec, train)
         return spec, train

@@ -1,0 +1,129 @@
+"""Public test helpers: the contract every fusion strategy must meet.
+
+``check_fusion(name)`` runs on any registered strategy — ours and plugins' — and raises
+``AssertionError`` with a message naming the strategy and the broken rule:
+
+* ``forward`` returns a non-empty dict of (B, C) finite logits, keyed as ``expert_modalities()``;
+  ``combine='single'`` means exactly one expert;
+* the combined output equals the paper's formula, log_softmax(sum_k w_k log_softmax(z_k)) —
+  or log_softmax(z) for a single expert;
+* the loss reaches every expert (non-zero gradient w.r.t. each expert's logits) and every
+  trainable parameter (parameters held in plain Python lists would not be);
+* with a modality absent for some samples the output stays finite, and a strategy that drops
+  experts predicts exactly the product of the experts that remain;
+* the same seed builds the same model and the same outputs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from i2m2bench.fusion.base import FUSIONS, Fusion
+from i2m2bench.types import Batch, ModalitySpec, TaskSpec
+
+
+def tiny_spec(num_classes: int = 3) -> TaskSpec:
+    """Two small vector modalities — enough to exercise any strategy quickly."""
+    return TaskSpec("contract", "0", (ModalitySpec("a", (6,), "vector", "mlp"),
+                                      ModalitySpec("b", (5,), "vector", "mlp")),
+                    "multiclass", num_classes)
+
+
+def random_batch(spec: TaskSpec, batch_size: int = 6, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    inputs = {m.name: torch.rand((batch_size, *m.shape), generator=g) for m in spec.modalities}
+    target = torch.randint(0, spec.num_classes, (batch_size,), generator=g)
+    return Batch(inputs, target)
+
+
+def _build(name: str, spec: TaskSpec, options: dict | None, seed: int) -> Fusion:
+    torch.manual_seed(seed)
+    cls = FUSIONS.get(name)
+    opts = cls.example_options(spec) if options is None else options
+    return cls(spec, **opts)
+
+
+def _paper_poe(zs: list[torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
+    num = sum((1.0 if weights is None else weights[k]) * F.log_softmax(z, -1) for k, z in enumerate(zs))
+    return num - torch.logsumexp(num, -1, keepdim=True)
+
+
+def check_fusion(name: str, spec: TaskSpec | None = None, options: dict | None = None,
+                 batch_size: int = 6, seed: int = 0) -> None:
+    """Run every contract check on the registered strategy ``name`` (see module docstring)."""
+    spec = spec or tiny_spec()
+    where = f"fusion {name!r}"
+    model = _build(name, spec, options, seed)
+    assert isinstance(model, Fusion), f"{where}: must subclass i2m2bench.Fusion"
+    model.train()
+    batch = random_batch(spec, batch_size, seed)
+    logits = model(batch)
+    assert isinstance(logits, dict) and logits, f"{where}: forward must return a non-empty dict"
+    for k, z in logits.items():
+        assert tuple(z.shape) == (batch_size, spec.num_classes), (
+            f"{where}: expert {k!r} logits have shape {tuple(z.shape)}, expected "
+            f"({batch_size}, {spec.num_classes})")
+        assert torch.isfinite(z).all(), f"{where}: expert {k!r} logits are not finite"
+    mods = model.expert_modalities()
+    assert set(mods) == set(logits), (f"{where}: expert_modalities() names {sorted(mods)} but "
+                                      f"forward returned {sorted(logits)}")
+    for k, ms in mods.items():
+        assert set(ms) <= set(spec.modality_names), f"{where}: expert {k!r} reads unknown {ms}"
+    assert model.combine in ("poe", "single"), f"{where}: combine must be 'poe' or 'single'"
+    if model.combine == "single":
+        assert len(logits) == 1, f"{where}: combine='single' but {len(logits)} experts returned"
+
+    # The combined output is the paper's formula.
+    zs = list(logits.values())
+    got = model.log_probs(logits, batch)
+    want = F.log_softmax(zs[0], -1) if model.combine == "single" else _paper_poe(zs, model.expert_weights())
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (
+        f"{where}: combined output differs from the paper's PoE formula "
+        f"(max |diff| {float((got - want).abs().max()):.3g})")
+
+    # Gradients reach every expert and every trainable parameter.
+    loss = model.loss(logits, batch)
+    assert loss.dim() == 0 and torch.isfinite(loss), f"{where}: loss must be a finite scalar"
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, zs + [p for _, p in params], allow_unused=True)
+    for k, g in zip(logits, grads[:len(zs)]):
+        assert g is not None and g.abs().sum() > 0, f"{where}: no gradient reaches expert {k!r}"
+    dead = [n for (n, _), g in zip(params, grads[len(zs):]) if g is None]
+    assert not dead, f"{where}: parameters get no gradient from the loss: {dead[:5]}"
+
+    # Missing modalities.
+    model.eval()
+    with torch.no_grad():
+        full = model(batch)
+        for m in spec.modality_names:
+            present = {n: torch.ones(batch_size, dtype=torch.bool) for n in spec.modality_names}
+            present[m][: batch_size // 2] = False
+            mbatch = Batch(batch.inputs, batch.target, present)
+            out = model(mbatch)
+            lp = model.log_probs(out, mbatch)
+            assert torch.isfinite(lp).all(), f"{where}: non-finite output with {m!r} missing"
+            if model.combine == "poe":
+                dropped = [k for k in out if model.expert_drops(k) and m in mods[k]]
+                kept = [k for k in out if k not in dropped]
+                if kept:
+                    w = model.expert_weights()
+                    ws = None if w is None else w[[list(out).index(k) for k in kept]]
+                    ref = _paper_poe([out[k] for k in kept], ws)
+                    rows = slice(0, batch_size // 2)
+                    assert torch.allclose(lp[rows], ref[rows], atol=1e-5), (
+                        f"{where}: with {m!r} missing, the output is not the product of the "
+                        f"remaining experts {kept}")
+                # Samples with everything present are unaffected by others' absence.
+                rows = slice(batch_size // 2, None)
+                assert torch.allclose(lp[rows], model.log_probs(full, batch)[rows], atol=1e-5), (
+                    f"{where}: samples with all modalities changed when others lost {m!r}")
+
+    # Determinism: same seed, same model, same outputs (fresh models: the one above has had
+    # a training-mode forward that moved its BatchNorm statistics).
+    first, again = _build(name, spec, options, seed).eval(), _build(name, spec, options, seed).eval()
+    for (k, v), (_, w) in zip(first.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(v, w), f"{where}: same seed built different values for {k!r}"
+    with torch.no_grad():
+        a, b = first(batch), again(batch)
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{where}: same seed gave different outputs for {k!r}"
