@@ -1,4 +1,4 @@
-"""Command line: ``python -m i2m2bench run|list|leaderboard``.
+"""Command line: ``python -m i2m2bench run|list|leaderboard|bench``.
 
 Errors in configs or data are reported as one clear message with a non-zero exit code; pass
 ``--debug`` for the Python traceback.
@@ -17,6 +17,7 @@ EPILOG = """examples:
   python -m i2m2bench run --gin gin/avmnist.gin --data-root ~/data   # real AV-MNIST
   python -m i2m2bench list
   python -m i2m2bench leaderboard --check
+  python -m i2m2bench bench                                     # PoE kernel throughput table
 """
 
 
@@ -55,11 +56,12 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_leaderboard(args) -> int:
+    from i2m2bench.bench import json_path, render_poe_file, stale_poe
     from i2m2bench.leaderboard import render_all, stale_boards
 
     out = Path(args.leaderboard_dir)
     if args.check:
-        stale = stale_boards(out)
+        stale = stale_boards(out) + stale_poe(out)
         for s in stale:
             print(f"stale: {s}", file=sys.stderr)
         if stale:
@@ -69,6 +71,16 @@ def _cmd_leaderboard(args) -> int:
         return 0
     for p in render_all(out):
         print(f"wrote {p}")
+    if json_path(out).exists():
+        print(f"wrote {render_poe_file(out)}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from i2m2bench.bench import run_benchmarks
+
+    path = run_benchmarks(Path(args.leaderboard_dir), quick=args.quick, extra=args.pytest_args)
+    print(f"wrote {path}")
     return 0
 
 
@@ -115,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fail (exit 1) if a committed leaderboard differs from its rows")
     lb.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR")
     lb.set_defaults(func=_cmd_leaderboard)
+
+    bn = sub.add_parser("bench", help="run the PoE kernel benchmarks and render leaderboards/poe_kernel.md",
+                        parents=[common])
+    bn.add_argument("--quick", action="store_true", help="tiny grid: checks the code in seconds")
+    bn.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR")
+    bn.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
+                    help="extra pytest arguments after --, e.g. -- -k fwdbwd")
+    bn.set_defaults(func=_cmd_bench)
     return p
 
 

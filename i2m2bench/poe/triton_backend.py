@@ -1,0 +1,158 @@
+"""The ``triton`` PoE backend: one kernel computes the loss and its gradient (CUDA).
+
+One program per row. Pass 1 streams the K expert logits over the classes in blocks, forms the
+weighted sum s = sum_k m_bk w_k z_k and keeps an online max / sum-of-exp (the online softmax of
+Milakov & Gimelshein, 2018) plus s[target]. Pass 2 re-reads the row and writes
+(softmax(s) - onehot) * scale into the single gradient buffer (or log_softmax(s) for the
+forward-only kernel). Up to ``MAX_EXPERTS`` experts are passed as separate pointers, so K heads'
+outputs are never stacked (no copy). Runs on CPU under ``TRITON_INTERPRET=1`` for testing.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+MAX_EXPERTS = 8
+
+try:  # triton is optional: absent on CPU-only installs of torch
+    import triton
+    import triton.language as tl
+except Exception:  # noqa: BLE001 - any import problem means "not available"
+    triton = None
+
+
+def available(device: torch.device) -> bool:
+    """Whether the kernel can run on ``device`` (CUDA, or any device under the interpreter)."""
+    if triton is None:
+        return False
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return device.type == "cpu"
+    return device.type == "cuda"
+
+
+if triton is not None:
+
+    @triton.jit
+    def _wsum(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, row, stride, cols, valid,
+              K: tl.constexpr, HAS_MASK: tl.constexpr):
+        """Weighted, masked sum of the K experts' logits at (row, cols), float32."""
+        s = tl.zeros(cols.shape, dtype=tl.float32)
+        for k in tl.static_range(K):
+            if k == 0:
+                ptr = z0
+            elif k == 1:
+                ptr = z1
+            elif k == 2:
+                ptr = z2
+            elif k == 3:
+                ptr = z3
+            elif k == 4:
+                ptr = z4
+            elif k == 5:
+                ptr = z5
+            elif k == 6:
+                ptr = z6
+            else:
+                ptr = z7
+            w = tl.load(w_ptr + k)
+            if HAS_MASK:
+                w = tl.where(tl.load(m_ptr + row * K + k) != 0, w, 0.0)
+                z = tl.load(ptr + row * stride + cols, mask=valid & (w != 0.0), other=0.0)
+            else:
+                z = tl.load(ptr + row * stride + cols, mask=valid, other=0.0)
+            s += w * z.to(tl.float32)
+        return s
+
+    @triton.jit
+    def _poe_kernel(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, t_ptr, out_ptr, loss_ptr,
+                    C, stride, out_stride, scale,
+                    K: tl.constexpr, HAS_MASK: tl.constexpr, MODE: tl.constexpr,
+                    BLOCK: tl.constexpr):
+        """MODE 0: out = (softmax(s) - onehot(t)) * scale, loss = lse - s_t. MODE 1: out = log_softmax(s)."""
+        row = tl.program_id(0).to(tl.int64)
+        offs = tl.arange(0, BLOCK)
+        if MODE == 0:
+            t = tl.load(t_ptr + row)
+        m = tl.full((), float("-inf"), tl.float32)
+        d = tl.zeros((), dtype=tl.float32)
+        st = tl.zeros((), dtype=tl.float32)
+        for c0 in range(0, C, BLOCK):
+            cols = c0 + offs
+            valid = cols < C
+            s = _wsum(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, row, stride, cols, valid,
+                      K, HAS_MASK)
+            s = tl.where(valid, s, float("-inf"))
+            m_new = tl.maximum(m, tl.max(s, 0))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            d = d * tl.exp(m - m_safe) + tl.sum(tl.exp(s - m_safe), 0)
+            m = m_new
+            if MODE == 0:
+                st += tl.sum(tl.where(cols == t, s, 0.0), 0)
+        m = tl.where(m == float("-inf"), 0.0, m)
+        lse = m + tl.log(d)
+        if MODE == 0:
+            tl.store(loss_ptr + row, lse - st)
+        for c0 in range(0, C, BLOCK):
+            cols = c0 + offs
+            valid = cols < C
+            s = _wsum(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, row, stride, cols, valid,
+                      K, HAS_MASK)
+            if MODE == 0:
+                g = (tl.exp(s - lse) - tl.where(cols == t, 1.0, 0.0)) * scale
+            else:
+                g = s - lse
+            tl.store(out_ptr + row * out_stride + cols, g.to(out_ptr.dtype.element_ty), mask=valid)
+
+
+def _launch(zs, coefs, mask, target, mode: int, scale: float):
+    k = len(zs)
+    if k > MAX_EXPERTS:
+        raise ValueError(f"triton poe backend supports at most {MAX_EXPERTS} experts; got {k}")
+    zs = [z.contiguous() for z in zs]
+    b, c = zs[0].shape
+    dev = zs[0].device
+    out = torch.empty((b, c), dtype=torch.float32, device=dev)
+    loss = torch.empty(b, dtype=torch.float32, device=dev)
+    w = torch.tensor(coefs, dtype=torch.float32, device=dev)
+    m = mask.to(torch.int8).contiguous() if mask is not None else w  # dummy pointer when unused
+    t = target.contiguous() if target is not None else loss  # dummy pointer when unused
+    ptrs = zs + [zs[0]] * (MAX_EXPERTS - k)
+    block = min(triton.next_power_of_2(c), 4096)
+    _poe_kernel[(b,)](*ptrs, w, m, t, out, loss, c, zs[0].stride(0), out.stride(0), scale,
+                      K=k, HAS_MASK=mask is not None, MODE=mode, BLOCK=block,
+                      num_warps=8 if block >= 2048 else 4)
+    return out, loss
+
+
+class TritonNLL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, target, coefs, mask, reduction, *zs):
+        b = zs[0].shape[0]
+        scale = 1.0 / b if reduction == "mean" else 1.0
+        grad, loss = _launch(list(zs), coefs, mask, target, 0, scale)
+        ctx.coefs, ctx.reduction, ctx.in_dtype = coefs, reduction, zs[0].dtype
+        ctx.save_for_backward(grad, mask)
+        out = loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+        return out.to(zs[0].dtype)
+
+    @staticmethod
+    def backward(ctx, go):
+        from i2m2bench.poe.fused import FusedNLL
+
+        return FusedNLL.backward(ctx, go)
+
+
+class TritonLogSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, coefs, mask, *zs):
+        out, _ = _launch(list(zs), coefs, mask, None, 1, 1.0)
+        ctx.coefs, ctx.in_dtype = coefs, zs[0].dtype
+        ctx.save_for_backward(out, mask)
+        return out if out.dtype == zs[0].dtype else out.to(zs[0].dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        from i2m2bench.poe.fused import FusedLogSoftmax
+
+        return FusedLogSoftmax.backward(ctx, g)

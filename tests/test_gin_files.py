@@ -1,0 +1,77 @@
+"""Every gin file parses, defines a valid suite, and every method builds on its task's shapes."""
+from pathlib import Path
+
+import gin
+import pytest
+
+import i2m2bench
+from i2m2bench.data.avmnist import _modalities
+from i2m2bench.harness.runner import (ConfigError, _bound_scopes, embedded_schedule,
+                                      method_config, parse_gin, suite_config)
+from i2m2bench.harness.training import TrainConfig
+from i2m2bench.types import ModalitySpec, TaskSpec
+
+GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
+GIN_FILES = sorted(p for p in GIN_DIR.glob("*.gin") if p.name != "base.gin")
+
+SPECS = {
+    "avmnist": TaskSpec("avmnist", "t", _modalities("embedded"), "multiclass", 10),
+    "toy": TaskSpec("toy", "t", (ModalitySpec("a", (16,), "vector"), ModalitySpec("b", (16,), "vector")),
+                    "multiclass", 4),
+}
+
+
+@pytest.mark.parametrize("path", GIN_FILES, ids=lambda p: p.name)
+def test_gin_file_defines_buildable_methods(path):
+    parse_gin([path])
+    suite = suite_config()
+    assert suite["methods"] and suite["seeds"]
+    assert _bound_scopes() <= set(suite["methods"]), "bindings for methods not in suite.methods"
+    spec = SPECS[suite["dataset"]]
+    for name in suite["methods"]:
+        with gin.config_scope(name):
+            m = method_config()
+            train = TrainConfig()
+            embedded_schedule()
+        assert train.lr > 0
+        i2m2bench.RECIPES.get(m["recipe"])
+        model = i2m2bench.build_fusion(m["fusion"], spec, **m["options"])
+        for expert, dep in m["pretrain"].items():
+            assert dep in suite["methods"], f"{name}: pretrain source {dep!r} is not a method"
+            with gin.config_scope(dep):
+                d = method_config()
+            donor = i2m2bench.build_fusion(d["fusion"], spec, **d["options"])
+            model.experts()[expert].load_state_dict(donor.state_dict())  # same architecture
+
+
+def test_avmnist_gin_carries_the_paper_hyperparameters():
+    parse_gin([GIN_DIR / "avmnist.gin"])
+    lrs = {}
+    for name in suite_config()["methods"]:
+        with gin.config_scope(name):
+            t = TrainConfig()
+        lrs[name] = t.lr
+        assert (t.optimizer, t.weight_decay, t.epochs, t.batch_size, t.grad_clip, t.patience) == (
+            "sgd", 1e-4, 30, 40, 8.0, 10)
+    assert lrs == {"image_only": 0.01, "audio_only": 0.01, "intra_only": 0.1, "late_fusion": 0.1,
+                   "lrtf": 0.1, "early_fusion": 0.1, "i2m2_lf": 0.01, "i2m2_lrtf": 0.01}
+
+
+def test_unknown_binding_is_an_error_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.gin"
+    bad.write_text("include 'base.gin'\ntrain.learning_rate = 0.1\n")
+    (tmp_path / "base.gin").write_text((GIN_DIR / "base.gin").read_text())
+    with pytest.raises(ConfigError, match=r"(?s)learning_rate.*bad.gin.*line 2"):
+        parse_gin([bad])
+
+
+def test_gin_syntax_error_names_file_and_line(tmp_path):
+    bad = tmp_path / "syntax.gin"
+    bad.write_text("train.lr = 0.1\ntrain.epochs = = 3\n")
+    with pytest.raises(ConfigError, match=r"(?s)syntax.gin.*2"):
+        parse_gin([bad])
+
+
+def test_missing_gin_file():
+    with pytest.raises(ConfigError, match="gin file nope.gin: not found"):
+        parse_gin(["nope.gin"])

@@ -1,0 +1,197 @@
+"""The PoE API: every backend equals the paper's formula; masks, weights, errors, extremes."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from i2m2bench.poe import BACKENDS, poe_bce, poe_bernoulli_logits, poe_log_softmax, poe_nll
+from i2m2bench.poe import triton_backend
+
+# triton joins on CPU only under TRITON_INTERPRET=1 (see test_poe_triton.py, which re-runs this
+# file that way); on CUDA machines the GPU tests below cover it.
+CPU_BACKENDS = [b for b in BACKENDS if b != "triton" or triton_backend.available(torch.device("cpu"))]
+
+
+def paper(zs, weights=None, mask=None):
+    """Madaan et al. (2024): num = sum_k log_softmax(z_k); out = num - logsumexp(num)."""
+    num = 0
+    for k, z in enumerate(zs):
+        t = F.log_softmax(z.double(), -1)
+        if weights is not None:
+            t = t * weights[k].double()
+        if mask is not None:
+            t = torch.where(mask[:, k:k + 1], t, torch.zeros((), dtype=t.dtype))
+        num = num + t
+    return num - torch.logsumexp(num, -1, keepdim=True)
+
+
+def make(k=3, b=5, c=7, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, c, generator=g, dtype=dtype).mul_(3).requires_grad_() for _ in range(k)]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("stacked", [False, True])
+def test_values_and_gradients_match_the_paper(backend, stacked):
+    zs = make()
+    w = torch.tensor([1.0, 0.5, 2.0])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]], dtype=torch.bool)
+    target = torch.tensor([0, 3, 6, 2, 1])
+    arg = torch.stack(zs) if stacked else zs
+    out = poe_log_softmax(arg, w, mask, backend=backend)
+    want = paper(zs, w, mask)
+    assert torch.allclose(out.double(), want, atol=1e-5)
+    loss = poe_nll(arg, target, w, mask, backend=backend)
+    ref = F.nll_loss(want, target)
+    assert torch.allclose(loss.double(), ref, atol=1e-5)
+    g = torch.autograd.grad(loss, zs)
+    gr = torch.autograd.grad(ref, zs)
+    for a, b in zip(g, gr):
+        assert torch.allclose(a.double(), b.double(), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_one_available_expert_is_that_experts_log_softmax(backend):
+    zs = make()
+    mask = torch.zeros(5, 3, dtype=torch.bool)
+    mask[:, 1] = True
+    assert torch.allclose(poe_log_softmax(zs, mask=mask, backend=backend), F.log_softmax(zs[1], -1), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_masked_experts_get_zero_gradient_even_with_nan_logits(backend):
+    zs = make()
+    with torch.no_grad():
+        zs[2][0] = float("nan")  # a missing modality's expert may produce garbage
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    mask[0, 2] = False
+    loss = poe_nll(zs, torch.zeros(5, dtype=torch.long), mask=mask, backend=backend)
+    assert torch.isfinite(loss)
+    g = torch.autograd.grad(loss, zs)
+    assert torch.all(g[2][0] == 0) and torch.all(torch.isfinite(g[2]))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_weights_scale_gradients(backend):
+    zs = make(k=2)
+    target = torch.tensor([1, 2, 3, 4, 5])
+    w = torch.tensor([2.0, 1.0])
+    loss = poe_nll(zs, target, w, backend=backend)
+    g0, g1 = torch.autograd.grad(loss, zs)
+    assert torch.allclose(g0, 2 * g1, atol=1e-6)  # d/dz_k = w_k * (softmax - onehot) / B
+
+
+def test_no_available_expert_names_the_rows():
+    zs = make()
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    mask[1] = False
+    mask[4] = False
+    with pytest.raises(ValueError, match=r"rows \[1, 4\] have no available expert"):
+        poe_log_softmax(zs, mask=mask)
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="every expert must be"):
+        poe_log_softmax([torch.zeros(2, 3), torch.zeros(2, 4)])
+    with pytest.raises(ValueError, match=r"weights must have shape \(K,\) = \(2,\)"):
+        poe_log_softmax([torch.zeros(2, 3)] * 2, weights=torch.ones(3))
+    with pytest.raises(ValueError, match="unknown poe backend"):
+        poe_log_softmax([torch.zeros(2, 3)], backend="cuda-magic")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_extreme_logits_stay_finite(backend):
+    z1 = torch.tensor([[1e4, -1e4, 0.0], [-1e30, 0.0, 1e4]], requires_grad=True)
+    z2 = torch.tensor([[-1e4, 1e4, 0.0], [0.0, -3.4e38, 0.0]], requires_grad=True)
+    out = poe_log_softmax([z1, z2], backend=backend)
+    loss = poe_nll([z1, z2], torch.tensor([0, 2]), backend=backend)
+    g = torch.autograd.grad(loss, [z1, z2])
+    assert torch.isfinite(loss) and all(torch.isfinite(x).all() for x in g)
+    assert torch.all(out <= 0) and not torch.isnan(out).any()
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_k1_equals_log_softmax(backend):
+    (z,) = make(k=1)
+    assert torch.allclose(poe_log_softmax([z], backend=backend), F.log_softmax(z, -1), atol=1e-6)
+    t = torch.tensor([0, 1, 2, 3, 4])
+    assert torch.allclose(poe_nll([z], t, backend=backend), F.cross_entropy(z, t), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_float64_gradcheck(backend, reduction):
+    zs = make(k=3, b=4, c=6, dtype=torch.float64)
+    w = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1], [0, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
+    t = torch.tensor([0, 5, 2, 3])
+    assert torch.autograd.gradcheck(lambda *z: poe_nll(list(z), t, w, mask, reduction, backend=backend), zs)
+    assert torch.autograd.gradcheck(lambda *z: poe_log_softmax(list(z), w, mask, backend=backend), zs)
+    y = torch.rand(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.autograd.gradcheck(lambda *z: poe_bce(list(z), y, w, mask, "mean", backend=backend), zs)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
+def test_half_precision_within_stated_tolerance(backend, dtype, tol):
+    """Half inputs: values and gradients within ``tol`` (absolute) of the float64 paper formula."""
+    zs = [z.detach().to(dtype).requires_grad_() for z in make(k=3, b=8, c=50)]
+    t = torch.arange(8) * 5
+    loss = poe_nll(zs, t, backend=backend)
+    ref = F.nll_loss(paper([z.detach().double().requires_grad_() for z in zs]), t)
+    assert abs(float(loss) - float(ref)) < tol * max(1.0, abs(float(ref)))
+    out = poe_log_softmax(zs, backend=backend)
+    assert out.dtype == dtype
+    assert torch.allclose(out.double(), paper(zs), atol=tol * 10, rtol=tol)
+    g = torch.autograd.grad(loss, zs)
+    zd = [z.detach().double().requires_grad_() for z in zs]
+    gr = torch.autograd.grad(F.nll_loss(paper(zd), t), zd)
+    for a, b in zip(g, gr):
+        assert a.dtype == dtype and torch.allclose(a.double(), b, atol=tol)
+
+
+@pytest.mark.parametrize("backend", [b for b in CPU_BACKENDS if b in ("fused", "triton")])
+def test_backward_twice_and_loss_scaling(backend):
+    """The saved gradient buffer survives retain_graph and a scaled loss (e.g. AMP's scaler)."""
+    zs = make(k=2, b=4, c=5)
+    loss = poe_nll(zs, torch.tensor([0, 1, 2, 3]), backend=backend)
+    g1 = [g.clone() for g in torch.autograd.grad(loss * 8.0, zs, retain_graph=True)]
+    g2 = torch.autograd.grad(loss, zs)
+    assert all(torch.allclose(a, 8.0 * b) for a, b in zip(g1, g2))
+
+
+def test_fused_shared_gradient_does_not_alias_leaf_grads():
+    """Experts with coefficient 1 share one gradient buffer; leaves must still get their own."""
+    zs = make(k=3, b=4, c=5)
+    poe_nll(zs, torch.tensor([0, 1, 2, 3]), backend="fused").backward()
+    g1 = zs[1].grad.clone()
+    zs[0].grad.mul_(0)
+    assert torch.equal(zs[1].grad, g1)
+
+
+def test_fused_chunking_covers_every_row(monkeypatch):
+    from i2m2bench.poe import fused
+    monkeypatch.setattr(fused, "CHUNK_ELEMS", 7 * 3)  # 3 rows per chunk, last chunk partial
+    zs = make(k=3, b=8, c=7)
+    t = torch.arange(8) % 7
+    assert torch.allclose(poe_log_softmax(zs, backend="fused").double(), paper(zs), atol=1e-5)
+    g = torch.autograd.grad(poe_nll(zs, t, backend="fused"), zs)
+    gr = torch.autograd.grad(poe_nll(zs, t, backend="reference"), zs)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g, gr))
+
+
+def test_auto_picks_by_device_and_size():
+    from i2m2bench.poe import FUSED_MIN_ELEMENTS, _pick
+    small, big = [torch.zeros(4, 10)], [torch.zeros(2, FUSED_MIN_ELEMENTS // 2)]
+    assert _pick("auto", small) == "torch" and _pick("auto", big) == "fused"
+
+
+def test_bernoulli_product_sums_logits():
+    zs = make(k=3)
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    mask[0, 0] = False
+    w = torch.tensor([1.0, 2.0, 0.5])
+    z = poe_bernoulli_logits(zs, w, mask)
+    want = zs[0] * w[0] * mask[:, :1] + zs[1] * w[1] + zs[2] * w[2]
+    assert torch.allclose(z, want)
+    soft = torch.rand(5, 7, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(poe_bce(zs, soft, w, mask), F.binary_cross_entropy_with_logits(want, soft))
