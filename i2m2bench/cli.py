@@ -138,8 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed blocks instead of returning them to the OS at every step.
+
+    Training allocates and frees the same multi-MB activation buffers every step; by default
+    glibc serves them with fresh mmaps and trims the heap, so each step pays page faults again
+    (30 M minor faults, 8% of the AV-MNIST suite's time). Only the CLI process is tuned; importing
+    i2m2bench as a library changes nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's maximum, 32 MiB
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: trim only above 1 GiB of free heap
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        _keep_freed_memory()
     from i2m2bench.registry import load_plugins
 
     try:

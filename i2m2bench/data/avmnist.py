@@ -77,7 +77,7 @@ def _as_uint8(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> torch.Tens
         if not np.array_equal(np.round(xf), xf):
             return torch.from_numpy(np.ascontiguousarray(xf))  # keep non-integer values exactly
         x = xf.astype(np.uint8)
-    return torch.from_numpy(np.ascontiguousarray(x))
+    return torch.from_numpy(np.array(x, copy=True))  # into memory (the file is memory-mapped)
 
 
 def _labels(path: Path, rows: int) -> torch.Tensor:
@@ -135,9 +135,11 @@ def build_avmnist(source: str = "auto", data_root: str | None = None,
             raise TypeError(f"avmnist: options {sorted(embedded_options)} apply to embedded data only")
         return load_avmnist_real(folder, tuple(split_sizes))
     if source == "auto":
-        where = f"{folder} not found" if folder is not None else "no data root given"
-        print(f"[i2m2bench] avmnist: {where}; using the EMBEDDED AV-Digits stand-in "
-              "(see README: 'Real data').", file=sys.stderr)
+        why = f"{folder} not found" if folder is not None else "no data root given"
+    else:
+        why = "source='embedded'"
+    print(f"[i2m2bench] avmnist: {why}; using the EMBEDDED AV-Digits stand-in, not AV-MNIST "
+          "(see README: 'Real data').", file=sys.stderr)
     from i2m2bench.data.avdigits import build_avdigits
 
     return build_avdigits(**embedded_options)

@@ -77,11 +77,14 @@ def parse_gin(files: list[str | Path], bindings: list[str] = ()) -> None:
     for f in files:
         if not Path(f).is_file():
             raise ConfigError(f"gin file {f}: not found")
-        # `include 'base.gin'` resolves next to the including file.
-        if str(Path(f).resolve().parent) not in gin.config._LOCATION_PREFIXES:  # noqa: SLF001
-            gin.add_config_file_search_path(str(Path(f).resolve().parent))
+        # `include 'base.gin'` resolves next to the including file (searched first, so gin
+        # does not log a failed lookup relative to the working directory).
+        folder = str(Path(f).resolve().parent)
+        prefixes = gin.config._LOCATION_PREFIXES  # noqa: SLF001 - gin has no public accessor
+        if folder not in prefixes:
+            prefixes.insert(0, folder)
     try:
-        gin.parse_config_files_and_bindings([str(f) for f in files], list(bindings))
+        gin.parse_config_files_and_bindings([str(Path(f).resolve()) for f in files], list(bindings))
     except Exception as exc:  # gin raises ValueError/ParseError/ImportError with the location
         where = ", ".join(str(f) for f in files)
         extra = f" or --gin-param {list(bindings)}" if bindings else ""
@@ -156,6 +159,7 @@ class SuiteRun:
     _done: dict = field(default_factory=dict)
     _active: list = field(default_factory=list)
     summary: list = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)  # commit, device, torch: taken at start
 
     # -- identity ------------------------------------------------------------------------
     @property
@@ -296,7 +300,8 @@ class SuiteRun:
                 "fusion": u.spec["fusion"], "recipe": u.spec["recipe"], "seed": u.seed,
                 "unit_hash": u.unit_hash, "config_hash": self.config_hash,
                 "train": u.train.as_dict(), "n_train": len(self.task.splits["train"]),
-                **store.provenance(self.device)}
+                **(self.provenance or store.provenance(self.device)),
+                "date": store.provenance(self.device)["date"]}
         rows = [{**base, "protocol": p, "metric": spec.metric, "value": v,
                  "higher_is_better": spec.higher_is_better} for p, v in metrics.items()]
         rows += [{**base, "protocol": "train", "metric": k, "value": v, "higher_is_better": None}
@@ -328,7 +333,7 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     task = Task(task.spec, {k: s.to(dev) for k, s in task.splits.items()},
                 {k: s.to(dev) for k, s in task.shifts.items()}, task.options)
     run = SuiteRun(suite, task, dev, Path(out), Path(results_dir), force=force, progress=progress,
-                   config_hash=config_hash)
+                   config_hash=config_hash, provenance=store.provenance(dev))
     selected = suite["methods"] if not methods else methods
     for m in selected:
         run.method_spec(m)  # validate every method before training anything

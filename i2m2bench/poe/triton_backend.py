@@ -1,6 +1,6 @@
 """The ``triton`` PoE backend: one kernel computes the loss and its gradient (CUDA).
 
-One program per row. Pass 1 streams the K expert logits over the classes in blocks, forms the
+One program per row, accumulating in float32 (float64 for float64 inputs). Pass 1 streams the K expert logits over the classes in blocks, forms the
 weighted sum s = sum_k m_bk w_k z_k and keeps an online max / sum-of-exp (the online softmax of
 Milakov & Gimelshein, 2018) plus s[target]. Pass 2 re-reads the row and writes
 (softmax(s) - onehot) * scale into the single gradient buffer (or log_softmax(s) for the
@@ -35,9 +35,9 @@ if triton is not None:
 
     @triton.jit
     def _wsum(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, row, stride, cols, valid,
-              K: tl.constexpr, HAS_MASK: tl.constexpr):
-        """Weighted, masked sum of the K experts' logits at (row, cols), float32."""
-        s = tl.zeros(cols.shape, dtype=tl.float32)
+              K: tl.constexpr, HAS_MASK: tl.constexpr, ACC: tl.constexpr):
+        """Weighted, masked sum of the K experts' logits at (row, cols), in ACC precision."""
+        s = tl.zeros(cols.shape, dtype=ACC)
         for k in tl.static_range(K):
             if k == 0:
                 ptr = z0
@@ -61,27 +61,27 @@ if triton is not None:
                 z = tl.load(ptr + row * stride + cols, mask=valid & (w != 0.0), other=0.0)
             else:
                 z = tl.load(ptr + row * stride + cols, mask=valid, other=0.0)
-            s += w * z.to(tl.float32)
+            s += w * z.to(ACC)
         return s
 
     @triton.jit
     def _poe_kernel(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, t_ptr, out_ptr, loss_ptr,
                     C, stride, out_stride, scale,
                     K: tl.constexpr, HAS_MASK: tl.constexpr, MODE: tl.constexpr,
-                    BLOCK: tl.constexpr):
+                    BLOCK: tl.constexpr, ACC: tl.constexpr):
         """MODE 0: out = (softmax(s) - onehot(t)) * scale, loss = lse - s_t. MODE 1: out = log_softmax(s)."""
         row = tl.program_id(0).to(tl.int64)
         offs = tl.arange(0, BLOCK)
         if MODE == 0:
             t = tl.load(t_ptr + row)
-        m = tl.full((), float("-inf"), tl.float32)
-        d = tl.zeros((), dtype=tl.float32)
-        st = tl.zeros((), dtype=tl.float32)
+        m = tl.full((), float("-inf"), ACC)
+        d = tl.zeros((), dtype=ACC)
+        st = tl.zeros((), dtype=ACC)
         for c0 in range(0, C, BLOCK):
             cols = c0 + offs
             valid = cols < C
             s = _wsum(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, row, stride, cols, valid,
-                      K, HAS_MASK)
+                      K, HAS_MASK, ACC)
             s = tl.where(valid, s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, 0))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -97,7 +97,7 @@ if triton is not None:
             cols = c0 + offs
             valid = cols < C
             s = _wsum(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, row, stride, cols, valid,
-                      K, HAS_MASK)
+                      K, HAS_MASK, ACC)
             if MODE == 0:
                 g = (tl.exp(s - lse) - tl.where(cols == t, 1.0, 0.0)) * scale
             else:
@@ -112,15 +112,17 @@ def _launch(zs, coefs, mask, target, mode: int, scale: float):
     zs = [z.contiguous() for z in zs]
     b, c = zs[0].shape
     dev = zs[0].device
-    out = torch.empty((b, c), dtype=torch.float32, device=dev)
-    loss = torch.empty(b, dtype=torch.float32, device=dev)
-    w = torch.tensor(coefs, dtype=torch.float32, device=dev)
+    acc = torch.float64 if zs[0].dtype == torch.float64 else torch.float32
+    out = torch.empty((b, c), dtype=acc, device=dev)
+    loss = torch.empty(b, dtype=acc, device=dev)
+    w = torch.tensor(coefs, dtype=acc, device=dev)
     m = mask.to(torch.int8).contiguous() if mask is not None else w  # dummy pointer when unused
     t = target.contiguous() if target is not None else loss  # dummy pointer when unused
     ptrs = zs + [zs[0]] * (MAX_EXPERTS - k)
     block = min(triton.next_power_of_2(c), 4096)
     _poe_kernel[(b,)](*ptrs, w, m, t, out, loss, c, zs[0].stride(0), out.stride(0), scale,
                       K=k, HAS_MASK=mask is not None, MODE=mode, BLOCK=block,
+                      ACC=tl.float64 if acc == torch.float64 else tl.float32,
                       num_warps=8 if block >= 2048 else 4)
     return out, loss
 
