@@ -195,3 +195,12 @@ def test_bernoulli_product_sums_logits():
     assert torch.allclose(z, want)
     soft = torch.rand(5, 7, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(poe_bce(zs, soft, w, mask), F.binary_cross_entropy_with_logits(want, soft))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_underflowing_target_probability_gives_the_exact_loss(backend):
+    """p(target) = exp(-400) underflows in float32; the loss must still be 400, not inf."""
+    z = torch.tensor([[100.0, -100.0, 0.0]] * 2, requires_grad=True)
+    loss = poe_nll([z, z.detach().clone().requires_grad_()], torch.tensor([1, 0]), reduction="none",
+                   backend=backend)
+    assert torch.allclose(loss, torch.tensor([400.0, 0.0]), atol=1e-3)

@@ -13,10 +13,59 @@ The sum of logits must stay finite: |sum_k w_k z_k| below the dtype's maximum.
 """
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import torch
 
-# Rows per chunk: about CHUNK_ELEMS elements, so a chunk's intermediates fit in L2.
-CHUNK_ELEMS = 1 << 16
+# Rows per chunk: about CHUNK_ELEMS elements (4 MiB of float32): per-op dispatch is amortised and
+# a chunk's intermediates stay in the last-level cache (measured: 2^16 -> 975 ms, 2^20 -> 473 ms
+# for K=3, B=4096, C=32768 forward+backward on the 2-core CI machine).
+CHUNK_ELEMS = 1 << 20
+
+# Gradient buffers up to this size are kept for reuse: a fresh 0.5 GiB buffer costs ~200 ms of
+# page faults on first touch, a warm one ~40 ms.
+WORKSPACE_MAX_BYTES = 1 << 30
+_workspace: dict[tuple, torch.Tensor] = {}
+
+
+def _madvise_huge(t: torch.Tensor) -> None:
+    """Ask Linux for transparent huge pages on a large CPU buffer before its first touch."""
+    n = t.numel() * t.element_size()
+    if t.device.type != "cpu" or n < (32 << 20) or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        start = (t.data_ptr() + (1 << 21) - 1) & ~((1 << 21) - 1)
+        end = (t.data_ptr() + n) & ~((1 << 21) - 1)
+        if end > start:
+            libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 14)  # MADV_HUGEPAGE
+    except (OSError, AttributeError):
+        pass
+
+
+def _buffer(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A (B, C) gradient buffer: a cached one nobody else references, else a fresh one.
+
+    Reuse requires that no tensor (including views, or a leaf's ``.grad`` that took it over)
+    still refers to the cached buffer or its storage.
+    """
+    key = (shape, dtype, device)
+    cached = _workspace.get(key)
+    if cached is not None and cached._use_count() == 1 and torch._C._storage_Use_Count(
+            cached.untyped_storage()._cdata) == 1:
+        return cached
+    buf = torch.empty(shape, dtype=dtype, device=device)
+    _madvise_huge(buf)
+    if buf.numel() * buf.element_size() <= WORKSPACE_MAX_BYTES and device.type == "cpu":
+        _workspace.clear()  # keep at most one buffer alive between calls
+        _workspace[key] = buf
+    return buf
+
+
+def release_workspace() -> None:
+    """Drop the cached gradient buffer (frees its memory once nothing else uses it)."""
+    _workspace.clear()
 
 
 def _rows_per_chunk(c: int) -> int:
@@ -30,16 +79,19 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def _accumulate(out: torch.Tensor, zs: list[torch.Tensor], coefs: list[float],
                 mask: torch.Tensor | None) -> None:
     """out = sum_k coefs[k] * mask[:, k] * zs[k] for one chunk (masked entries never read)."""
-    for k, z in enumerate(zs):
-        if mask is not None:  # select, never multiply: a missing expert may hold NaN
-            z = torch.where(mask[:, k:k + 1], z, torch.zeros((), dtype=z.dtype, device=z.device))
-        if k == 0:
-            if coefs[0] == 1.0:
-                out.copy_(z)
-            else:
-                torch.mul(z, coefs[0], out=out)
-        else:
-            out.add_(z, alpha=coefs[k])
+    if mask is not None:  # select, never multiply: a missing expert may hold NaN
+        zero = torch.zeros((), dtype=zs[0].dtype, device=zs[0].device)
+        zs = [torch.where(mask[:, k:k + 1], z, zero) for k, z in enumerate(zs)]
+    if len(zs) == 1:
+        torch.mul(zs[0], coefs[0], out=out) if coefs[0] != 1.0 else out.copy_(zs[0])
+        return
+    if coefs[0] == 1.0:
+        torch.add(zs[0], zs[1], alpha=coefs[1], out=out)  # one pass for the first two experts
+    else:
+        torch.mul(zs[0], coefs[0], out=out)
+        out.add_(zs[1], alpha=coefs[1])
+    for z, c in zip(zs[2:], coefs[2:]):
+        out.add_(z, alpha=c)
 
 
 def _expert_grads(g: torch.Tensor, coefs: list[float], mask: torch.Tensor | None,
@@ -58,15 +110,6 @@ def _expert_grads(g: torch.Tensor, coefs: list[float], mask: torch.Tensor | None
     return out
 
 
-def _row_lse(s: torch.Tensor, e: torch.Tensor | None = None):
-    """(max, exp(s - max) written into e, sum) of a chunk; rows that are all -inf stay finite."""
-    m = s.amax(1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros((), dtype=m.dtype, device=m.device))
-    e = torch.sub(s, m, out=e) if e is not None else s - m
-    e.exp_()
-    return m, e, e.sum(1, keepdim=True)
-
-
 def _scaled(grad: torch.Tensor, go: torch.Tensor, per_row: bool) -> torch.Tensor:
     """grad * go; a plain ``loss.backward()`` (go == 1) needs no pass and no new buffer.
 
@@ -79,25 +122,37 @@ def _scaled(grad: torch.Tensor, go: torch.Tensor, per_row: bool) -> torch.Tensor
     return grad * go.to(grad.dtype)
 
 
+def _sum_chunk(out, zs, coefs, mask, r0, r1) -> torch.Tensor:
+    _accumulate(out, [z[r0:r1] for z in zs], coefs, None if mask is None else mask[r0:r1])
+    return out
+
+
 class FusedNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, target, coefs, mask, reduction, *zs):
         b, c = zs[0].shape
+        dev = zs[0].device
         acc = _acc_dtype(zs[0].dtype)
-        grad = torch.empty((b, c), dtype=acc, device=zs[0].device)  # the one (B, C) buffer
-        loss = torch.empty(b, dtype=acc, device=zs[0].device)
+        grad = _buffer((b, c), acc, dev)  # the one (B, C) buffer: becomes d loss / d sum
+        loss = torch.empty(b, dtype=acc, device=dev)
         scale = 1.0 / b if reduction == "mean" else 1.0
         step = _rows_per_chunk(c)
-        work = torch.empty((min(step, b), c), dtype=acc, device=zs[0].device)
+        work = torch.empty((min(step, b), c), dtype=acc, device=dev)
         for r0 in range(0, b, step):
             r1 = min(r0 + step, b)
-            s = grad[r0:r1]  # (R, C) weighted sum of logits, then the gradient
-            _accumulate(s, [z[r0:r1] for z in zs], coefs, None if mask is None else mask[r0:r1])
+            s = _sum_chunk(work[: r1 - r0], zs, coefs, mask, r0, r1)  # (R, C) sum of logits
+            g = grad[r0:r1]
+            torch._softmax(s, 1, False, out=g)  # p: one exp per element
             t = target[r0:r1].unsqueeze(1)  # (R, 1)
-            m, e, tot = _row_lse(s, work[: r1 - r0])
-            loss[r0:r1] = (m + tot.log() - s.gather(1, t)).squeeze(1)
-            torch.div(e, tot.div_(scale), out=s)  # softmax * scale
-            s.scatter_add_(1, t, torch.full_like(t, -scale, dtype=acc))  # - onehot * scale
+            pt = g.gather(1, t)  # (R, 1)
+            loss[r0:r1] = pt.log().neg().squeeze(1)
+            tiny = (pt < 1e-30).squeeze(1)  # p_t underflowed: -log p_t = lse - s_t exactly
+            if bool(tiny.any()):
+                rows = tiny.nonzero().squeeze(1)
+                loss[r0 + rows] = torch.logsumexp(s[rows], 1) - s[rows].gather(1, t[rows]).squeeze(1)
+            if scale != 1.0:
+                g.mul_(scale)
+            g.scatter_add_(1, t, torch.full(t.shape, -scale, dtype=acc, device=dev))
         ctx.coefs, ctx.reduction, ctx.in_dtype = coefs, reduction, zs[0].dtype
         ctx.save_for_backward(grad, mask)
         out = loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
@@ -121,10 +176,8 @@ class FusedLogSoftmax(torch.autograd.Function):
         work = torch.empty((min(step, b), c), dtype=acc, device=zs[0].device)
         for r0 in range(0, b, step):
             r1 = min(r0 + step, b)
-            s = out[r0:r1]
-            _accumulate(s, [z[r0:r1] for z in zs], coefs, None if mask is None else mask[r0:r1])
-            m, _, tot = _row_lse(s, work[: r1 - r0])
-            s.sub_(m + tot.log())
+            s = _sum_chunk(work[: r1 - r0], zs, coefs, mask, r0, r1)
+            torch._log_softmax(s, 1, False, out=out[r0:r1])
         ctx.coefs, ctx.in_dtype = coefs, zs[0].dtype
         ctx.save_for_backward(out, mask)
         return out if out.dtype == zs[0].dtype else out.to(zs[0].dtype)
@@ -155,14 +208,13 @@ class FusedBCE(torch.autograd.Function):
             raise ValueError("the fused poe_bce supports reduction 'mean' or 'sum'")
         b, c = zs[0].shape
         acc = _acc_dtype(zs[0].dtype)
-        grad = torch.empty((b, c), dtype=acc, device=zs[0].device)
+        grad = _buffer((b, c), acc, zs[0].device)
         loss = torch.empty(b, dtype=acc, device=zs[0].device)
         scale = 1.0 / (b * c) if reduction == "mean" else 1.0
         step = _rows_per_chunk(c)
         for r0 in range(0, b, step):
             r1 = min(r0 + step, b)
-            s = grad[r0:r1]
-            _accumulate(s, [z[r0:r1] for z in zs], coefs, None if mask is None else mask[r0:r1])
+            s = _sum_chunk(grad[r0:r1], zs, coefs, mask, r0, r1)
             y = target[r0:r1].to(acc)
             # max(s, 0) - s*y + log1p(exp(-|s|)), the stable BCE-with-logits
             loss[r0:r1] = (s.clamp(min=0) - s * y + torch.log1p(torch.exp(-s.abs()))).sum(1)

@@ -4,7 +4,9 @@ One program per row, accumulating in float32 (float64 for float64 inputs). Pass 
 weighted sum s = sum_k m_bk w_k z_k and keeps an online max / sum-of-exp (the online softmax of
 Milakov & Gimelshein, 2018) plus s[target]. Pass 2 re-reads the row and writes
 (softmax(s) - onehot) * scale into the single gradient buffer (or log_softmax(s) for the
-forward-only kernel). Up to ``MAX_EXPERTS`` experts are passed as separate pointers, so K heads'
+forward-only kernel). The class count C is a compile-time constant (one compilation per head
+size; it also keeps the loops clear of runtime scalars, which the interpreter cannot index
+under NumPy >= 2.4). Up to ``MAX_EXPERTS`` experts are passed as separate pointers, so K heads'
 outputs are never stacked (no copy). Runs on CPU under ``TRITON_INTERPRET=1`` for testing.
 """
 from __future__ import annotations
@@ -56,17 +58,16 @@ if triton is not None:
             else:
                 ptr = z7
             w = tl.load(w_ptr + k)
-            if HAS_MASK:
-                w = tl.where(tl.load(m_ptr + row * K + k) != 0, w, 0.0)
-                z = tl.load(ptr + row * stride + cols, mask=valid & (w != 0.0), other=0.0)
-            else:
-                z = tl.load(ptr + row * stride + cols, mask=valid, other=0.0)
-            s += w * z.to(ACC)
+            z = tl.load(ptr + row * stride + cols, mask=valid, other=0.0).to(ACC)
+            if HAS_MASK:  # select, never multiply: a missing expert's logits may be NaN
+                present = tl.load(m_ptr + row * K + k) != 0
+                z = tl.where(present, z, 0.0)
+            s += w * z
         return s
 
     @triton.jit
     def _poe_kernel(z0, z1, z2, z3, z4, z5, z6, z7, w_ptr, m_ptr, t_ptr, out_ptr, loss_ptr,
-                    C, stride, out_stride, scale,
+                    stride, out_stride, scale, C: tl.constexpr,
                     K: tl.constexpr, HAS_MASK: tl.constexpr, MODE: tl.constexpr,
                     BLOCK: tl.constexpr, ACC: tl.constexpr):
         """MODE 0: out = (softmax(s) - onehot(t)) * scale, loss = lse - s_t. MODE 1: out = log_softmax(s)."""
@@ -120,7 +121,7 @@ def _launch(zs, coefs, mask, target, mode: int, scale: float):
     t = target.contiguous() if target is not None else loss  # dummy pointer when unused
     ptrs = zs + [zs[0]] * (MAX_EXPERTS - k)
     block = min(triton.next_power_of_2(c), 4096)
-    _poe_kernel[(b,)](*ptrs, w, m, t, out, loss, c, zs[0].stride(0), out.stride(0), scale,
+    _poe_kernel[(b,)](*ptrs, w, m, t, out, loss, zs[0].stride(0), out.stride(0), scale, C=c,
                       K=k, HAS_MASK=mask is not None, MODE=mode, BLOCK=block,
                       ACC=tl.float64 if acc == torch.float64 else tl.float32,
                       num_warps=8 if block >= 2048 else 4)
