@@ -109,6 +109,8 @@ if backend == "compiled_reference":
 else:
     loss_fn = lambda: poe_nll(zs, t, backend=backend)
 torch.autograd.grad(loss_fn(), zs)  # warm-up (compilation, allocator)
+from i2m2bench.poe import fused
+fused.release_workspace()  # measure a cold call: the gradient buffer is allocated inside it
 if dev.type == "cuda":
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(dev)
     base = torch.cuda.memory_allocated(dev)

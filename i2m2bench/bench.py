@@ -42,7 +42,14 @@ def run_benchmarks(out_dir: Path, quick: bool = False, extra: list[str] = ()) ->
     if r.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"benchmarks failed (exit {r.returncode}): {' '.join(cmd)}")
-    os.replace(tmp, target)
+    if extra and target.exists():  # a subset (-k ...): replace those entries, keep the others
+        new, old = _load(tmp), _load(target)
+        names = {b["fullname"] for b in new["benchmarks"]}
+        old["benchmarks"] = [b for b in old["benchmarks"] if b["fullname"] not in names] + new["benchmarks"]
+        write_text_atomic(target, json.dumps(old, indent=2))
+        tmp.unlink()
+    else:
+        os.replace(tmp, target)
     return render_poe_file(out_dir)
 
 
@@ -83,7 +90,7 @@ def render_poe_markdown(data: dict) -> str:
            ["threads", roof.get("threads")], ["torch", roof.get("torch")], ["dtype", info["dtype"]],
            ["read bandwidth", f"{roof['read_gbps']:.1f} GB/s (x.sum() over 1 GiB)"],
            ["copy bandwidth", f"{roof['copy_gbps']:.1f} GB/s (read + write, y.copy_(x))"],
-           ["exp throughput", f"{roof['exp_gelems']:.2f} G elements/s (warm output buffer)"]]
+           ["exp throughput", f"{roof['exp_gelems']:.2f} G elements/s (torch.exp on cache-resident data)"]]
     if roof.get("quick"):
         env.append(["grid", "QUICK (I2M2BENCH_BENCH_QUICK=1): a code check, not a measurement"])
     lines += [tabulate(env, headers=["", ""], tablefmt="github"), ""]

@@ -204,3 +204,24 @@ def test_underflowing_target_probability_gives_the_exact_loss(backend):
     loss = poe_nll([z, z.detach().clone().requires_grad_()], torch.tensor([1, 0]), reduction="none",
                    backend=backend)
     assert torch.allclose(loss, torch.tensor([400.0, 0.0]), atol=1e-3)
+
+
+def test_fused_workspace_is_reused_only_when_nothing_refers_to_it():
+    from i2m2bench.poe import fused
+
+    zs = make(k=2, b=6, c=9)
+    t = torch.arange(6)
+    fused.release_workspace()
+    g1 = torch.autograd.grad(poe_nll(zs, t, backend="fused"), zs)
+    kept, snapshot = g1[0], g1[0].clone()
+    view = g1[1][:2]
+    del g1
+    g2 = torch.autograd.grad(poe_nll([z * 2 for z in zs], t, backend="fused"), zs)
+    assert g2[0].data_ptr() != kept.data_ptr() and torch.equal(kept, snapshot)  # held: not reused
+    del kept, g2
+    g3 = torch.autograd.grad(poe_nll(zs, t, backend="fused"), zs)
+    assert torch.equal(view, snapshot[:2])  # a view still pins the storage
+    ptr = g3[0].data_ptr()
+    del g3, view
+    g4 = torch.autograd.grad(poe_nll(zs, t, backend="fused"), zs)
+    assert g4[0].data_ptr() == ptr  # nothing refers to it any more: reused

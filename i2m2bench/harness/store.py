@@ -1,8 +1,10 @@
 """Result rows: one JSON object per line in ``leaderboards/results/<board>.jsonl``.
 
-Rows are appended under an exclusive ``flock`` with one ``write`` per unit, fsync'ed, so two runs
-writing to one file at once do not interleave; a reader skips (and reports) a torn last line
-rather than failing. Run directories hold per-unit artefacts (config, metrics, best checkpoint).
+A unit's rows replace its earlier rows (same unit hash and seed) by rewriting the file through a
+temporary file and ``os.replace`` under an exclusive lock on ``<file>.lock``, so concurrent runs
+serialise and a crash leaves the old file or the new one; a reader skips (and reports) a
+malformed line rather than failing. Run directories hold per-unit artefacts (config, metrics,
+best checkpoint).
 """
 from __future__ import annotations
 
@@ -17,11 +19,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
-ROW_KEYS = ("board", "dataset", "dataset_version", "data_source", "method", "label", "family",
-            "recipe", "seed", "protocol", "metric", "value", "higher_is_better", "unit_hash",
-            "config_hash", "schedule", "git_commit", "date", "device", "torch_version")
-
 
 def stable_hash(obj) -> str:
     """12-hex-digit SHA-256 of the canonical JSON of ``obj``."""
@@ -48,25 +45,6 @@ def provenance(device: torch.device) -> dict:
         name = f"cuda:{torch.cuda.get_device_name(device)}"
     return {"git_commit": git_commit(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(
         timespec="seconds"), "device": name, "torch_version": torch.__version__}
-
-
-def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append ``rows`` atomically with respect to other writers of ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_size:  # never glue a row onto a torn (unterminated) last line
-            with open(path, "rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    payload = b"\n" + payload
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def read_rows(path: Path) -> list[dict]:

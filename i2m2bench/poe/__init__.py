@@ -69,6 +69,14 @@ def _check(zs: list[torch.Tensor], weights: torch.Tensor | None, mask: torch.Ten
                              "at least one expert must be present per sample")
 
 
+def _prepare(logits: Logits, weights, mask, reduction: str | None = None) -> list[torch.Tensor]:
+    zs = _as_list(logits)
+    _check(zs, weights, mask)
+    if reduction is not None and reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
+    return zs
+
+
 def _pick(backend: str, zs: list[torch.Tensor]) -> str:
     if backend == "auto":
         dev = zs[0].device
@@ -90,8 +98,7 @@ def _coefs(weights: torch.Tensor | None, k: int) -> list[float]:
 def poe_log_softmax(logits: Logits, weights: torch.Tensor | None = None,
                     mask: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
     """Normalised log-probabilities (B, C) of the product of K softmax experts."""
-    zs = _as_list(logits)
-    _check(zs, weights, mask)
+    zs = _prepare(logits, weights, mask)
     b = _pick(backend, zs)
     if b == "reference":
         return reference.log_softmax(zs, weights, mask)
@@ -105,10 +112,7 @@ def poe_nll(logits: Logits, target: torch.Tensor, weights: torch.Tensor | None =
             mask: torch.Tensor | None = None, reduction: str = "mean",
             backend: str = "auto") -> torch.Tensor:
     """Negative log-likelihood of ``target`` (B,) under the product of experts."""
-    zs = _as_list(logits)
-    _check(zs, weights, mask)
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
+    zs = _prepare(logits, weights, mask, reduction)
     b = _pick(backend, zs)
     if b == "reference":
         return reference.nll(zs, target, weights, mask, reduction)
@@ -124,8 +128,7 @@ def poe_bernoulli_logits(logits: Logits, weights: torch.Tensor | None = None,
 
     A single weighted sum: every backend but ``reference`` computes it the same way.
     """
-    zs = _as_list(logits)
-    _check(zs, weights, mask)
+    zs = _prepare(logits, weights, mask)
     if _pick(backend, zs) == "reference":
         return reference.bernoulli_logits(zs, weights, mask)
     return torch_backend.bernoulli_logits(zs, weights, mask)
@@ -139,10 +142,7 @@ def poe_bce(logits: Logits, target: torch.Tensor, weights: torch.Tensor | None =
     ``fused`` and ``triton`` share the fused one-pass loss-and-gradient function (``triton``
     has no dedicated BCE kernel: the element-wise loss is a single pass already).
     """
-    zs = _as_list(logits)
-    _check(zs, weights, mask)
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
+    zs = _prepare(logits, weights, mask, reduction)
     b = _pick(backend, zs)
     if b == "reference":
         return reference.bce(zs, target, weights, mask, reduction)

@@ -122,6 +122,14 @@ def _scaled(grad: torch.Tensor, go: torch.Tensor, per_row: bool) -> torch.Tensor
     return grad * go.to(grad.dtype)
 
 
+def save_loss_and_grad(ctx, loss, grad, coefs, mask, reduction, dtype) -> torch.Tensor:
+    """Keep the precomputed gradient for backward; reduce the per-row losses."""
+    ctx.coefs, ctx.reduction, ctx.in_dtype = coefs, reduction, dtype
+    ctx.save_for_backward(grad, mask)
+    out = loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+    return out.to(dtype)
+
+
 def _sum_chunk(out, zs, coefs, mask, r0, r1) -> torch.Tensor:
     _accumulate(out, [z[r0:r1] for z in zs], coefs, None if mask is None else mask[r0:r1])
     return out
@@ -153,10 +161,7 @@ class FusedNLL(torch.autograd.Function):
             if scale != 1.0:
                 g.mul_(scale)
             g.scatter_add_(1, t, torch.full(t.shape, -scale, dtype=acc, device=dev))
-        ctx.coefs, ctx.reduction, ctx.in_dtype = coefs, reduction, zs[0].dtype
-        ctx.save_for_backward(grad, mask)
-        out = loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
-        return out.to(zs[0].dtype)
+        return save_loss_and_grad(ctx, loss, grad, coefs, mask, reduction, zs[0].dtype)
 
     @staticmethod
     def backward(ctx, go):

@@ -15,6 +15,8 @@ import os
 
 import torch
 
+from i2m2bench.poe.fused import FusedLogSoftmax, FusedNLL, save_loss_and_grad
+
 MAX_EXPERTS = 8
 
 try:  # triton is optional: absent on CPU-only installs of torch
@@ -134,15 +136,10 @@ class TritonNLL(torch.autograd.Function):
         b = zs[0].shape[0]
         scale = 1.0 / b if reduction == "mean" else 1.0
         grad, loss = _launch(list(zs), coefs, mask, target, 0, scale)
-        ctx.coefs, ctx.reduction, ctx.in_dtype = coefs, reduction, zs[0].dtype
-        ctx.save_for_backward(grad, mask)
-        out = loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
-        return out.to(zs[0].dtype)
+        return save_loss_and_grad(ctx, loss, grad, coefs, mask, reduction, zs[0].dtype)
 
     @staticmethod
     def backward(ctx, go):
-        from i2m2bench.poe.fused import FusedNLL
-
         return FusedNLL.backward(ctx, go)
 
 
@@ -156,6 +153,4 @@ class TritonLogSoftmax(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        from i2m2bench.poe.fused import FusedLogSoftmax
-
         return FusedLogSoftmax.backward(ctx, g)
