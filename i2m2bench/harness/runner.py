@@ -158,6 +158,7 @@ class SuiteRun:
     _specs: dict = field(default_factory=dict)
     _done: dict = field(default_factory=dict)
     _active: list = field(default_factory=list)
+    _means: dict = field(default_factory=dict)
     summary: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # commit, device, torch: taken at start
 
@@ -236,15 +237,13 @@ class SuiteRun:
 
     def _train_unit(self, u: Unit, d: Path) -> None:
         spec, task = u.spec, self.task
-        model = None
         # Dependencies first (they consume RNG), then seed this unit.
         for dep in spec["pretrain"].values():
             self.ensure_unit(dep, u.seed)
         gen = seed_everything(u.seed)
         model = build_fusion(spec["fusion"], task.spec, **spec["options"]).to(self.device)
         train = task.splits["train"]
-        model.set_input_means({m.name: train.inputs[m.name].float().mean(0) * m.scale
-                               for m in task.spec.modalities})
+        model.set_input_means(self.input_means())
         RECIPES.get(spec["recipe"])(self, model, spec, u.seed)
         self.log(f"[i2m2bench] {u.key}: training {spec['fusion']} ({spec['recipe']}, "
                  f"lr={u.train.lr}, epochs={u.train.epochs}, batch={u.train.batch_size}) on "
@@ -274,6 +273,15 @@ class SuiteRun:
         self.summary.append({"unit": u.key, **metrics, **info})
         self.log(f"[i2m2bench] {u.key}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
                  + f"; {res.samples_per_s:.0f} samples/s, {res.seconds:.1f}s train")
+
+    def input_means(self) -> dict[str, torch.Tensor]:
+        """Per-modality training-set mean input (for mean imputation), computed once per run."""
+        if not self._means:
+            train = self.task.splits["train"]
+            self._means = {
+                m.name: (train.inputs[m.name].sum(0, dtype=torch.float64) / len(train) * m.scale).float()
+                for m in self.task.spec.modalities}  # summed in float64, no float copy of the data
+        return self._means
 
     def _protocols(self) -> list[str]:
         out = []
@@ -336,7 +344,8 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
                    config_hash=config_hash, provenance=store.provenance(dev))
     selected = suite["methods"] if not methods else methods
     for m in selected:
-        run.method_spec(m)  # validate every method before training anything
+        run.method_spec(m)  # validate every method and protocol before training anything
+    run._protocols()
     run.log(f"[i2m2bench] suite {suite['name']!r}: dataset {task.spec.name} v{task.spec.version} "
             f"({task.spec.source} data), {len(selected)} methods x seeds {seeds or suite['seeds']}, "
             f"device {dev}; results -> {run.results_path}")
