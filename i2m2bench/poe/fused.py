@@ -2,7 +2,7 @@
 
 Using log_softmax(sum_k w_k log_softmax(z_k)) = log_softmax(sum_k w_k z_k), each function makes one
 pass over the K expert logits, a chunk of rows at a time, so every intermediate of a chunk stays
-in cache: the weighted sum, its max, exp and normaliser. ``poe_nll``/``poe_bce`` compute the
+in cache: the weighted sum and its softmax (one exp per element). ``poe_nll``/``poe_bce`` compute the
 gradient in that same pass (softmax - onehot, or sigmoid - target, already scaled by the
 reduction) into one (B, C) buffer, which backward hands to every expert whose coefficient is 1 —
 no per-expert intermediate is materialised. Forward+backward thus reads the logits once and
@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 
 import torch
 
 # Rows per chunk: about CHUNK_ELEMS elements (4 MiB of float32): per-op dispatch is amortised and
-# a chunk's intermediates stay in the last-level cache (measured: 2^16 -> 975 ms, 2^20 -> 473 ms
-# for K=3, B=4096, C=32768 forward+backward on the 2-core CI machine).
+# a chunk's intermediates stay in the last-level cache (measured with an earlier log-softmax
+# variant, K=3, B=4096, C=32768 forward+backward, 2 cores: 2^14 -> 1477 ms, 2^16 -> 975 ms,
+# 2^18 -> 554 ms, 2^20 -> 473 ms, 2^22 -> 557 ms).
 CHUNK_ELEMS = 1 << 20
 
 # Gradient buffers up to this size are kept for reuse: a fresh 0.5 GiB buffer costs ~200 ms of
 # page faults on first touch, a warm one ~40 ms.
 WORKSPACE_MAX_BYTES = 1 << 30
 _workspace: dict[tuple, torch.Tensor] = {}
+_workspace_lock = threading.Lock()
 
 
 def _madvise_huge(t: torch.Tensor) -> None:
@@ -51,21 +54,23 @@ def _buffer(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) ->
     still refers to the cached buffer or its storage.
     """
     key = (shape, dtype, device)
-    cached = _workspace.get(key)
-    if cached is not None and cached._use_count() == 1 and torch._C._storage_Use_Count(
-            cached.untyped_storage()._cdata) == 1:
-        return cached
-    buf = torch.empty(shape, dtype=dtype, device=device)
-    _madvise_huge(buf)
-    if buf.numel() * buf.element_size() <= WORKSPACE_MAX_BYTES and device.type == "cpu":
-        _workspace.clear()  # keep at most one buffer alive between calls
-        _workspace[key] = buf
-    return buf
+    with _workspace_lock:  # two threads must never both take the cached buffer
+        cached = _workspace.get(key)
+        if cached is not None and cached._use_count() == 1 and torch._C._storage_Use_Count(
+                cached.untyped_storage()._cdata) == 1:
+            return cached
+        buf = torch.empty(shape, dtype=dtype, device=device)
+        _madvise_huge(buf)
+        if buf.numel() * buf.element_size() <= WORKSPACE_MAX_BYTES and device.type == "cpu":
+            _workspace.clear()  # keep at most one buffer alive between calls
+            _workspace[key] = buf
+        return buf
 
 
 def release_workspace() -> None:
     """Drop the cached gradient buffer (frees its memory once nothing else uses it)."""
-    _workspace.clear()
+    with _workspace_lock:
+        _workspace.clear()
 
 
 def _rows_per_chunk(c: int) -> int:
