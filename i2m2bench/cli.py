@@ -35,8 +35,14 @@ def _cmd_run(args) -> int:
                                if k in ("val", "test") or k.startswith("shift:"))
             print(f"  {s['unit']:<28} {scores}  {s['samples_per_s']:.0f} samples/s "
                   f"{s['train_seconds']:.1f}s")
-    else:
+    elif not run.failures:
         print("nothing to train: every unit was complete (use --force to retrain)")
+    if run.failures:
+        print(f"{len(run.failures)} unit(s) FAILED (recorded; rerun the same command to retry):",
+              file=sys.stderr)
+        for f in run.failures:
+            print(f"  {f}", file=sys.stderr)
+        return 3
     return 0
 
 

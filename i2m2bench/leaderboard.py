@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from i2m2bench.harness.store import read_rows, write_text_atomic
+from i2m2bench.harness.store import locked, read_rows, write_text_atomic
 
 FAMILY_ORDER = {"unimodal": 0, "intra": 1, "inter": 2, "i2m2": 3}
 TRAIN_INFO = ("samples_per_s", "train_seconds", "epochs_run")
@@ -75,8 +75,10 @@ def render_markdown(rows: list[dict]) -> str:
     body = []
     for m in methods:
         r0 = units[m][0]
-        seeds = sorted({r["seed"] for r in units[m]})
-        line = [f"{r0['label']} (`{m}`)", r0.get("fusion", ""), r0["recipe"], len(seeds)]
+        failed = {r["seed"] for r in units[m] if r["metric"] == "failed"}
+        seeds = {r["seed"] for r in units[m]} - failed
+        count = f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))
+        line = [f"{r0['label']} (`{m}`)", r0.get("fusion", ""), r0["recipe"], count]
         for p in protocols:
             v = table[m].get(p)
             if not v:
@@ -131,7 +133,8 @@ def board_path(results_path: Path, out_dir: Path) -> Path:
 def render_board_file(results_path: Path, out_dir: Path) -> Path:
     """Re-render ``<out_dir>/<board>.md`` from its results file; returns the Markdown path."""
     path = board_path(results_path, out_dir)
-    write_text_atomic(path, render_markdown(read_rows(results_path)))
+    with locked(results_path):  # never render rows that another run is replacing
+        write_text_atomic(path, render_markdown(read_rows(results_path)))
     return path
 
 

@@ -50,7 +50,10 @@ def _load_npy(path: Path, per_sample: tuple[int, ...], rows: int, what: str) -> 
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # truncated, not an .npy, object array, ...
-        raise DataError(f"{path}: cannot read as a .npy array ({type(exc).__name__}: {exc}); "
+        hint = ""
+        if "Python objects" in str(exc) or "pickle" in str(exc).lower():
+            hint = " (an object array: loading it would need pickle, which is never used on data files)"
+        raise DataError(f"{path}: cannot read as a .npy array ({type(exc).__name__}: {exc}){hint}; "
                         f"expected {what}") from exc
     n_values = int(np.prod(per_sample))
     per = int(np.prod(arr.shape[1:])) if arr.ndim >= 1 else -1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import resource
 import sys
 import time
@@ -25,16 +26,20 @@ import torch
 
 import i2m2bench
 from i2m2bench.data import build_task
-from i2m2bench.fusion.base import Fusion, build_fusion
+from i2m2bench.fusion.base import FUSIONS, Fusion, build_fusion
 from i2m2bench.harness import store
 from i2m2bench.harness.seeding import resolve_device, seed_everything
-from i2m2bench.harness.training import TrainConfig, evaluate, train_model
+from i2m2bench.harness.training import NaNLossError, TrainConfig, evaluate, train_model
 from i2m2bench.registry import Registry
 from i2m2bench.types import Task
 
 
 class ConfigError(Exception):
     """A gin file, binding or suite definition that cannot be used; the message says where."""
+
+
+class UnitFailed(RuntimeError):
+    """A unit could not finish (NaN loss, or an expert it starts from failed); others go on."""
 
 
 # ------------------------------------------------------------------------------ gin surface
@@ -77,11 +82,12 @@ def parse_gin(files: list[str | Path], bindings: list[str] = ()) -> None:
     for f in files:
         if not Path(f).is_file():
             raise ConfigError(f"gin file {f}: not found")
-        # `include 'base.gin'` resolves next to the including file (searched first, so gin
-        # does not log a failed lookup relative to the working directory).
-        folder = str(Path(f).resolve().parent)
+        # `include 'base.gin'` resolves next to the including file, at any depth (gin itself
+        # only searches its path list; ours go first so it logs no failed lookups).
         prefixes = gin.config._LOCATION_PREFIXES  # noqa: SLF001 - gin has no public accessor
-        if folder not in prefixes:
+        for folder in _include_folders(Path(f).resolve()):  # included files' folders first
+            if folder in prefixes:
+                prefixes.remove(folder)
             prefixes.insert(0, folder)
     try:
         gin.parse_config_files_and_bindings([str(Path(f).resolve()) for f in files], list(bindings))
@@ -89,6 +95,25 @@ def parse_gin(files: list[str | Path], bindings: list[str] = ()) -> None:
         where = ", ".join(str(f) for f in files)
         extra = f" or --gin-param {list(bindings)}" if bindings else ""
         raise ConfigError(f"in {where}{extra}: {type(exc).__name__}: {exc}") from exc
+
+
+_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.M)
+
+
+def _include_folders(path: Path, seen: set | None = None) -> list[str]:
+    """Folders of ``path`` and of every file it includes (recursively), outermost first."""
+    seen = set() if seen is None else seen
+    if path in seen or not path.is_file():
+        return []
+    seen.add(path)
+    out = [str(path.parent)]
+    for name in _INCLUDE.findall(path.read_text(encoding="utf-8", errors="replace")):
+        for base in (path.parent, *map(Path, out)):
+            target = (base / name).resolve()
+            if target.is_file():
+                out += [f for f in _include_folders(target, seen) if f not in out]
+                break
+    return out
 
 
 def _bound_scopes() -> set[str]:
@@ -114,12 +139,7 @@ def _joint(run: "SuiteRun", model: Fusion, method: dict, seed: int) -> None:
 @RECIPES.register("pretrain_then_finetune")
 def _pretrain_then_finetune(run: "SuiteRun", model: Fusion, method: dict, seed: int) -> None:
     """Initialise each expert from a trained method (I2M2's AV-MNIST recipe), then fine-tune all."""
-    experts = model.experts()
-    missing = set(experts) - set(method["pretrain"])
-    unknown = set(method["pretrain"]) - set(experts)
-    if missing or unknown:
-        raise ConfigError(f"method.pretrain must map each expert {sorted(experts)} to a method; "
-                          f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+    experts = _check_expert_map(model, method["pretrain"])
     for expert, dep in method["pretrain"].items():
         path = run.ensure_unit(dep, seed)
         state = store.load_checkpoint(path)
@@ -128,6 +148,16 @@ def _pretrain_then_finetune(run: "SuiteRun", model: Fusion, method: dict, seed: 
         except RuntimeError as exc:
             raise ConfigError(f"expert {expert!r} cannot be initialised from method {dep!r}: the "
                               f"architectures differ ({exc})") from exc
+
+
+def _check_expert_map(model: Fusion, pretrain: dict) -> dict:
+    experts = model.experts()
+    missing = set(experts) - set(pretrain)
+    unknown = set(pretrain) - set(experts)
+    if missing or unknown:
+        raise ConfigError(f"method.pretrain must map each expert {sorted(experts)} to a method; "
+                          f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+    return experts
 
 
 # --------------------------------------------------------------------------------- runner
@@ -160,6 +190,7 @@ class SuiteRun:
     _active: list = field(default_factory=list)
     _means: dict = field(default_factory=dict)
     summary: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # commit, device, torch: taken at start
 
     # -- identity ------------------------------------------------------------------------
@@ -239,7 +270,11 @@ class SuiteRun:
         spec, task = u.spec, self.task
         # Dependencies first (they consume RNG), then seed this unit.
         for dep in spec["pretrain"].values():
-            self.ensure_unit(dep, u.seed)
+            try:
+                self.ensure_unit(dep, u.seed)
+            except UnitFailed as exc:
+                self._record_failure(u, d, f"expert source {dep}/seed{u.seed} failed ({exc})")
+                raise UnitFailed(f"{u.key}: expert source {dep}/seed{u.seed} failed") from exc
         gen = seed_everything(u.seed)
         model = build_fusion(spec["fusion"], task.spec, **spec["options"]).to(self.device)
         train = task.splits["train"]
@@ -248,8 +283,12 @@ class SuiteRun:
         self.log(f"[i2m2bench] {u.key}: training {spec['fusion']} ({spec['recipe']}, "
                  f"lr={u.train.lr}, epochs={u.train.epochs}, batch={u.train.batch_size}) on "
                  f"{len(train)} samples, {self.device}")
-        res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
-                          desc=u.key, progress=self.progress)
+        try:
+            res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
+                              desc=u.key, progress=self.progress)
+        except NaNLossError as exc:
+            self._record_failure(u, d, str(exc))
+            raise UnitFailed(str(exc)) from exc
         metrics = {"val": res.best_val}
         t0 = time.perf_counter()
         for proto in self._protocols():
@@ -268,11 +307,29 @@ class SuiteRun:
             {"method": u.method, "seed": u.seed, "unit_hash": u.unit_hash, "spec": spec,
              "train": u.train.as_dict(), "task": self.task_identity(), "history": res.history},
             indent=1, default=str))
-        self._append(u, model, metrics, info)
+        self._append(u, metrics, info)
         store.write_text_atomic(d / "metrics.json", json.dumps({**metrics, **info}, indent=1))
         self.summary.append({"unit": u.key, **metrics, **info})
         self.log(f"[i2m2bench] {u.key}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
                  + f"; {res.samples_per_s:.0f} samples/s, {res.seconds:.1f}s train")
+
+    def validate(self, methods: list[str]) -> None:
+        """Catch configuration errors before hours are spent: build every model once (and the
+        models its experts come from), check expert maps, dependency cycles and protocols."""
+        for name in methods:
+            u = self.unit(name, 0)  # resolves settings and pretrain dependencies (cycles)
+            for m in [name, *u.spec["pretrain"].values()]:
+                spec, _ = self.method_spec(m)
+                try:
+                    model = build_fusion(spec["fusion"], self.task.spec, **spec["options"])
+                except (KeyError, ConfigError):
+                    raise
+                except Exception as exc:
+                    raise ConfigError(f"method {m!r}: fusion {spec['fusion']!r} with options "
+                                      f"{spec['options']}: {exc}") from exc
+                if m == name and spec["pretrain"]:
+                    _check_expert_map(model, spec["pretrain"])
+        self._protocols()
 
     def input_means(self) -> dict[str, torch.Tensor]:
         """Per-modality training-set mean input (for mean imputation), computed once per run."""
@@ -300,16 +357,29 @@ class SuiteRun:
                                   "'shift:*' or 'shift:<name>'")
         return list(dict.fromkeys(out))
 
-    def _append(self, u: Unit, model: Fusion, metrics: dict, info: dict) -> None:
+    def _record_failure(self, u: Unit, d: Path, message: str) -> None:
+        """A failed unit leaves a ``failed.json`` and a ``failed`` row; it is retried next run."""
+        self.log(f"[i2m2bench] {u.key}: FAILED: {message}")
+        store.write_text_atomic(d / "failed.json", json.dumps({"unit": u.key, "error": message}))
+        row = {**self._base_row(u), "protocol": "train", "metric": "failed", "value": 1.0,
+               "higher_is_better": None, "error": message}
+        store.upsert_unit_rows(self.results_path, [row])
+        self.failures.append(f"{u.key}: {message}")
+
+    def _base_row(self, u: Unit) -> dict:
         spec = self.task.spec
-        base = {"board": self.board, "suite": self.suite["name"], "dataset": spec.name,
+        return {"board": self.board, "suite": self.suite["name"], "dataset": spec.name,
                 "dataset_version": spec.version, "data_source": spec.source, "method": u.method,
-                "label": u.spec["label"] or u.method, "family": type(model).family,
+                "label": u.spec["label"] or u.method, "family": FUSIONS.get(u.spec["fusion"]).family,
                 "fusion": u.spec["fusion"], "recipe": u.spec["recipe"], "seed": u.seed,
                 "unit_hash": u.unit_hash, "config_hash": self.config_hash,
                 "train": u.train.as_dict(), "n_train": len(self.task.splits["train"]),
                 **(self.provenance or store.provenance(self.device)),
                 "date": store.provenance(self.device)["date"]}
+
+    def _append(self, u: Unit, metrics: dict, info: dict) -> None:
+        spec = self.task.spec
+        base = self._base_row(u)
         rows = [{**base, "protocol": p, "metric": spec.metric, "value": v,
                  "higher_is_better": spec.higher_is_better} for p, v in metrics.items()]
         rows += [{**base, "protocol": "train", "metric": k, "value": v, "higher_is_better": None}
@@ -334,6 +404,7 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
                           f"suite.methods {suite['methods']} (typo?)")
     config_hash = store.stable_hash(gin.config_str())
     dev = resolve_device(device)
+    store.check_writable(Path(out), Path(results_dir) / "results")
     opts = dict(suite["dataset_options"])
     if data_root is not None:
         opts["data_root"] = data_root
@@ -343,15 +414,16 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     run = SuiteRun(suite, task, dev, Path(out), Path(results_dir), force=force, progress=progress,
                    config_hash=config_hash, provenance=store.provenance(dev))
     selected = suite["methods"] if not methods else methods
-    for m in selected:
-        run.method_spec(m)  # validate every method and protocol before training anything
-    run._protocols()
+    run.validate(selected)  # every method, model, expert map and protocol, before any training
     run.log(f"[i2m2bench] suite {suite['name']!r}: dataset {task.spec.name} v{task.spec.version} "
             f"({task.spec.source} data), {len(selected)} methods x seeds {seeds or suite['seeds']}, "
             f"device {dev}; results -> {run.results_path}")
     for seed in (seeds if seeds is not None else suite["seeds"]):
         for m in selected:
-            run.ensure_unit(m, int(seed))
+            try:
+                run.ensure_unit(m, int(seed))
+            except UnitFailed:
+                continue  # recorded; the other units go on
     if render:
         from i2m2bench.leaderboard import render_board_file
 

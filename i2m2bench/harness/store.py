@@ -8,11 +8,13 @@ best checkpoint).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,20 +94,51 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """Exclusive lock on ``<path>.lock`` (held across read-modify-write of ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path) + ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def upsert_unit_rows(path: Path, rows: list[dict]) -> None:
     """Replace the rows of the units in ``rows`` (same ``unit_hash`` and seed) and add the new ones.
 
-    The file is rewritten via a temporary file and ``os.replace`` while holding an exclusive lock
-    on ``<path>.lock``, so concurrent writers serialise and a crash leaves the old or the new file,
+    The file is rewritten via a temporary file and ``os.replace`` while holding the lock, so
+    concurrent writers serialise and a crash (or a full disk) leaves the old file or the new one,
     never a torn one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = {(r["unit_hash"], r["seed"]) for r in rows}
-    lock = os.open(str(path) + ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(path):
         kept = [r for r in read_rows(path) if (r.get("unit_hash"), r.get("seed")) not in keys]
         write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept + rows))
-    finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        os.close(lock)
+
+
+MIN_FREE_BYTES = 200 << 20
+
+
+def check_writable(*dirs: Path) -> None:
+    """Fail before any training when an output folder cannot be written or its disk is full."""
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=d, prefix=".i2m2bench-write-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise OutputError(f"{d}: output folder is not writable ({exc.strerror or exc}); "
+                              "choose another with --out / --leaderboard-dir") from exc
+        free = shutil.disk_usage(d).free
+        if free < MIN_FREE_BYTES:
+            raise OutputError(f"{d}: only {free / 2**20:.0f} MiB free on its disk; at least "
+                              f"{MIN_FREE_BYTES >> 20} MiB are needed for checkpoints and results")
+
+
+class OutputError(OSError):
+    """An output location that cannot take the run's files."""
