@@ -142,7 +142,12 @@ def _pretrain_then_finetune(run: "SuiteRun", model: Fusion, method: dict, seed: 
     experts = _check_expert_map(model, method["pretrain"])
     for expert, dep in method["pretrain"].items():
         path = run.ensure_unit(dep, seed)
-        state = store.load_checkpoint(path)
+        try:
+            state = store.load_checkpoint(path)
+        except Exception as exc:  # truncated or foreign file where our checkpoint should be
+            raise ConfigError(f"{path}: cannot load the checkpoint of {dep}/seed{seed} "
+                              f"({type(exc).__name__}: {exc}); delete {path.parent} (or pass "
+                              "--force) to retrain it") from exc
         try:
             experts[expert].load_state_dict(state)
         except RuntimeError as exc:

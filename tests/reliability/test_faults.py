@@ -32,7 +32,8 @@ def scored(folder):
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_gives_the_rows_of_a_clean_run(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_then_rerun_gives_the_rows_of_a_clean_run(tmp_path, sig):
     clean = cli("run", "--gin", str(TOY), "--out", str(tmp_path / "c_runs"),
                 "--leaderboard-dir", str(tmp_path / "c_lb"))
     assert clean.wait(timeout=600) == 0, clean.stderr.read()
@@ -41,8 +42,8 @@ def test_sigkill_then_rerun_gives_the_rows_of_a_clean_run(tmp_path):
     deadline = time.time() + 300
     while len(list((tmp_path / "runs").rglob("metrics.json"))) < 3 and time.time() < deadline:
         time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=60)
+    victim.send_signal(sig)
+    assert victim.wait(timeout=60) != 0
     done_before = len(list((tmp_path / "runs").rglob("metrics.json")))
     assert 3 <= done_before < 12, "the kill must land mid-suite"
     rows_file = tmp_path / "lb" / "results" / "toy_smoke-embedded-toy.jsonl"
@@ -114,3 +115,19 @@ def test_smoke_suite_twice_row_by_row(tmp_path):
     rows = [sorted((r["method"], r["seed"], r["protocol"], r["unit_hash"], r["value"])
                    for r in read_rows(run.results_path) if r["protocol"] != "train") for run in runs]
     assert rows[0] == rows[1] and len(rows[0]) == 8 * 3
+
+
+def test_corrupt_expert_checkpoint_is_named(tmp_path, capsys):
+    from i2m2bench.cli import main
+
+    args = ["run", "--gin", str(TOY), "--seeds", "0", "--out", str(tmp_path / "runs"),
+            "--leaderboard-dir", str(tmp_path / "lb"), "--no-progress"]
+    assert main(args + ["--methods", "a_only", "b_only", "late_fusion"]) == 0
+    ckpt = next((tmp_path / "runs").rglob("a_only/*/seed0/model.pt"))
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    before = (tmp_path / "lb" / "results" / "toy_smoke-embedded-toy.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(args + ["--methods", "i2m2"]) == 2
+    err = capsys.readouterr().err
+    assert "a_only/" in err and "cannot load the checkpoint of a_only/seed0" in err and "--force" in err
+    assert (tmp_path / "lb" / "results" / "toy_smoke-embedded-toy.jsonl").read_bytes() == before
