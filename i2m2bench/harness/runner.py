@@ -132,8 +132,9 @@ RECIPES: Registry[RecipeFn] = Registry("recipe")
 @RECIPES.register("joint")
 def _joint(run: "SuiteRun", model: Fusion, method: dict, seed: int) -> None:
     """All experts trained together from scratch on the combined loss."""
-    if method["pretrain"]:
-        raise ConfigError(f"recipe 'joint' takes no method.pretrain; got {method['pretrain']}")
+
+
+_joint.uses_pretrain = False
 
 
 @RECIPES.register("pretrain_then_finetune")
@@ -153,6 +154,9 @@ def _pretrain_then_finetune(run: "SuiteRun", model: Fusion, method: dict, seed: 
         except RuntimeError as exc:
             raise ConfigError(f"expert {expert!r} cannot be initialised from method {dep!r}: the "
                               f"architectures differ ({exc})") from exc
+
+
+_pretrain_then_finetune.uses_pretrain = True  # recipes declare whether method.pretrain applies
 
 
 def _check_expert_map(model: Fusion, pretrain: dict) -> dict:
@@ -235,7 +239,11 @@ class SuiteRun:
                 train = dataclasses.replace(train, **overrides)
             except TypeError as exc:
                 raise ConfigError(f"{name}/embedded_schedule.overrides: {exc}") from exc
-        RECIPES.get(spec["recipe"])
+        uses = getattr(RECIPES.get(spec["recipe"]), "uses_pretrain", False)
+        if bool(spec["pretrain"]) != uses:
+            raise ConfigError(f"method {name!r}: recipe {spec['recipe']!r} "
+                              + ("needs a method.pretrain map from experts to methods" if uses
+                                 else f"takes no method.pretrain (got {spec['pretrain']})"))
         self._specs[name] = (spec, train)
         return spec, train
 

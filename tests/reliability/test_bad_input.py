@@ -103,6 +103,16 @@ def test_pretrain_map_missing_an_expert(capsys, board, gin_file):
                    "--methods", "i2m2")
 
 
+def test_pretrain_map_with_the_joint_recipe(capsys, board, gin_file):
+    assert_refused(capsys, board, r"method 'i2m2': recipe 'joint' takes no method.pretrain",
+                   "--gin", gin_file("i2m2/method.recipe = 'joint'"))
+
+
+def test_pretrain_recipe_without_a_map(capsys, board, gin_file):
+    assert_refused(capsys, board, r"method 'i2m2': recipe 'pretrain_then_finetune' needs a method.pretrain map",
+                   "--gin", gin_file("i2m2/method.pretrain = {}"))
+
+
 def test_pretrain_cycle(capsys, board, gin_file):
     assert_refused(capsys, board, r"cycle: i2m2 -> i2m2",
                    "--gin", gin_file("i2m2/method.pretrain = {'a': 'i2m2', 'b': 'b_only', 'inter': 'late_fusion'}"))
