@@ -78,5 +78,4 @@ def roofline() -> dict:
         "exp_gelems": m / exp / 1e9,  # elements/s of torch.exp on cache-resident data
         "quick": QUICK,
     }
-    del x, y
     return info

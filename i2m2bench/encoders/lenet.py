@@ -8,7 +8,6 @@ for 28x28 images and 5 for 112x112 spectrograms, so both end at 1x1 with 8c and 
 """
 from __future__ import annotations
 
-
 from torch import nn
 
 from i2m2bench.encoders.base import ENCODERS, Encoder

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from i2m2bench.fusion.base import Fusion
-from i2m2bench.types import Batch, Split, TaskSpec
+from i2m2bench.types import Split, TaskSpec
 
 
 @gin.configurable("train")
