@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import i2m2bench
-from i2m2bench.data.avmnist import _modalities
+from i2m2bench.data.avmnist import MODALITIES
 from i2m2bench.testing import check_fusion, random_batch, tiny_spec
 from i2m2bench.types import TaskSpec
 
@@ -25,14 +25,14 @@ AVMNIST_OPTIONS = {
 
 @pytest.mark.parametrize("name", sorted(AVMNIST_OPTIONS))
 def test_contract_on_avmnist_shapes(name):
-    spec = TaskSpec("avmnist", "t", _modalities("embedded"), "multiclass", 10)
+    spec = TaskSpec("avmnist", "t", MODALITIES, "multiclass", 10)
     check_fusion(name, spec, AVMNIST_OPTIONS[name], batch_size=4)
 
 
 def test_lenet_feature_sizes_match_the_paper():
     from i2m2bench.encoders.lenet import LeNet
 
-    spec = TaskSpec("avmnist", "t", _modalities("embedded"), "multiclass", 10)
+    spec = TaskSpec("avmnist", "t", MODALITIES, "multiclass", 10)
     img, aud = LeNet(spec.modality("image"), width=6), LeNet(spec.modality("audio"), width=3)
     assert (img.extra_blocks, img.out_dim) == (3, 8 * 6)
     assert (aud.extra_blocks, aud.out_dim) == (5, 32 * 3)

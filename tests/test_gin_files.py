@@ -5,7 +5,7 @@ import gin
 import pytest
 
 import i2m2bench
-from i2m2bench.data.avmnist import _modalities
+from i2m2bench.data.avmnist import MODALITIES
 from i2m2bench.harness.runner import (ConfigError, _bound_scopes, embedded_schedule,
                                       method_config, parse_gin, suite_config)
 from i2m2bench.harness.training import TrainConfig
@@ -15,7 +15,7 @@ GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
 GIN_FILES = sorted(p for p in GIN_DIR.glob("*.gin") if p.name != "base.gin")
 
 SPECS = {
-    "avmnist": TaskSpec("avmnist", "t", _modalities("embedded"), "multiclass", 10),
+    "avmnist": TaskSpec("avmnist", "t", MODALITIES, "multiclass", 10),
     "toy": TaskSpec("toy", "t", (ModalitySpec("a", (16,), "vector"), ModalitySpec("b", (16,), "vector")),
                     "multiclass", 4),
 }

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from i2m2bench.data import DATASETS, DataError
-from i2m2bench.data.avmnist import DIGITS, _modalities
+from i2m2bench.data.avmnist import DIGITS, MODALITIES
 from i2m2bench.types import Split, Task, TaskSpec
 
 VERSION = "1"
@@ -119,7 +119,7 @@ def _build(image_energy: float, audio_snr_db: float, noise_seed: int, max_train:
         meta[name] = (img_idx, y)
     hi = float(torch.quantile(mels["train"].flatten()[::97], 0.999))  # fixed from train only
     spec = TaskSpec(
-        "avdigits", VERSION, _modalities("embedded"), "multiclass", 10, DIGITS, source="embedded",
+        "avdigits", VERSION, MODALITIES, "multiclass", 10, DIGITS, source="embedded",
         description="AV-Digits: embedded AV-MNIST stand-in (sklearn digits + eSpeak NG words)")
     parts = {}
     for name, m in mels.items():

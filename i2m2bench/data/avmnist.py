@@ -34,11 +34,11 @@ REAL_URL_HINT = ("get AV-MNIST from MultiBench (https://github.com/pliang279/Mul
                  "'AV-MNIST' data link) and unpack it so that <data_root>/avmnist/image/ exists")
 
 
-def _modalities(source: str) -> tuple[ModalitySpec, ...]:
-    return (
-        ModalitySpec("image", (1, 28, 28), "image", "lenet", scale=1 / 255),
-        ModalitySpec("audio", (1, 112, 112), "spectrogram", "lenet", scale=1 / 255),
-    )
+# The same two modalities for AV-MNIST and its embedded stand-in: uint8 stored, /255 per batch.
+MODALITIES = (
+    ModalitySpec("image", (1, 28, 28), "image", "lenet", scale=1 / 255),
+    ModalitySpec("audio", (1, 112, 112), "spectrogram", "lenet", scale=1 / 255),
+)
 
 
 def _load_npy(path: Path, per_sample: tuple[int, ...], rows: int, what: str) -> np.ndarray:
@@ -108,7 +108,7 @@ def load_avmnist_real(root: Path, split_sizes: tuple[int, int, int] = (N_TRAIN, 
         parts[split] = (_as_uint8(img, root / "image" / f"{split}_data.npy", (1, 28, 28)),
                         _as_uint8(aud, root / "audio" / f"{split}_data.npy", (1, 112, 112)), y)
     (ti, ta, ty), (si, sa, sy) = parts["train"], parts["test"]
-    spec = TaskSpec("avmnist", "multibench-1", _modalities("real"), "multiclass", 10, DIGITS,
+    spec = TaskSpec("avmnist", "multibench-1", MODALITIES, "multiclass", 10, DIGITS,
                     source="real", description="AV-MNIST (MultiBench files)")
     splits = {
         "train": Split({"image": ti[:n_train], "audio": ta[:n_train]}, ty[:n_train], "train"),

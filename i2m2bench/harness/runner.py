@@ -387,8 +387,7 @@ class SuiteRun:
                 "fusion": u.spec["fusion"], "recipe": u.spec["recipe"], "seed": u.seed,
                 "unit_hash": u.unit_hash, "config_hash": self.config_hash,
                 "train": u.train.as_dict(), "n_train": len(self.task.splits["train"]),
-                **(self.provenance or store.provenance(self.device)),
-                "date": store.provenance(self.device)["date"]}
+                **(self.provenance or store.provenance(self.device)), "date": store.utc_now()}
 
     def _append(self, u: Unit, metrics: dict, info: dict) -> None:
         spec = self.task.spec

@@ -41,12 +41,15 @@ def git_commit(cwd: Path | None = None) -> str:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def provenance(device: torch.device) -> dict:
     name = str(device)
     if device.type == "cuda":
         name = f"cuda:{torch.cuda.get_device_name(device)}"
-    return {"git_commit": git_commit(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(
-        timespec="seconds"), "device": name, "torch_version": torch.__version__}
+    return {"git_commit": git_commit(), "date": utc_now(), "device": name, "torch_version": torch.__version__}
 
 
 def read_rows(path: Path) -> list[dict]:

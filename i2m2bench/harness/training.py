@@ -62,8 +62,7 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
 
 
 @torch.inference_mode()
-def predict(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000,
-            present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+def predict(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000) -> torch.Tensor:
     """Combined predictions (N, C) on ``split`` with the model in eval mode (BatchNorm frozen)."""
     was_training = model.training
     model.eval()
@@ -72,8 +71,6 @@ def predict(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000,
     for start in range(0, len(split), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(split)), device=device)
         batch = split.batch(idx, spec)
-        if present is not None:
-            batch.present = {m: p.index_select(0, idx) for m, p in present.items()}
         outs.append(model.log_probs(model(batch), batch))
     model.train(was_training)
     return torch.cat(outs)
@@ -86,9 +83,8 @@ def score(pred: torch.Tensor, target: torch.Tensor, spec: TaskSpec) -> float:
     return float((pred.argmax(1) == target).double().mean())
 
 
-def evaluate(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000,
-             present: dict[str, torch.Tensor] | None = None) -> float:
-    return score(predict(model, split, spec, batch_size, present), split.target, spec)
+def evaluate(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000) -> float:
+    return score(predict(model, split, spec, batch_size), split.target, spec)
 
 
 @dataclass
