@@ -14,6 +14,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from i2m2bench.harness.store import locked, read_rows, write_text_atomic
+from i2m2bench.registry import Registry
 
 FAMILY_ORDER = {"unimodal": 0, "intra": 1, "inter": 2, "i2m2": 3}
 TRAIN_INFO = ("samples_per_s", "train_seconds", "epochs_run")
@@ -126,15 +127,58 @@ def render_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+class Layout:
+    """How one board's rows become Markdown (a pure function) and figures (files next to it).
+
+    Rows name their layout (``suite.layout`` in gin; ``"standard"`` by default), so
+    ``i2m2bench leaderboard`` re-renders any board from its rows alone.
+    """
+
+    def markdown(self, rows: list[dict]) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def figures(self, rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
+        """Write the board's figures under ``out_dir`` (names starting with ``stem``)."""
+        return []
+
+
+LAYOUTS: Registry[type[Layout]] = Registry("leaderboard layout", Layout)
+
+
+@LAYOUTS.register("standard")
+class StandardLayout(Layout):
+    def markdown(self, rows: list[dict]) -> str:
+        return render_markdown(rows)
+
+
+def layout_of(rows: list[dict], where: Path | str = "") -> Layout:
+    if not rows:
+        raise ValueError(f"{where}: no result rows to render")
+    import i2m2bench.data  # noqa: F401  (datasets may register their layouts)
+
+    names = {r.get("layout", "standard") for r in rows}
+    if len(names) != 1:
+        raise ValueError(f"{where}: rows name several layouts {sorted(names)}")
+    return LAYOUTS.get(names.pop())()
+
+
+def render_rows(rows: list[dict], where: Path | str = "") -> str:
+    """The Markdown of a board's rows, in the layout the rows name."""
+    return layout_of(rows, where).markdown(rows)
+
+
 def board_path(results_path: Path, out_dir: Path) -> Path:
     return out_dir / f"{results_path.stem}.md"
 
 
 def render_board_file(results_path: Path, out_dir: Path) -> Path:
-    """Re-render ``<out_dir>/<board>.md`` from its results file; returns the Markdown path."""
+    """Re-render ``<out_dir>/<board>.md`` (and its figures) from its results file."""
     path = board_path(results_path, out_dir)
     with locked(results_path):  # never render rows that another run is replacing
-        write_text_atomic(path, render_markdown(read_rows(results_path)))
+        rows = read_rows(results_path)
+        layout = layout_of(rows, results_path)
+        layout.figures(rows, out_dir, results_path.stem)
+        write_text_atomic(path, layout.markdown(rows))
     return path
 
 
@@ -143,7 +187,7 @@ def stale_boards(out_dir: Path) -> list[str]:
     stale = []
     for results in sorted((out_dir / "results").glob("*.jsonl")):
         md = board_path(results, out_dir)
-        fresh = render_markdown(read_rows(results))
+        fresh = render_rows(read_rows(results), results)
         if not md.exists():
             stale.append(f"{md}: missing (results file {results} exists)")
         elif md.read_text(encoding="utf-8") != fresh:

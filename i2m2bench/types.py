@@ -36,7 +36,7 @@ class TaskSpec:
     labels: tuple[str, ...] = ()
     metric: str = "accuracy"
     higher_is_better: bool = True
-    source: Literal["real", "embedded"] = "real"
+    source: Literal["real", "embedded", "synthetic"] = "real"  # synthetic: generated, no real counterpart
     description: str = ""
 
     @property

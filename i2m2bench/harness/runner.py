@@ -46,11 +46,22 @@ class UnitFailed(RuntimeError):
 @gin.configurable("suite")
 def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                  methods: list = gin.REQUIRED, dataset_options: dict | None = None,
-                 seeds: list = (0, 1, 2), protocols: list = ("test", "shift:*")) -> dict:
-    """The suite: which dataset, which methods (each defined under its own gin scope), seeds."""
+                 seeds: list = (0, 1, 2), protocols: list = ("test", "shift:*"),
+                 sweep: dict | None = None, layout: str = "standard") -> dict:
+    """The suite: which dataset, which methods (each defined under its own gin scope), seeds.
+
+    ``sweep`` (optional) maps setting labels to dataset-option overrides: the whole suite runs
+    once per setting, all settings' rows going to one results file (each row names its
+    ``setting``). ``layout`` names the leaderboard layout (``i2m2bench.leaderboard.LAYOUTS``)
+    that renders the suite's rows.
+    """
+    if sweep is not None and (not isinstance(sweep, dict) or not sweep
+                              or not all(isinstance(v, dict) for v in sweep.values())):
+        raise ConfigError(f"suite.sweep must map setting labels to dicts of dataset options; "
+                          f"got {sweep!r}")
     return dict(name=name, dataset=dataset, methods=list(methods),
                 dataset_options=dict(dataset_options or {}), seeds=[int(s) for s in seeds],
-                protocols=list(protocols))
+                protocols=list(protocols), sweep=dict(sweep) if sweep else None, layout=layout)
 
 
 @gin.configurable("embedded_schedule")
@@ -201,13 +212,14 @@ class SuiteRun:
     summary: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # commit, device, torch: taken at start
+    setting: str | None = None  # label of this sweep setting (``suite.sweep``), else None
 
     # -- identity ------------------------------------------------------------------------
     @property
     def board(self) -> str:
         name = self.suite["name"]
         spec = self.task.spec
-        return name if spec.source == "real" else f"{name}-embedded-{spec.name}"
+        return f"{name}-embedded-{spec.name}" if spec.source == "embedded" else name
 
     @property
     def results_path(self) -> Path:
@@ -262,7 +274,10 @@ class SuiteRun:
         return Unit(name, seed, spec, train, store.stable_hash(identity))
 
     def unit_dir(self, u: Unit) -> Path:
-        return self.out / self.board / u.method / u.unit_hash / f"seed{u.seed}"
+        d = self.out / self.board
+        if self.setting is not None:
+            d = d / self.setting
+        return d / u.method / u.unit_hash / f"seed{u.seed}"
 
     # -- execution -------------------------------------------------------------------------
     def ensure_unit(self, name: str, seed: int) -> Path:
@@ -322,7 +337,8 @@ class SuiteRun:
             indent=1, default=str))
         self._append(u, metrics, info)
         store.write_text_atomic(d / "metrics.json", json.dumps({**metrics, **info}, indent=1))
-        self.summary.append({"unit": u.key, **metrics, **info})
+        key = u.key if self.setting is None else f"{self.setting}/{u.key}"
+        self.summary.append({"unit": key, **metrics, **info})
         self.log(f"[i2m2bench] {u.key}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
                  + f"; {res.samples_per_s:.0f} samples/s, {res.seconds:.1f}s train")
 
@@ -387,6 +403,8 @@ class SuiteRun:
                 "fusion": u.spec["fusion"], "recipe": u.spec["recipe"], "seed": u.seed,
                 "unit_hash": u.unit_hash, "config_hash": self.config_hash,
                 "train": u.train.as_dict(), "n_train": len(self.task.splits["train"]),
+                "layout": self.suite.get("layout", "standard"), "setting": self.setting,
+                "task_options": self.task_identity()["options"],
                 **(self.provenance or store.provenance(self.device)), "date": store.utc_now()}
 
     def _append(self, u: Unit, metrics: dict, info: dict) -> None:
@@ -417,28 +435,41 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     config_hash = store.stable_hash(gin.config_str())
     dev = resolve_device(device)
     store.check_writable(Path(out), Path(results_dir) / "results")
-    opts = dict(suite["dataset_options"])
-    if data_root is not None:
-        opts["data_root"] = data_root
-    task = build_task(suite["dataset"], **opts)
-    task = Task(task.spec, {k: s.to(dev) for k, s in task.splits.items()},
-                {k: s.to(dev) for k, s in task.shifts.items()}, task.options)
-    run = SuiteRun(suite, task, dev, Path(out), Path(results_dir), force=force, progress=progress,
-                   config_hash=config_hash, provenance=store.provenance(dev))
-    selected = suite["methods"] if not methods else methods
-    run.validate(selected)  # every method, model, expert map and protocol, before any training
-    run.log(f"[i2m2bench] suite {suite['name']!r}: dataset {task.spec.name} v{task.spec.version} "
-            f"({task.spec.source} data), {len(selected)} methods x seeds {seeds or suite['seeds']}, "
-            f"device {dev}; results -> {run.results_path}")
-    for seed in (seeds if seeds is not None else suite["seeds"]):
-        for m in selected:
-            try:
-                run.ensure_unit(m, int(seed))
-            except UnitFailed:
-                continue  # recorded; the other units go on
-    if render:
-        from i2m2bench.leaderboard import render_board_file
+    from i2m2bench.leaderboard import LAYOUTS, render_board_file
 
+    LAYOUTS.get(suite["layout"])  # an unknown layout is a config error before any training
+    settings = suite["sweep"] or {None: {}}
+    runs = []
+    for label, overrides in settings.items():
+        opts = {**suite["dataset_options"], **overrides}
+        if data_root is not None:
+            opts["data_root"] = data_root
+        task = build_task(suite["dataset"], **opts)
+        task = Task(task.spec, {k: s.to(dev) for k, s in task.splits.items()},
+                    {k: s.to(dev) for k, s in task.shifts.items()}, task.options)
+        run = SuiteRun(suite, task, dev, Path(out), Path(results_dir), force=force,
+                       progress=progress, config_hash=config_hash,
+                       provenance=store.provenance(dev), setting=label)
+        selected = suite["methods"] if not methods else methods
+        run.validate(selected)  # every method, model, expert map and protocol, before training
+        runs.append((run, selected))
+    for run, selected in runs:
+        task = run.task
+        where = "" if run.setting is None else f", setting {run.setting!r}"
+        run.log(f"[i2m2bench] suite {suite['name']!r}{where}: dataset {task.spec.name} "
+                f"v{task.spec.version} ({task.spec.source} data), {len(selected)} methods x seeds "
+                f"{seeds or suite['seeds']}, device {dev}; results -> {run.results_path}")
+        for seed in (seeds if seeds is not None else suite["seeds"]):
+            for m in selected:
+                try:
+                    run.ensure_unit(m, int(seed))
+                except UnitFailed:
+                    continue  # recorded; the other units go on
+    run = runs[0][0]
+    for other, _ in runs[1:]:  # one summary for the whole sweep
+        run.summary += other.summary
+        run.failures += other.failures
+    if render:
         path = render_board_file(run.results_path, run.results_dir)
         run.log(f"[i2m2bench] leaderboard -> {path}")
     return run
