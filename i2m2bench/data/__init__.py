@@ -42,6 +42,6 @@ def build_task(name: str, **options) -> Task:
         raise
 
 
-from i2m2bench.data import avmnist, avdigits, toy  # noqa: E402,F401  (registers the datasets)
+from i2m2bench.data import avmnist, avdigits, spectrum, toy  # noqa: E402,F401  (registers the datasets)
 
 __all__ = ["DATASETS", "DataError", "build_task", "resolve_data_root", "DATA_ENV"]
