@@ -13,10 +13,14 @@ Python API (mirrors the CLI)::
 __version__ = "0.1.0"
 
 from i2m2bench.registry import load_plugins  # noqa: E402
+from i2m2bench.types import Batch, ModalitySpec, Split, Task, TaskSpec  # noqa: E402
 from i2m2bench.data import DATASETS, build_task  # noqa: E402
-from i2m2bench.encoders import ENCODERS  # noqa: E402
+from i2m2bench.encoders import ENCODERS, Encoder, build_encoder  # noqa: E402
 from i2m2bench.fusion import FUSIONS, Fusion, build_fusion  # noqa: E402
 from i2m2bench.harness import RECIPES, run_suite  # noqa: E402
 
-__all__ = ["DATASETS", "ENCODERS", "FUSIONS", "RECIPES", "Fusion", "build_fusion", "build_task",
-           "run_suite", "load_plugins", "__version__"]
+__all__ = ["DATASETS", "ENCODERS", "FUSIONS", "RECIPES", "Batch", "Encoder", "Fusion",
+           "ModalitySpec", "Split", "Task", "TaskSpec", "build_encoder", "build_fusion",
+           "build_task", "run_suite", "load_plugins", "__version__"]
+
+from i2m2bench import contrib  # noqa: E402,F401  (TFN, GMU: written against the API above)

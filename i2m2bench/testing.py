@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from i2m2bench.fusion.base import FUSIONS, Fusion
+from i2m2bench.fusion.base import FUSIONS, Fusion, output_problems
 from i2m2bench.types import Batch, ModalitySpec, TaskSpec
 
 
@@ -58,20 +58,9 @@ def check_fusion(name: str, spec: TaskSpec | None = None, options: dict | None =
     model.train()
     batch = random_batch(spec, batch_size, seed)
     logits = model(batch)
-    assert isinstance(logits, dict) and logits, f"{where}: forward must return a non-empty dict"
-    for k, z in logits.items():
-        assert tuple(z.shape) == (batch_size, spec.num_classes), (
-            f"{where}: expert {k!r} logits have shape {tuple(z.shape)}, expected "
-            f"({batch_size}, {spec.num_classes})")
-        assert torch.isfinite(z).all(), f"{where}: expert {k!r} logits are not finite"
+    problems = output_problems(model, logits, batch)
+    assert not problems, f"{where}: " + "; ".join(problems)
     mods = model.expert_modalities()
-    assert set(mods) == set(logits), (f"{where}: expert_modalities() names {sorted(mods)} but "
-                                      f"forward returned {sorted(logits)}")
-    for k, ms in mods.items():
-        assert set(ms) <= set(spec.modality_names), f"{where}: expert {k!r} reads unknown {ms}"
-    assert model.combine in ("poe", "single"), f"{where}: combine must be 'poe' or 'single'"
-    if model.combine == "single":
-        assert len(logits) == 1, f"{where}: combine='single' but {len(logits)} experts returned"
 
     # The combined output is the paper's formula.
     zs = list(logits.values())

@@ -114,6 +114,57 @@ class Fusion(nn.Module):
 FUSIONS: Registry[type[Fusion]] = Registry("fusion", Fusion)
 
 
+class ContractError(ValueError):
+    """A strategy's outputs break the fusion contract; the message says which rule and how."""
+
+
+def output_problems(model: Fusion, logits, batch: Batch) -> list[str]:
+    """What is wrong with ``logits = model(batch)`` under the contract (empty list: nothing)."""
+    if not isinstance(logits, dict) or not logits:
+        return [f"forward must return a non-empty dict of expert logits; got {type(logits).__name__}"]
+    problems = []
+    want = (len(batch), model.spec.num_classes)
+    for k, z in logits.items():
+        if not isinstance(z, torch.Tensor):
+            problems.append(f"expert {k!r} is a {type(z).__name__}, not a tensor")
+        elif tuple(z.shape) != want:
+            problems.append(f"expert {k!r} logits have shape {tuple(z.shape)}, expected {want} "
+                            "(batch, classes)")
+        elif not torch.is_floating_point(z) or not bool(torch.isfinite(z).all()):
+            problems.append(f"expert {k!r} logits are not finite floats")
+    if model.combine not in ("poe", "single"):
+        problems.append(f"combine must be 'poe' or 'single'; got {model.combine!r}")
+    elif model.combine == "single" and len(logits) != 1:
+        problems.append(f"combine='single' but forward returned {len(logits)} experts {list(logits)}")
+    try:
+        mods = model.expert_modalities()
+    except NotImplementedError:
+        return problems + ["expert_modalities() is not implemented"]
+    if set(mods) != set(logits):
+        problems.append(f"expert_modalities() names {sorted(mods)} but forward returned "
+                        f"{sorted(logits)}")
+    for k, ms in mods.items():
+        unknown = set(ms) - set(model.spec.modality_names)
+        if unknown:
+            problems.append(f"expert {k!r} reads unknown modalities {sorted(unknown)}")
+    return problems
+
+
+def check_outputs(name: str, model: Fusion, batch: Batch) -> None:
+    """Run ``model`` on ``batch`` and raise :class:`ContractError` naming the strategy, the
+    module that registered it and every broken rule."""
+    where = f"fusion {name!r} ({FUSIONS.origin(name) if name in FUSIONS else type(model).__qualname__})"
+    try:
+        with torch.no_grad():
+            logits = model(batch)
+    except Exception as exc:
+        raise ContractError(f"{where}: forward failed on a batch of {len(batch)} samples of task "
+                            f"{model.spec.name!r}: {type(exc).__name__}: {exc}") from exc
+    problems = output_problems(model, logits, batch)
+    if problems:
+        raise ContractError(f"{where} breaks the fusion contract: " + "; ".join(problems))
+
+
 def build_fusion(name: str, spec: TaskSpec, **options) -> Fusion:
     cls = FUSIONS.get(name)
     try:

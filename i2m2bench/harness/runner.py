@@ -26,10 +26,13 @@ import torch
 
 import i2m2bench
 from i2m2bench.data import build_task
-from i2m2bench.fusion.base import FUSIONS, Fusion, build_fusion
+from i2m2bench.fusion.base import FUSIONS, ContractError, Fusion, build_fusion, check_outputs
 from i2m2bench.harness import store
 from i2m2bench.harness.seeding import resolve_device, seed_everything
-from i2m2bench.harness.training import NaNLossError, TrainConfig, evaluate, train_model
+from i2m2bench.harness.protocols import DEFAULT_LEVELS, Protocol, ProtocolError
+from i2m2bench.harness.protocols import expand as expand_protocols
+from i2m2bench.harness.training import (NaNLossError, TrainConfig, TrainResult, evaluate,
+                                        train_model)
 from i2m2bench.registry import Registry
 from i2m2bench.types import Task
 
@@ -47,13 +50,15 @@ class UnitFailed(RuntimeError):
 def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                  methods: list = gin.REQUIRED, dataset_options: dict | None = None,
                  seeds: list = (0, 1, 2), protocols: list = ("test", "shift:*"),
-                 sweep: dict | None = None, layout: str = "standard") -> dict:
+                 sweep: dict | None = None, layout: str = "standard",
+                 levels: list = DEFAULT_LEVELS) -> dict:
     """The suite: which dataset, which methods (each defined under its own gin scope), seeds.
 
     ``sweep`` (optional) maps setting labels to dataset-option overrides: the whole suite runs
     once per setting, all settings' rows going to one results file (each row names its
     ``setting``). ``layout`` names the leaderboard layout (``i2m2bench.leaderboard.LAYOUTS``)
-    that renders the suite's rows.
+    that renders the suite's rows. ``protocols`` and ``levels``: see
+    :mod:`i2m2bench.harness.protocols`.
     """
     if sweep is not None and (not isinstance(sweep, dict) or not sweep
                               or not all(isinstance(v, dict) for v in sweep.values())):
@@ -61,7 +66,8 @@ def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                           f"got {sweep!r}")
     return dict(name=name, dataset=dataset, methods=list(methods),
                 dataset_options=dict(dataset_options or {}), seeds=[int(s) for s in seeds],
-                protocols=list(protocols), sweep=dict(sweep) if sweep else None, layout=layout)
+                protocols=list(protocols), sweep=dict(sweep) if sweep else None, layout=layout,
+                levels=[float(v) for v in levels])
 
 
 @gin.configurable("embedded_schedule")
@@ -77,14 +83,18 @@ def embedded_schedule(*, overrides: dict | None = None) -> dict:
 @gin.configurable("method")
 def method_config(*, fusion: str = gin.REQUIRED, label: str | None = None,
                   options: dict | None = None, recipe: str = "joint",
-                  pretrain: dict | None = None) -> dict:
+                  pretrain: dict | None = None, protocols: list | None = None) -> dict:
     """One method of a suite, bound under the method's scope (``i2m2_lf/method.fusion = 'i2m2'``).
 
     ``pretrain`` maps expert names of the fusion (see ``Fusion.experts``) to the methods of the
-    suite whose trained weights initialise them (recipe ``pretrain_then_finetune``).
+    suite whose trained weights initialise them (recipe ``pretrain_then_finetune``), or
+    ``{'model': <method>}`` for recipe ``evaluate_only`` (the other method's weights, evaluated
+    under this method's options, e.g. another missing-modality treatment). ``protocols``
+    replaces ``suite.protocols`` for this method.
     """
     return dict(fusion=fusion, label=label, options=dict(options or {}), recipe=recipe,
-                pretrain=dict(pretrain or {}))
+                pretrain=dict(pretrain or {}),
+                protocols=None if protocols is None else list(protocols))
 
 
 def parse_gin(files: list[str | Path], bindings: list[str] = ()) -> None:
@@ -168,6 +178,30 @@ def _pretrain_then_finetune(run: "SuiteRun", model: Fusion, method: dict, seed: 
 
 
 _pretrain_then_finetune.uses_pretrain = True  # recipes declare whether method.pretrain applies
+
+
+@RECIPES.register("evaluate_only")
+def _evaluate_only(run: "SuiteRun", model: Fusion, method: dict, seed: int) -> None:
+    """No training: the whole model is another method's trained model (same seed), evaluated
+    under this method's options — e.g. I2M2 with its inter expert imputed instead of dropped."""
+    (dep,) = _check_whole_model_map(method["pretrain"]).values()
+    path = run.ensure_unit(dep, seed)
+    try:
+        model.load_state_dict(store.load_checkpoint(path))
+    except RuntimeError as exc:
+        raise ConfigError(f"method {dep!r}'s weights do not fit this method's model: {exc}") from exc
+
+
+_evaluate_only.uses_pretrain = True
+_evaluate_only.trains = False
+_evaluate_only.whole_model = True
+
+
+def _check_whole_model_map(pretrain: dict) -> dict:
+    if set(pretrain) != {"model"}:
+        raise ConfigError("recipe 'evaluate_only' needs method.pretrain = {'model': <method>}; "
+                          f"got {pretrain}")
+    return pretrain
 
 
 def _check_expert_map(model: Fusion, pretrain: dict) -> dict:
@@ -287,8 +321,12 @@ class SuiteRun:
         if (d / "metrics.json").exists() and (d / "model.pt").exists() and not (
                 self.force and u.key not in self._done):
             if u.key not in self._done:
-                self.log(f"[i2m2bench] {u.key}: done already ({d}); skipping")
                 self._done[u.key] = d
+                todo = self._missing_protocols(u, d)
+                if todo:
+                    self._evaluate_more(u, d, todo)
+                else:
+                    self.log(f"[i2m2bench] {u.key}: done already ({d}); skipping")
             return d / "model.pt"
         self._train_unit(u, d)
         self._done[u.key] = d
@@ -312,22 +350,29 @@ class SuiteRun:
                  f"lr={u.train.lr}, epochs={u.train.epochs}, batch={u.train.batch_size}) on "
                  f"{len(train)} samples, {self.device}")
         try:
-            res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
-                              desc=u.key, progress=self.progress)
+            if getattr(RECIPES.get(spec["recipe"]), "trains", True):
+                res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
+                                  desc=u.key, progress=self.progress)
+            else:
+                val = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size)
+                res = TrainResult(val, -1, 0, 0.0, 0.0, [])
         except NaNLossError as exc:
             self._record_failure(u, d, str(exc))
             raise UnitFailed(str(exc)) from exc
         metrics = {"val": res.best_val}
         t0 = time.perf_counter()
-        for proto in self._protocols():
-            split = task.splits["test"] if proto == "test" else task.shifts[proto.split(":", 1)[1]]
-            metrics[proto] = evaluate(model, split, task.spec, u.train.eval_batch_size)
+        robust_s = 0.0
+        for proto in self._protocols(spec):
+            t1 = time.perf_counter()
+            metrics[proto.key] = self._evaluate(model, proto, u)
+            if proto.robustness:
+                robust_s += time.perf_counter() - t1
         eval_s = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if self.device.type == "cuda":
             peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         info = {"train_seconds": res.seconds, "samples_per_s": res.samples_per_s,
-                "eval_seconds": eval_s, "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+                "eval_seconds": eval_s, "robustness_eval_seconds": robust_s, "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
                 "peak_memory_mb": peak_mb}
         store.save_checkpoint(d / "model.pt", model.state_dict())
         store.write_text_atomic(d / "operative_config.gin", gin.operative_config_str())
@@ -341,6 +386,54 @@ class SuiteRun:
         self.summary.append({"unit": key, **metrics, **info})
         self.log(f"[i2m2bench] {u.key}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
                  + f"; {res.samples_per_s:.0f} samples/s, {res.seconds:.1f}s train")
+
+    def _missing_protocols(self, u: Unit, d: Path) -> list[Protocol]:
+        try:
+            done = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []  # unreadable metrics: treated as before (skip); --force retrains
+        return [p for p in self._protocols(u.spec) if p.key not in done]
+
+    def _evaluate_more(self, u: Unit, d: Path, todo: list[Protocol]) -> None:
+        """A complete unit lacks some of the suite's protocols (added since it was trained):
+        evaluate just those from its checkpoint — no retraining — and add their rows."""
+        self.log(f"[i2m2bench] {u.key}: trained already ({d}); evaluating "
+                 f"{len(todo)} new protocol(s)")
+        model = build_fusion(u.spec["fusion"], self.task.spec, **u.spec["options"]).to(self.device)
+        path = d / "model.pt"
+        try:
+            model.load_state_dict(store.load_checkpoint(path))
+        except Exception as exc:
+            raise ConfigError(f"{path}: cannot load the checkpoint of {u.key} ({type(exc).__name__}: "
+                              f"{exc}); delete {d} (or pass --force) to retrain it") from exc
+        t0 = time.perf_counter()
+        new = {p.key: self._evaluate(model, p, u) for p in todo}
+        spent = time.perf_counter() - t0
+        metrics = {**json.loads((d / "metrics.json").read_text(encoding="utf-8")), **new}
+        metrics["robustness_eval_seconds"] = metrics.get("robustness_eval_seconds", 0.0) + spent
+        old = [r for r in store.read_rows(self.results_path)
+               if r.get("unit_hash") == u.unit_hash and r.get("seed") == u.seed]
+        if old:
+            base = self._base_row(u)
+            rows = [r for r in old if r["metric"] != "robustness_eval_seconds"]
+            rows += [{**base, "protocol": k, "metric": self.task.spec.metric, "value": v,
+                      "higher_is_better": self.task.spec.higher_is_better} for k, v in new.items()]
+            rows.append({**base, "protocol": "train", "metric": "robustness_eval_seconds",
+                         "value": metrics["robustness_eval_seconds"], "higher_is_better": None})
+            store.upsert_unit_rows(self.results_path, rows)
+        else:  # a results folder that never saw this unit: all of its rows, dated now
+            info_keys = {"train_seconds", "samples_per_s", "eval_seconds", "robustness_eval_seconds",
+                         "epochs_run", "best_epoch", "peak_memory_mb"}
+            self._append(u, {k: v for k, v in metrics.items() if k not in info_keys},
+                         {k: v for k, v in metrics.items() if k in info_keys})
+        store.write_text_atomic(d / "metrics.json", json.dumps(metrics, indent=1))
+        self.log(f"[i2m2bench] {u.key}: " + ", ".join(f"{k}={v:.4f}" for k, v in new.items())
+                 + f"; {spent:.1f}s")
+
+    def _evaluate(self, model: Fusion, proto: Protocol, u: Unit) -> float:
+        task = self.task
+        split = task.splits["test"] if proto.split == "test" else task.shifts[proto.split]
+        return evaluate(model, split, task.spec, u.train.eval_batch_size, proto.transform(task, u.seed))
 
     def validate(self, methods: list[str]) -> None:
         """Catch configuration errors before hours are spent: build every model once (and the
@@ -357,8 +450,17 @@ class SuiteRun:
                     raise ConfigError(f"method {m!r}: fusion {spec['fusion']!r} with options "
                                       f"{spec['options']}: {exc}") from exc
                 if m == name and spec["pretrain"]:
-                    _check_expert_map(model, spec["pretrain"])
-        self._protocols()
+                    if getattr(RECIPES.get(spec["recipe"]), "whole_model", False):
+                        _check_whole_model_map(spec["pretrain"])
+                    else:
+                        _check_expert_map(model, spec["pretrain"])
+                probe = self.task.splits["train"]
+                batch = probe.batch(torch.arange(min(4, len(probe)), device=self.device), self.task.spec)
+                try:
+                    check_outputs(spec["fusion"], model.to(self.device).eval(), batch)
+                except ContractError as exc:
+                    raise ConfigError(f"method {m!r}: {exc}") from exc
+            self._protocols(u.spec)
 
     def input_means(self) -> dict[str, torch.Tensor]:
         """Per-modality training-set mean input (for mean imputation), computed once per run."""
@@ -369,22 +471,12 @@ class SuiteRun:
                 for m in self.task.spec.modalities}  # summed in float64, no float copy of the data
         return self._means
 
-    def _protocols(self) -> list[str]:
-        out = []
-        for p in self.suite["protocols"]:
-            if p == "test":
-                out.append(p)
-            elif p == "shift:*":
-                out += [f"shift:{s}" for s in self.task.shifts]
-            elif p.startswith("shift:"):
-                if p[6:] not in self.task.shifts:
-                    raise ConfigError(f"suite.protocols: {p!r} names no shift set of "
-                                      f"{self.task.spec.name!r}; it has {sorted(self.task.shifts)}")
-                out.append(p)
-            else:
-                raise ConfigError(f"suite.protocols: unknown protocol {p!r}; expected 'test', "
-                                  "'shift:*' or 'shift:<name>'")
-        return list(dict.fromkeys(out))
+    def _protocols(self, method_spec: dict | None = None) -> list[Protocol]:
+        specs = (method_spec or {}).get("protocols") or self.suite["protocols"]
+        try:
+            return expand_protocols(specs, self.task, self.suite.get("levels", DEFAULT_LEVELS))
+        except ProtocolError as exc:
+            raise ConfigError(str(exc)) from exc
 
     def _record_failure(self, u: Unit, d: Path, message: str) -> None:
         """A failed unit leaves a ``failed.json`` and a ``failed`` row; it is retried next run."""

@@ -10,13 +10,14 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import gin
 import torch
 from tqdm.auto import tqdm
 
 from i2m2bench.fusion.base import Fusion
-from i2m2bench.types import Split, TaskSpec
+from i2m2bench.types import Batch, Split, TaskSpec
 
 
 @gin.configurable("train")
@@ -62,8 +63,11 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
 
 
 @torch.inference_mode()
-def predict(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000) -> torch.Tensor:
-    """Combined predictions (N, C) on ``split`` with the model in eval mode (BatchNorm frozen)."""
+def predict(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000,
+            transform: Callable[[Batch, int], Batch] | None = None) -> torch.Tensor:
+    """Combined predictions (N, C) on ``split`` with the model in eval mode (BatchNorm frozen),
+    without gradients, on the split's device. ``transform(batch, start)`` (an evaluation
+    protocol: availability mask, perturbation) is applied to each batch first."""
     was_training = model.training
     model.eval()
     outs = []
@@ -71,6 +75,8 @@ def predict(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000)
     for start in range(0, len(split), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(split)), device=device)
         batch = split.batch(idx, spec)
+        if transform is not None:
+            batch = transform(batch, start)
         outs.append(model.log_probs(model(batch), batch))
     model.train(was_training)
     return torch.cat(outs)
@@ -83,8 +89,9 @@ def score(pred: torch.Tensor, target: torch.Tensor, spec: TaskSpec) -> float:
     return float((pred.argmax(1) == target).double().mean())
 
 
-def evaluate(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000) -> float:
-    return score(predict(model, split, spec, batch_size), split.target, spec)
+def evaluate(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000,
+             transform: Callable[[Batch, int], Batch] | None = None) -> float:
+    return score(predict(model, split, spec, batch_size, transform), split.target, spec)
 
 
 @dataclass

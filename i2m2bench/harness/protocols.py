@@ -1,0 +1,145 @@
+"""Evaluation protocols, run by the harness after training, the same way for every method.
+
+``suite.protocols`` (gin) lists them; each becomes one or more result rows:
+
+=============================  ===========================================================
+``test``                       in distribution
+``shift:<name>`` / ``shift:*`` a shift test set of the dataset (``*``: each of them)
+``missing:<m>`` / ``missing:*`` modality ``m`` absent for every test sample (``*``: each)
+``missing_rate:<p>``           each modality independently absent with probability p, at
+                               least one present per sample (a sample that drew "all absent"
+                               keeps one modality chosen uniformly at random)
+``perturb:<m>:<kind>``         perturbation ``kind`` (``PERTURBATIONS``) of modality ``m`` at
+                               every level of ``suite.levels`` (or ``perturb:<m>:<kind>@0.5,1``)
+=============================  ===========================================================
+
+Missing inputs reach the model only as the batch's availability mask (``Batch.present``);
+what to do with them — drop experts or impute inputs — is the strategy's business, never the
+harness's. Every random draw comes from a generator seeded by (unit seed, protocol, level,
+batch start), so a protocol's result is reproducible. Curves (``perturb`` at several levels, and
+``missing_rate`` at several rates) start at level 0 = the in-distribution test score.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from i2m2bench.perturbations import PerturbationError, apply_perturbation, check_applicable
+from i2m2bench.types import Batch, Task
+
+DEFAULT_LEVELS = (0.25, 0.5, 0.75, 1.0)
+
+
+class ProtocolError(ValueError):
+    """A protocol string that names nothing the task has; the message says what exists."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    key: str  # the result row's ``protocol``
+    split: str = "test"  # "test" or a shift-set name
+    curve: str | None = None  # curve this point belongs to ("perturb:audio:snr", "missing_rate")
+    level: float | None = None
+    missing: tuple[str, ...] = ()
+    rate: float | None = None
+    perturb: tuple[str, str] | None = None  # (modality, kind)
+
+    @property
+    def robustness(self) -> bool:
+        """Whether this is one of the robustness protocols (not test / shift sets)."""
+        return bool(self.missing or self.rate is not None or self.perturb)
+
+    def transform(self, task: Task, seed: int) -> Callable[[Batch, int], Batch] | None:
+        """``fn(batch, start) -> batch`` applying this protocol to a test batch, or None."""
+        if not self.robustness:
+            return None
+        names = task.spec.modality_names
+
+        def gen_for(batch: Batch, start: int) -> torch.Generator:
+            tag = f"{seed}|{self.key}|{start}".encode()
+            return torch.Generator(device=batch.target.device).manual_seed(zlib.crc32(tag))
+
+        def fn(batch: Batch, start: int) -> Batch:
+            b, dev = len(batch), batch.target.device
+            if self.missing:
+                present = {m: torch.full((b,), m not in self.missing, dtype=torch.bool, device=dev)
+                           for m in names}
+                return Batch(batch.inputs, batch.target, present)
+            gen = gen_for(batch, start)
+            if self.rate is not None:
+                absent = torch.rand((b, len(names)), generator=gen, device=dev) < self.rate
+                keep = torch.randint(len(names), (b,), generator=gen, device=dev)
+                none_left = absent.all(dim=1)
+                absent[none_left, keep[none_left]] = False
+                return Batch(batch.inputs, batch.target, {m: ~absent[:, i] for i, m in enumerate(names)})
+            m, kind = self.perturb
+            x = apply_perturbation(kind, batch.inputs[m], self.level, gen, task.spec.modality(m))
+            return Batch({**batch.inputs, m: x}, batch.target, batch.present)
+
+        return fn
+
+
+def _level(text: str, where: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ProtocolError(f"{where}: {text!r} is not a number") from None
+    if not 0.0 < v <= 1.0:
+        raise ProtocolError(f"{where}: level/rate must be in (0, 1] (0 is the test score); got {v}")
+    return v
+
+
+def expand(specs: list[str], task: Task, levels=DEFAULT_LEVELS) -> list[Protocol]:
+    """Parse ``suite.protocols`` against the task (its shift sets and modalities)."""
+    names = task.spec.modality_names
+    out: list[Protocol] = []
+
+    def modality(m: str, p: str) -> list[str]:
+        if m == "*":
+            return list(names)
+        if m not in names:
+            raise ProtocolError(f"suite.protocols: {p!r} names no modality of {task.spec.name!r}; "
+                                f"it has {', '.join(names)}")
+        return [m]
+
+    for p in specs:
+        head, _, rest = str(p).partition(":")
+        if p == "test":
+            out.append(Protocol("test"))
+        elif head == "shift" and rest == "*":
+            out += [Protocol(f"shift:{s}", split=s) for s in task.shifts]
+        elif head == "shift":
+            if rest not in task.shifts:
+                raise ProtocolError(f"suite.protocols: {p!r} names no shift set of "
+                                    f"{task.spec.name!r}; it has {sorted(task.shifts)}")
+            out.append(Protocol(p, split=rest))
+        elif head == "missing" and rest:
+            out += [Protocol(f"missing:{m}", missing=(m,)) for m in modality(rest, p)]
+        elif head == "missing_rate" and rest:
+            r = _level(rest, f"suite.protocols {p!r}")
+            out.append(Protocol(f"missing_rate:{r:g}", curve="missing_rate", level=r, rate=r))
+        elif head == "perturb" and rest.count(":") == 1:
+            target, _, at = rest.partition("@")
+            m, kind = target.split(":")
+            lv = [_level(t, f"suite.protocols {p!r}") for t in at.split(",")] if at else \
+                [_level(str(t), "suite.levels") for t in levels]
+            for mm in modality(m, p):
+                try:
+                    check_applicable(kind, task.spec.modality(mm))
+                except (PerturbationError, KeyError) as exc:
+                    raise ProtocolError(f"suite.protocols {p!r}: {exc}") from None
+                curve = f"perturb:{mm}:{kind}"
+                out += [Protocol(f"{curve}@{lvl:g}", curve=curve, level=lvl, perturb=(mm, kind))
+                        for lvl in lv]
+        else:
+            raise ProtocolError(
+                f"suite.protocols: unknown protocol {p!r}; expected 'test', 'shift:*', "
+                "'shift:<name>', 'missing:<modality>' (or 'missing:*'), 'missing_rate:<p>' or "
+                "'perturb:<modality>:<kind>[@l1,l2,...]'")
+    unique = {}
+    for proto in out:
+        unique.setdefault(proto.key, proto)
+    return list(unique.values())
