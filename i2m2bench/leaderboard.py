@@ -43,6 +43,49 @@ def _protocol_order(p: str) -> tuple:
     return ({"test": 0, "val": 9}.get(p.split(":")[0], 1), p)
 
 
+ROBUST_HEADS = ("missing", "missing_rate", "perturb")
+
+
+def curve_point(protocol: str) -> tuple[str, float] | None:
+    """``"perturb:audio:snr@0.5"`` -> ("perturb:audio:snr", 0.5); ``"missing_rate:0.5"`` ->
+    ("missing_rate", 0.5); anything else -> None."""
+    if protocol.startswith("perturb:") and "@" in protocol:
+        curve, level = protocol.rsplit("@", 1)
+        return curve, float(level)
+    if protocol.startswith("missing_rate:"):
+        return "missing_rate", float(protocol.split(":", 1)[1])
+    return None
+
+
+def area_metrics(clean: float, points: dict[float, float], ref_clean: float | None = None,
+                 ref_points: dict[float, float] | None = None) -> tuple[float, float | None]:
+    """Relative and effective robustness of one curve (one seed).
+
+    The curve is ``clean`` at level 0 followed by ``points`` {level: score}; its area is the
+    trapezoid rule over [0, L] (L = the largest level), divided by L.
+
+    * relative robustness = area / (clean × 1): 1 means no degradation;
+    * effective robustness = area − area of the reference curve (late fusion) shifted to the
+      same clean score, i.e. mean of (score(l) − [ref(l) − ref(0) + clean]) over [0, L]:
+      0 means degrading exactly like the reference, > 0 more gracefully. Needs the reference's
+      points at the same levels (else None).
+    """
+    levels = sorted(points)
+    if not levels or levels[0] <= 0:
+        raise ValueError(f"curve levels must be > 0 (level 0 is the clean score); got {levels}")
+    xs = [0.0, *levels]
+
+    def area(c, pts):
+        ys = [c, *(pts[x] for x in levels)]
+        return sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(levels))) / xs[-1]
+
+    own = area(clean, points)
+    rel = own / clean if clean else float("nan")
+    if ref_points is None or ref_clean is None or set(ref_points) != set(points):
+        return rel, None
+    return rel, own - (area(ref_clean, ref_points) - ref_clean + clean)
+
+
 def render_markdown(rows: list[dict]) -> str:
     """The leaderboard of one board's rows (pure: same rows, same text)."""
     if not rows:
@@ -52,8 +95,8 @@ def render_markdown(rows: list[dict]) -> str:
     scored = [r for r in rows if r["protocol"] != "train"]
     metric = scored[0]["metric"] if scored else "metric"
     hib = scored[0]["higher_is_better"] if scored else True
-    protocols = sorted({r["protocol"] for rs in units.values() for r in rs if r["protocol"] != "train"},
-                       key=_protocol_order)
+    every = {r["protocol"] for rs in units.values() for r in rs if r["protocol"] != "train"}
+    protocols = sorted((p for p in every if p.split(":")[0] not in ROBUST_HEADS), key=_protocol_order)
     methods = sorted(units, key=lambda m: (FAMILY_ORDER.get(units[m][0]["family"], 9), m))
 
     table: dict[str, dict[str, list[float]]] = {}
@@ -103,6 +146,7 @@ def render_markdown(rows: list[dict]) -> str:
               f"`results/{first['board']}.jsonl`. Mean ± sample std over seeds; best mean per "
               "column in bold. Do not edit by hand.", ""]
     lines.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+    lines += _robustness_sections(units, table, methods, every, hib, metric, first["board"])
     lines += ["", "## Settings and provenance", ""]
     prov = []
     for m in methods:
@@ -150,6 +194,9 @@ class StandardLayout(Layout):
     def markdown(self, rows: list[dict]) -> str:
         return render_markdown(rows)
 
+    def figures(self, rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
+        return plot_curves(rows, out_dir, stem)
+
 
 def layout_of(rows: list[dict], where: Path | str = "") -> Layout:
     if not rows:
@@ -165,6 +212,156 @@ def layout_of(rows: list[dict], where: Path | str = "") -> Layout:
 def render_rows(rows: list[dict], where: Path | str = "") -> str:
     """The Markdown of a board's rows, in the layout the rows name."""
     return layout_of(rows, where).markdown(rows)
+
+
+def _cell(values: list[float] | None, scale: float, digits: int, best: float | None = None) -> str:
+    if not values:
+        return "—"
+    cell = _mean_std(values, scale, digits)
+    return f"**{cell}**" if best is not None and statistics.fmean(values) == best else cell
+
+
+def curve_slug(curve: str) -> str:
+    return curve.replace(":", "-").replace("_", "-")
+
+
+def _robustness_sections(units, table, methods, every, hib, metric, board) -> list[str]:
+    """Missing-modality table, curve-area table and one table + plot per curve (if any rows)."""
+    missing = sorted(p for p in every if p.startswith("missing:"))
+    curves: dict[str, set[float]] = defaultdict(set)
+    for p in every:
+        cp = curve_point(p)
+        if cp:
+            curves[cp[0]].add(cp[1])
+    if not missing and not curves:
+        return []
+    arrow = "↑" if hib else "↓"
+    pick = max if hib else min
+    out = ["", "## Robustness", "",
+           "Every method is evaluated the same way after training (`suite.protocols`); missing "
+           "inputs reach a model only as the availability mask, and each strategy handles them its "
+           "own way (PoE models drop the absent modality's experts, inter-only models impute).",
+           ""]
+    if missing:
+        out += ["### Missing modalities", "",
+                f"{metric} (%) {arrow} with the modality absent for every test sample; "
+                "`test` repeated for reference.", ""]
+        cols = ["test", *missing]
+        best = {p: pick([statistics.fmean(table[m][p]) for m in methods if table[m].get(p)] or [0])
+                for p in cols}
+        body = [[f"`{m}`", *(_cell(table[m].get(p), 100.0, 2, best[p]) for p in cols)]
+                for m in methods if any(table[m].get(p) for p in missing)]
+        out.append(tabulate(body, headers=["Method", *cols], tablefmt="github", disable_numparse=True))
+    if curves:
+        ref = next((r["reference_method"] for rs in units.values() for r in rs
+                    if r.get("reference_method")), "late_fusion")
+        areas = {}  # (method, curve) -> (relative list, effective list)
+        for m in methods:
+            for c, levels in curves.items():
+                rel, eff = [], []
+                for seed, clean in _per_seed(units[m], "test").items():
+                    pts = _curve_seed(units[m], c, seed)
+                    if set(pts) != levels:
+                        continue
+                    rpts = _curve_seed(units[ref], c, seed) if ref in units else None
+                    rclean = _per_seed(units[ref], "test").get(seed) if ref in units else None
+                    r_, e_ = area_metrics(clean, pts, rclean, rpts)
+                    rel.append(r_)
+                    if e_ is not None:
+                        eff.append(e_)
+                areas[m, c] = (rel, eff)
+        out += ["", "### Robustness curves: areas", "",
+                "Per curve (level 0 = the clean test score): **RR**, relative robustness = "
+                "normalised area under the curve / clean score (1 = no degradation); **ER**, "
+                f"effective robustness = mean gap (points of {metric} %) to the curve of "
+                f"`{ref}` shifted to the method's clean score (0 = degrades like `{ref}`, > 0 "
+                "more gracefully). Both per seed from this board's raw curves, then mean ± std.",
+                ""]
+        heads, body = ["Method"], []
+        for c in sorted(curves):
+            heads += [f"{c} RR ↑", f"{c} ER ↑"]
+        for m in methods:
+            line = [f"`{m}`"]
+            for c in sorted(curves):
+                rel, eff = areas[m, c]
+                line += [_cell(rel, 1.0, 3), _cell(eff, 100.0, 2)]
+            if any(x != "—" for x in line[1:]):
+                body.append(line)
+        out.append(tabulate(body, headers=heads, tablefmt="github", disable_numparse=True))
+        for c in sorted(curves):
+            levels = sorted(curves[c])
+            out += ["", f"#### Curve `{c}`", "",
+                    f"![{c}]({board}-{curve_slug(c)}.png)", ""]
+            cols = ["test", *(_level_protocol(c, lv) for lv in levels)]
+            body = [[f"`{m}`", *(_cell(table[m].get(p), 100.0, 2) for p in cols)]
+                    for m in methods if any(table[m].get(p) for p in cols[1:])]
+            out.append(tabulate(body, headers=["Method", "level 0 (test)", *(f"{lv:g}" for lv in levels)],
+                                tablefmt="github", disable_numparse=True))
+    return out
+
+
+def _level_protocol(curve: str, level: float) -> str:
+    return f"missing_rate:{level:g}" if curve == "missing_rate" else f"{curve}@{level:g}"
+
+
+def _per_seed(rows: list[dict], protocol: str) -> dict[int, float]:
+    return {r["seed"]: r["value"] for r in rows if r["protocol"] == protocol}
+
+
+def _curve_seed(rows: list[dict], curve: str, seed: int) -> dict[float, float]:
+    out = {}
+    for r in rows:
+        cp = curve_point(r["protocol"])
+        if cp and cp[0] == curve and r["seed"] == seed:
+            out[cp[1]] = r["value"]
+    return out
+
+
+def plot_curves(rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
+    """One PNG per curve: mean score against level (± std band), one line per method."""
+    units = _latest_units(rows)
+    curves: dict[str, set[float]] = defaultdict(set)
+    for rs in units.values():
+        for r in rs:
+            cp = curve_point(r["protocol"])
+            if cp:
+                curves[cp[0]].add(cp[1])
+    if not curves:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted(units, key=lambda m: (FAMILY_ORDER.get(units[m][0]["family"], 9), m))
+    paths = []
+    for c, levels in sorted(curves.items()):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        xs = [0.0, *sorted(levels)]
+        for m in methods:
+            per_level = [[v for v in _per_seed(units[m], p).values()]
+                         for p in ["test", *(_level_protocol(c, lv) for lv in xs[1:])]]
+            if not all(per_level[1:]) or not per_level[0]:
+                continue
+            mean = [100 * statistics.fmean(v) for v in per_level]
+            std = [100 * statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_level]
+            style = "--" if units[m][0]["family"] in ("unimodal", "intra") else "-"
+            line, = ax.plot(xs, mean, style, marker="o", ms=3, label=m)
+            ax.fill_between(xs, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
+                            color=line.get_color(), alpha=0.12, lw=0)
+        ax.set_xlabel("missing rate p" if c == "missing_rate" else f"level of {c.split(':', 1)[1]}")
+        ax.set_ylabel(f"{rows[0]['metric']} (%)")
+        ax.set_title(f"{stem}: {c}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        path = out_dir / f"{stem}-{curve_slug(c)}.png"
+        tmp = path.with_name(path.name + ".tmp")
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
 
 
 def board_path(results_path: Path, out_dir: Path) -> Path:

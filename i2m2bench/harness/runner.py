@@ -51,14 +51,15 @@ def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                  methods: list = gin.REQUIRED, dataset_options: dict | None = None,
                  seeds: list = (0, 1, 2), protocols: list = ("test", "shift:*"),
                  sweep: dict | None = None, layout: str = "standard",
-                 levels: list = DEFAULT_LEVELS) -> dict:
+                 levels: list = DEFAULT_LEVELS, reference: str = "late_fusion") -> dict:
     """The suite: which dataset, which methods (each defined under its own gin scope), seeds.
 
     ``sweep`` (optional) maps setting labels to dataset-option overrides: the whole suite runs
     once per setting, all settings' rows going to one results file (each row names its
     ``setting``). ``layout`` names the leaderboard layout (``i2m2bench.leaderboard.LAYOUTS``)
     that renders the suite's rows. ``protocols`` and ``levels``: see
-    :mod:`i2m2bench.harness.protocols`.
+    :mod:`i2m2bench.harness.protocols`. ``reference``: the method whose robustness curves the
+    effective-robustness metric compares against (late fusion, as in the I2M2 paper's tables).
     """
     if sweep is not None and (not isinstance(sweep, dict) or not sweep
                               or not all(isinstance(v, dict) for v in sweep.values())):
@@ -67,7 +68,7 @@ def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
     return dict(name=name, dataset=dataset, methods=list(methods),
                 dataset_options=dict(dataset_options or {}), seeds=[int(s) for s in seeds],
                 protocols=list(protocols), sweep=dict(sweep) if sweep else None, layout=layout,
-                levels=[float(v) for v in levels])
+                levels=[float(v) for v in levels], reference=reference)
 
 
 @gin.configurable("embedded_schedule")
@@ -496,6 +497,7 @@ class SuiteRun:
                 "unit_hash": u.unit_hash, "config_hash": self.config_hash,
                 "train": u.train.as_dict(), "n_train": len(self.task.splits["train"]),
                 "layout": self.suite.get("layout", "standard"), "setting": self.setting,
+                "reference_method": self.suite.get("reference"),
                 "task_options": self.task_identity()["options"],
                 **(self.provenance or store.provenance(self.device)), "date": store.utc_now()}
 
