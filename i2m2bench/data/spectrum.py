@@ -422,8 +422,10 @@ class DependencySpectrumLayout(Layout):
         values, info, settings, methods = _collect(rows)
         options = info["options"]
         xs = [float(options[s].get("inter_share", 0.0)) for s in settings]
-        fig, axes = plt.subplots(1, len(PROTOCOLS), figsize=(5.2 * len(PROTOCOLS), 4.4),
+        fig, axes = plt.subplots(1, len(PROTOCOLS), figsize=(5.2 * len(PROTOCOLS), 5.0),
                                  sharey=True)
+        styles = {"unimodal": (":", 1.2), "intra": ("-", 1.6), "inter": ("--", 1.4),
+                  "i2m2": ("-", 2.4)}
         for ax, proto in zip(axes, PROTOCOLS):
             which = proto.split(":", 1)[-1]
             for i, m in enumerate(methods):
@@ -431,31 +433,36 @@ class DependencySpectrumLayout(Layout):
                        if values.get((s, m), {}).get(proto)]
                 if not pts:
                     continue
+                ls, lw = styles.get(info["meta"][m]["family"], ("-", 1.4))
                 ax.errorbar([p[0] for p in pts], [statistics.fmean(p[1]) * 100 for p in pts],
                             yerr=[(statistics.stdev(p[1]) * 100 if len(p[1]) > 1 else 0.0)
                                   for p in pts],
                             label=meta_label(info["meta"][m], m), marker="o", ms=3.5, capsize=2.5,
-                            lw=1.4, color=plt.cm.tab10(i % 10))
+                            ls=ls, lw=lw, color=_COLORS[i % len(_COLORS)])
             ceil = [bayes_ceiling(options[s], which)["ceiling"] * 100 for s in settings]
-            ax.plot(xs, ceil, "k--", lw=1.8, label="Bayes ceiling")
+            ax.plot(xs, ceil, "k--", lw=2.0, label="Bayes ceiling")
             if proto != "test":
                 rule = [bayes_ceiling(options[s], which)["train_rule"] * 100 for s in settings]
-                ax.plot(xs, rule, ":", color="0.45", lw=1.6, label="training Bayes rule")
+                ax.plot(xs, rule, "k:", lw=1.4, label="training Bayes rule (shift panels)")
             classes = int(options[settings[0]].get("classes", DEFAULTS["classes"]))
             ax.axhline(100 / classes, color="0.7", lw=0.8)
             ax.set_title(proto)
             ax.set_xlabel("inter-dependency share (inter_share)")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("accuracy (%)")
-        axes[0].legend(fontsize=7, loc="lower left")
-        axes[-1].legend(fontsize=7, loc="lower right")
+        handles, labels = axes[-1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
         fig.suptitle(f"{rows[0]['suite']}: mean ± std over seeds; grey line = chance")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.17, 1, 1))
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{stem}.png"
         fig.savefig(path, dpi=110, metadata={"Software": None})
         plt.close(fig)
         return [path]
+
+
+_COLORS = ("#1f77b4", "#17becf", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#ff7f0e", "#e377c2",
+           "#bcbd22", "#7f7f7f")
 
 
 def meta_label(r0: dict, method: str) -> str:
