@@ -18,9 +18,10 @@ from i2m2bench.data import DATASETS, build_task  # noqa: E402
 from i2m2bench.encoders import ENCODERS, Encoder, build_encoder  # noqa: E402
 from i2m2bench.fusion import FUSIONS, Fusion, build_fusion  # noqa: E402
 from i2m2bench.harness import RECIPES, run_suite  # noqa: E402
+from i2m2bench.perturbations import PERTURBATIONS, perturbation  # noqa: E402
 
-__all__ = ["DATASETS", "ENCODERS", "FUSIONS", "RECIPES", "Batch", "Encoder", "Fusion",
+__all__ = ["DATASETS", "ENCODERS", "FUSIONS", "PERTURBATIONS", "RECIPES", "Batch", "Encoder", "Fusion",
            "ModalitySpec", "Split", "Task", "TaskSpec", "build_encoder", "build_fusion",
-           "build_task", "run_suite", "load_plugins", "__version__"]
+           "build_task", "perturbation", "run_suite", "load_plugins", "__version__"]
 
 from i2m2bench import contrib  # noqa: E402,F401  (TFN, GMU: written against the API above)

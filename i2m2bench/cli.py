@@ -50,8 +50,11 @@ def _cmd_list(args) -> int:
     import i2m2bench
     from i2m2bench.harness.runner import RECIPES
 
+    from i2m2bench.leaderboard import LAYOUTS
+
     kinds = {"datasets": i2m2bench.DATASETS, "encoders": i2m2bench.ENCODERS,
-             "fusions": i2m2bench.FUSIONS, "recipes": RECIPES}
+             "fusions": i2m2bench.FUSIONS, "perturbations": i2m2bench.PERTURBATIONS,
+             "recipes": RECIPES, "layouts": LAYOUTS}
     for kind, reg in kinds.items():
         if args.kind and kind != args.kind:
             continue
@@ -124,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
-    lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "recipes"])
+    lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "perturbations", "recipes", "layouts"])
     lst.set_defaults(func=_cmd_list)
 
     lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows",

@@ -116,3 +116,33 @@ def check_fusion(name: str, spec: TaskSpec | None = None, options: dict | None =
         a, b = first(batch), again(batch)
     for k in a:
         assert torch.equal(a[k], b[k]), f"{where}: same seed gave different outputs for {k!r}"
+
+
+def check_perturbation(name: str, modality=None, batch_size: int = 64, level: float = 0.6) -> None:
+    """The rules every perturbation must follow (see :mod:`i2m2bench.perturbations`): level 0 is
+    the identity; the input is never modified; same generator seed, same output; with
+    ``fraction < 1`` the samples not selected come back bit for bit; the shape is kept."""
+    from i2m2bench.perturbations import PERTURBATIONS, apply_perturbation
+
+    fn = PERTURBATIONS.get(name)
+    if modality is None:
+        kind = fn.modality_kinds[0]
+        shape = {"image": (1, 12, 12), "spectrogram": (1, 16, 16), "vector": (10,),
+                 "sequence": (8, 3)}[kind]
+        modality = ModalitySpec("m", shape, kind)
+    where = f"perturbation {name!r} on {modality.kind} {modality.shape}"
+    x = torch.rand((batch_size, *modality.shape), generator=torch.Generator().manual_seed(0)) + 0.1
+    before = x.clone()
+
+    def run(seed: int, lv: float = level, fraction: float = 1.0) -> torch.Tensor:
+        return apply_perturbation(name, x, lv, torch.Generator().manual_seed(seed), modality, fraction)
+
+    assert torch.equal(run(0, 0.0), x), f"{where}: level 0 is not the identity"
+    a = run(1)
+    assert torch.equal(x, before), f"{where}: the input batch was modified in place"
+    assert not torch.equal(a, x), f"{where}: level {level} changed nothing"
+    assert torch.equal(a, run(1)), f"{where}: the same seed gave different outputs"
+    part = run(2, fraction=0.5)
+    same = (part == x).flatten(1).all(1)
+    assert 0 < int(same.sum()) < batch_size, f"{where}: fraction=0.5 did not select a subset"
+    assert not bool((part[same] == 0).any()), f"{where}: unselected samples were zeroed"

@@ -123,16 +123,20 @@ _INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.M)
 
 
 def _include_folders(path: Path, seen: set | None = None) -> list[str]:
-    """Folders of ``path`` and of every file it includes (recursively), outermost first."""
+    """Folders where the ``include``s of ``path`` and of the files it includes (recursively)
+    resolve, outermost first (only those: a folder that resolves nothing would make gin log a
+    failed lookup for every include)."""
     seen = set() if seen is None else seen
     if path in seen or not path.is_file():
         return []
     seen.add(path)
-    out = [str(path.parent)]
+    out: list[str] = []
     for name in _INCLUDE.findall(path.read_text(encoding="utf-8", errors="replace")):
         for base in (path.parent, *map(Path, out)):
             target = (base / name).resolve()
             if target.is_file():
+                folder = str(base.resolve())
+                out += [folder] if folder not in out else []
                 out += [f for f in _include_folders(target, seen) if f not in out]
                 break
     return out
