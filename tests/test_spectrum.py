@@ -279,8 +279,8 @@ def test_smoke_suite_end_to_end(tmp_path):
     test_table = md.split("## Test accuracy")[1].split("##")[0]
     body = [ln for ln in test_table.splitlines() if ln.startswith("| `")]
     assert [ln.split("|")[1].strip() for ln in body] == ["`p0.00`", "`p0.50`", "`p1.00`"]
-    assert all(ln.count("|") == 3 + 8 + 1 for ln in body)  # setting, share, ceiling + 8 methods
+    assert all(ln.count("|") == 3 + 10 + 1 for ln in body)  # setting, share, ceiling + 10 methods
     # the smoke task is tiny but its ceiling comes from the options alone
     ceil = bayes_ceiling({**run.task.options, "inter_share": 0.5})["ceiling"]
     assert f"{ceil * 100:.1f}" in body[1]
-    assert len(run.summary) == 3 * 8  # every (setting, method) unit trained once
+    assert len(run.summary) == 3 * 10  # every (setting, method) unit trained once
