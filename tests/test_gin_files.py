@@ -6,6 +6,7 @@ import pytest
 
 import i2m2bench
 from i2m2bench.data.avmnist import MODALITIES
+from i2m2bench.data.spectrum import task_spec as spectrum_spec
 from i2m2bench.harness.runner import (ConfigError, _bound_scopes, embedded_schedule,
                                       method_config, parse_gin, suite_config)
 from i2m2bench.harness.training import TrainConfig
@@ -18,6 +19,7 @@ SPECS = {
     "avmnist": TaskSpec("avmnist", "t", MODALITIES, "multiclass", 10),
     "toy": TaskSpec("toy", "t", (ModalitySpec("a", (16,), "vector"), ModalitySpec("b", (16,), "vector")),
                     "multiclass", 4),
+    "dependency_spectrum": spectrum_spec(classes=4, dim=16),
 }
 
 
@@ -41,7 +43,8 @@ def test_gin_file_defines_buildable_methods(path):
             with gin.config_scope(dep):
                 d = method_config()
             donor = i2m2bench.build_fusion(d["fusion"], spec, **d["options"])
-            model.experts()[expert].load_state_dict(donor.state_dict())  # same architecture
+            target = model if expert == "model" else model.experts()[expert]  # evaluate_only: whole
+            target.load_state_dict(donor.state_dict())  # same architecture
 
 
 def test_avmnist_gin_carries_the_paper_hyperparameters():
@@ -53,8 +56,9 @@ def test_avmnist_gin_carries_the_paper_hyperparameters():
         lrs[name] = t.lr
         assert (t.optimizer, t.weight_decay, t.epochs, t.batch_size, t.grad_clip, t.patience) == (
             "sgd", 1e-4, 30, 40, 8.0, 10)
+    fine_tune = {m: 0.01 for m in ("i2m2_lf", "i2m2_lrtf", "i2m2_tfn", "i2m2_gmu", "i2m2_lf_inter_imputed")}
     assert lrs == {"image_only": 0.01, "audio_only": 0.01, "intra_only": 0.1, "late_fusion": 0.1,
-                   "lrtf": 0.1, "early_fusion": 0.1, "i2m2_lf": 0.01, "i2m2_lrtf": 0.01}
+                   "lrtf": 0.1, "early_fusion": 0.1, "tfn": 0.1, "gmu": 0.1, **fine_tune}
 
 
 def test_unknown_binding_is_an_error_with_file_and_line(tmp_path):
