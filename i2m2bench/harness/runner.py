@@ -351,9 +351,13 @@ class SuiteRun:
         train = task.splits["train"]
         model.set_input_means(self.input_means())
         RECIPES.get(spec["recipe"])(self, model, spec, u.seed)
-        self.log(f"[i2m2bench] {u.key}: training {spec['fusion']} ({spec['recipe']}, "
-                 f"lr={u.train.lr}, epochs={u.train.epochs}, batch={u.train.batch_size}) on "
-                 f"{len(train)} samples, {self.device}")
+        if getattr(RECIPES.get(spec["recipe"]), "trains", True):
+            self.log(f"[i2m2bench] {u.key}: training {spec['fusion']} ({spec['recipe']}, "
+                     f"lr={u.train.lr}, epochs={u.train.epochs}, batch={u.train.batch_size}) on "
+                     f"{len(train)} samples, {self.device}")
+        else:
+            self.log(f"[i2m2bench] {u.key}: evaluating {spec['fusion']} ({spec['recipe']}: the "
+                     f"weights of {', '.join(spec['pretrain'].values())}, no training), {self.device}")
         try:
             if getattr(RECIPES.get(spec["recipe"]), "trains", True):
                 res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
