@@ -167,6 +167,15 @@ def render_markdown(rows: list[dict]) -> str:
     if peaks:
         lines += ["", f"Peak memory of the training process (CPU: resident set; CUDA: allocated), "
                       f"max over units: {max(peaks):.0f} MB."]
+    robust = sum(r["value"] for rs in units.values() for r in rs
+                 if r["metric"] == "robustness_eval_seconds")
+    if robust:
+        rest = sum(r["value"] for rs in units.values() for r in rs
+                   if r["metric"] in ("train_seconds", "eval_seconds")) - robust
+        lines += ["", f"Time of the robustness protocols, summed over units: {robust:.0f} s, "
+                      f"{100 * robust / rest:.1f}% on top of the units' training and test/shift "
+                      f"evaluation ({rest:.0f} s; per-epoch validation and start-up are not in "
+                      "that sum, so the share of the run's wall time is smaller)."]
     lines.append("")
     return "\n".join(lines)
 
@@ -334,11 +343,13 @@ def plot_curves(rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     methods = sorted(units, key=lambda m: (FAMILY_ORDER.get(units[m][0]["family"], 9), m))
+    colors = plt.get_cmap("tab20").colors  # 20 distinct colours: one per method
+    markers = "os^vDP*Xph<>"
     paths = []
     for c, levels in sorted(curves.items()):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = plt.subplots(figsize=(7.2, 4.6))
         xs = [0.0, *sorted(levels)]
-        for m in methods:
+        for i, m in enumerate(methods):
             per_level = [[v for v in _per_seed(units[m], p).values()]
                          for p in ["test", *(_level_protocol(c, lv) for lv in xs[1:])]]
             if not all(per_level[1:]) or not per_level[0]:
@@ -346,14 +357,15 @@ def plot_curves(rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
             mean = [100 * statistics.fmean(v) for v in per_level]
             std = [100 * statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_level]
             style = "--" if units[m][0]["family"] in ("unimodal", "intra") else "-"
-            line, = ax.plot(xs, mean, style, marker="o", ms=3, label=m)
+            line, = ax.plot(xs, mean, style, marker=markers[i % len(markers)], ms=4, label=m,
+                            color=colors[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20])
             ax.fill_between(xs, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=line.get_color(), alpha=0.12, lw=0)
         ax.set_xlabel("missing rate p" if c == "missing_rate" else f"level of {c.split(':', 1)[1]}")
         ax.set_ylabel(f"{rows[0]['metric']} (%)")
         ax.set_title(f"{stem}: {c}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2, loc="best")
         fig.tight_layout()
         path = out_dir / f"{stem}-{curve_slug(c)}.png"
         tmp = path.with_name(path.name + ".tmp")

@@ -156,6 +156,7 @@ def test_protocol_rows_resume_and_board(tmp_path):
     for head in ("### Missing modalities", "### Robustness curves: areas", "#### Curve `perturb:a:gaussian`",
                  "#### Curve `missing_rate`", "![perturb:a:gaussian](toy_smoke-embedded-toy-perturb-a-gaussian.png)"):
         assert head in md
+    assert "Time of the robustness protocols, summed over units:" in md
     png = tmp_path / "lb" / "toy_smoke-embedded-toy-perturb-a-gaussian.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert render_markdown(rows) == md  # the board is a pure function of the rows

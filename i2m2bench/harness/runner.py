@@ -381,8 +381,8 @@ class SuiteRun:
         if self.device.type == "cuda":
             peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         info = {"train_seconds": res.seconds, "samples_per_s": res.samples_per_s,
-                "eval_seconds": eval_s, "robustness_eval_seconds": robust_s, "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
-                "peak_memory_mb": peak_mb}
+                "eval_seconds": eval_s, "robustness_eval_seconds": robust_s,
+                "epochs_run": res.epochs_run, "best_epoch": res.best_epoch, "peak_memory_mb": peak_mb}
         store.save_checkpoint(d / "model.pt", model.state_dict())
         store.write_text_atomic(d / "operative_config.gin", gin.operative_config_str())
         store.write_text_atomic(d / "unit.json", json.dumps(
