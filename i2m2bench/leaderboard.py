@@ -61,6 +61,10 @@ def area_metrics(clean: float, points: dict[float, float], ref_clean: float | No
                  ref_points: dict[float, float] | None = None) -> tuple[float, float | None]:
     """Relative and effective robustness of one curve (one seed).
 
+    The names follow Taori et al., "Measuring Robustness to Natural Distribution Shifts in Image
+    Classification" (NeurIPS 2020); the definitions here are on curve areas, as this suite's
+    robustness protocols specify.
+
     The curve is ``clean`` at level 0 followed by ``points`` {level: score}; its area is the
     trapezoid rule over [0, L] (L = the largest level), divided by L.
 
@@ -169,9 +173,9 @@ def render_markdown(rows: list[dict]) -> str:
                       f"max over units: {max(peaks):.0f} MB."]
     robust = sum(r["value"] for rs in units.values() for r in rs
                  if r["metric"] == "robustness_eval_seconds")
-    if robust:
-        rest = sum(r["value"] for rs in units.values() for r in rs
-                   if r["metric"] in ("train_seconds", "eval_seconds")) - robust
+    rest = sum(r["value"] for rs in units.values() for r in rs
+               if r["metric"] in ("train_seconds", "eval_seconds")) - robust
+    if robust and rest > 0:
         lines += ["", f"Time of the robustness protocols, summed over units: {robust:.0f} s, "
                       f"{100 * robust / rest:.1f}% on top of the units' training and test/shift "
                       f"evaluation ({rest:.0f} s; per-epoch validation and start-up are not in "
@@ -284,11 +288,16 @@ def _robustness_sections(units, table, methods, every, hib, metric, board) -> li
                 "normalised area under the curve / clean score (1 = no degradation); **ER**, "
                 f"effective robustness = mean gap (points of {metric} %) to the curve of "
                 f"`{ref}` shifted to the method's clean score (0 = degrades like `{ref}`, > 0 "
-                "more gracefully). Both per seed from this board's raw curves, then mean ± std.",
+                "more gracefully). Both per seed from this board's raw curves, then mean ± std "
+                "(names after Taori et al., NeurIPS 2020). ER compares the shape of the curves, "
+                "not their level: a method starting from a lower clean score whose curve ends "
+                "near chance, like the reference's, scores a high ER; a method that never reads "
+                "the perturbed modality keeps RR = 1. Read ER together with RR and the curve "
+                "tables.",
                 ""]
         heads, body = ["Method"], []
         for c in sorted(curves):
-            heads += [f"{c} RR ↑", f"{c} ER ↑"]
+            heads += [f"{c} RR {arrow}", f"{c} ER {arrow}"]
         for m in methods:
             line = [f"`{m}`"]
             for c in sorted(curves):
@@ -361,7 +370,9 @@ def plot_curves(rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
                             color=colors[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20])
             ax.fill_between(xs, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=line.get_color(), alpha=0.12, lw=0)
-        ax.set_xlabel("missing rate p" if c == "missing_rate" else f"level of {c.split(':', 1)[1]}")
+        ax.set_xlabel("missing rate p (each modality drawn absent w.p. p; a sample left with "
+                      "none gets one back)" if c == "missing_rate" else f"level of {c.split(':', 1)[1]}",
+                      fontsize=8)
         ax.set_ylabel(f"{rows[0]['metric']} (%)")
         ax.set_title(f"{stem}: {c}", fontsize=9)
         ax.grid(alpha=0.3)

@@ -81,12 +81,12 @@ def _uniform(shape, gen, x):
 
 
 # --------------------------------------------------------------------------- noise
-GAUSSIAN_SIGMA = 1.0  # noise std at level 1, in input units (inputs are scaled to [0, 1])
+GAUSSIAN_SIGMA = 1.0  # noise std at level 1, in model-input units (AV-MNIST inputs lie in [0, 1])
 
 
 @perturbation("gaussian")
 def gaussian(x, level, gen, modality):
-    """Additive Gaussian noise, std = level × 1.0 (inputs are in [0, 1])."""
+    """Additive Gaussian noise, std = level × 1.0 in model-input units."""
     noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
     return x + (level * GAUSSIAN_SIGMA) * noise
 
@@ -101,7 +101,10 @@ def snr_db(level: float) -> float:
 
 @perturbation("snr")
 def snr(x, level, gen, modality):
-    """White Gaussian noise at a target SNR per sample: noise power = mean(x²) / 10^(SNR/10)."""
+    """White Gaussian noise at a target SNR per sample: noise power = mean(x²) / 10^(SNR/10).
+
+    The SNR is that of the model input as given (for AV-MNIST's audio: the pixels of the scaled
+    log-mel image), not an acoustic SNR of the waveform."""
     power = x.flatten(1).pow(2).mean(1).clamp_min(1e-12)  # (B,)
     std = (power / 10 ** (snr_db(level) / 10)).sqrt().view(-1, *([1] * (x.dim() - 1)))
     return x + std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)

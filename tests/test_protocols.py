@@ -156,7 +156,13 @@ def test_protocol_rows_resume_and_board(tmp_path):
     for head in ("### Missing modalities", "### Robustness curves: areas", "#### Curve `perturb:a:gaussian`",
                  "#### Curve `missing_rate`", "![perturb:a:gaussian](toy_smoke-embedded-toy-perturb-a-gaussian.png)"):
         assert head in md
-    assert "Time of the robustness protocols, summed over units:" in md
+    robust = sum(r["value"] for r in rows if r["metric"] == "robustness_eval_seconds")
+    rest = sum(r["value"] for r in rows if r["metric"] in ("train_seconds", "eval_seconds")) - robust
+    assert rest > 0 and f"summed over units: {robust:.0f} s, {100 * robust / rest:.1f}% on top" in md
+    for u in {r["unit_hash"] for r in rows}:  # resumed evaluation time counts in eval_seconds too
+        secs = {(r["seed"], r["metric"]): r["value"] for r in rows if r["unit_hash"] == u}
+        for seed in (0, 1):
+            assert secs[seed, "eval_seconds"] >= secs[seed, "robustness_eval_seconds"] > 0
     png = tmp_path / "lb" / "toy_smoke-embedded-toy-perturb-a-gaussian.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert render_markdown(rows) == md  # the board is a pure function of the rows

@@ -6,9 +6,10 @@
 ``test``                       in distribution
 ``shift:<name>`` / ``shift:*`` a shift test set of the dataset (``*``: each of them)
 ``missing:<m>`` / ``missing:*`` modality ``m`` absent for every test sample (``*``: each)
-``missing_rate:<p>``           each modality independently absent with probability p, at
+``missing_rate:<p>``           each modality independently drawn absent with probability p, at
                                least one present per sample (a sample that drew "all absent"
-                               keeps one modality chosen uniformly at random)
+                               keeps one modality chosen uniformly at random), so with M
+                               modalities each is absent with probability p − p^M / M
 ``perturb:<m>:<kind>``         perturbation ``kind`` (``PERTURBATIONS``) of modality ``m`` at
                                every level of ``suite.levels`` (or ``perturb:<m>:<kind>@0.5,1``)
 =============================  ===========================================================

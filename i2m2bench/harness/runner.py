@@ -46,6 +46,9 @@ class UnitFailed(RuntimeError):
 
 
 # ------------------------------------------------------------------------------ gin surface
+_LABEL = re.compile(r"[A-Za-z0-9._-]+")
+
+
 @gin.configurable("suite")
 def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
                  methods: list = gin.REQUIRED, dataset_options: dict | None = None,
@@ -59,12 +62,17 @@ def suite_config(*, name: str = gin.REQUIRED, dataset: str = gin.REQUIRED,
     ``setting``). ``layout`` names the leaderboard layout (``i2m2bench.leaderboard.LAYOUTS``)
     that renders the suite's rows. ``protocols`` and ``levels``: see
     :mod:`i2m2bench.harness.protocols`. ``reference``: the method whose robustness curves the
-    effective-robustness metric compares against (late fusion, as in the I2M2 paper's tables).
+    effective-robustness metric compares against (late fusion: the most common inter-only
+    baseline of the suite, and I2M2's default inter expert).
     """
     if sweep is not None and (not isinstance(sweep, dict) or not sweep
                               or not all(isinstance(v, dict) for v in sweep.values())):
         raise ConfigError(f"suite.sweep must map setting labels to dicts of dataset options; "
                           f"got {sweep!r}")
+    for label in sweep or {}:  # labels become folder names under --out
+        if not isinstance(label, str) or not _LABEL.fullmatch(label) or set(label) == {"."}:
+            raise ConfigError(f"suite.sweep: setting label {label!r} must be letters, digits, "
+                              "'.', '_' or '-' (it names a run folder)")
     return dict(name=name, dataset=dataset, methods=list(methods),
                 dataset_options=dict(dataset_options or {}), seeds=[int(s) for s in seeds],
                 protocols=list(protocols), sweep=dict(sweep) if sweep else None, layout=layout,
@@ -420,15 +428,16 @@ class SuiteRun:
         spent = time.perf_counter() - t0
         metrics = {**json.loads((d / "metrics.json").read_text(encoding="utf-8")), **new}
         metrics["robustness_eval_seconds"] = metrics.get("robustness_eval_seconds", 0.0) + spent
+        metrics["eval_seconds"] = metrics.get("eval_seconds", 0.0) + spent
         old = [r for r in store.read_rows(self.results_path)
                if r.get("unit_hash") == u.unit_hash and r.get("seed") == u.seed]
         if old:
             base = self._base_row(u)
-            rows = [r for r in old if r["metric"] != "robustness_eval_seconds"]
+            rows = [r for r in old if r["metric"] not in ("robustness_eval_seconds", "eval_seconds")]
             rows += [{**base, "protocol": k, "metric": self.task.spec.metric, "value": v,
                       "higher_is_better": self.task.spec.higher_is_better} for k, v in new.items()]
-            rows.append({**base, "protocol": "train", "metric": "robustness_eval_seconds",
-                         "value": metrics["robustness_eval_seconds"], "higher_is_better": None})
+            rows += [{**base, "protocol": "train", "metric": k, "value": metrics[k],
+                      "higher_is_better": None} for k in ("eval_seconds", "robustness_eval_seconds")]
             store.upsert_unit_rows(self.results_path, rows)
         else:  # a results folder that never saw this unit: all of its rows, dated now
             info_keys = {"train_seconds", "samples_per_s", "eval_seconds", "robustness_eval_seconds",
@@ -481,7 +490,11 @@ class SuiteRun:
         return self._means
 
     def _protocols(self, method_spec: dict | None = None) -> list[Protocol]:
-        specs = (method_spec or {}).get("protocols") or self.suite["protocols"]
+        own = (method_spec or {}).get("protocols")
+        specs = self.suite["protocols"] if own is None else own
+        if not specs:
+            raise ConfigError("no protocols to evaluate: suite.protocols (or a method.protocols) "
+                              "is empty")
         try:
             return expand_protocols(specs, self.task, self.suite.get("levels", DEFAULT_LEVELS))
         except ProtocolError as exc:
@@ -546,7 +559,13 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
         opts = {**suite["dataset_options"], **overrides}
         if data_root is not None:
             opts["data_root"] = data_root
-        task = build_task(suite["dataset"], **opts)
+        if label is None:
+            task = build_task(suite["dataset"], **opts)
+        else:
+            try:
+                task = build_task(suite["dataset"], **opts)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ConfigError(f"suite.sweep[{label!r}] = {overrides}: {exc}") from exc
         task = Task(task.spec, {k: s.to(dev) for k, s in task.splits.items()},
                     {k: s.to(dev) for k, s in task.shifts.items()}, task.options)
         run = SuiteRun(suite, task, dev, Path(out), Path(results_dir), force=force,
@@ -554,6 +573,10 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
                        provenance=store.provenance(dev), setting=label)
         selected = suite["methods"] if not methods else methods
         run.validate(selected)  # every method, model, expert map and protocol, before training
+        same = [r.setting for r, _ in runs if r.task_identity() == run.task_identity()]
+        if same:
+            raise ConfigError(f"suite.sweep: settings {same[0]!r} and {label!r} resolve to the same "
+                              "dataset options; their units (and result rows) would coincide")
         runs.append((run, selected))
     for run, selected in runs:
         task = run.task

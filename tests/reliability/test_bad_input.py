@@ -127,6 +127,25 @@ def test_unknown_shift_set(capsys, board, gin_file):
                    "--gin", gin_file("suite.protocols = ['test', 'shift:dialects']"))
 
 
+def test_sweep_option_that_the_dataset_does_not_take(capsys, board, gin_file):
+    assert_refused(capsys, board, r"suite.sweep\['x'\] = \{'nosie': 1.0\}: .*nosie",
+                   "--gin", gin_file("suite.sweep = {'x': {'nosie': 1.0}}"))
+
+
+def test_sweep_label_that_is_not_a_folder_name(capsys, board, gin_file):
+    assert_refused(capsys, board, r"setting label '\.\./x' must be letters, digits",
+                   "--gin", gin_file("suite.sweep = {'../x': {'noise': 1.0}}"))
+
+
+def test_sweep_settings_that_coincide(capsys, board, gin_file):
+    assert_refused(capsys, board, r"settings 'a' and 'b' resolve to the same dataset options",
+                   "--gin", gin_file("suite.sweep = {'a': {'noise': 1.0}, 'b': {'noise': 1.0}}"))
+
+
+def test_empty_protocol_list(capsys, board, gin_file):
+    assert_refused(capsys, board, r"no protocols to evaluate", "--gin", gin_file("suite.protocols = []"))
+
+
 def test_bad_optimizer(capsys, board, gin_file):
     assert_refused(capsys, board, r"train.optimizer must be 'sgd', 'adam' or 'adamw'; got 'sgdd'",
                    "--gin", gin_file("train.optimizer = 'sgdd'"))
