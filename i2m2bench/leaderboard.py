@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, Hashable
 
 from tabulate import tabulate
 
@@ -20,15 +21,16 @@ FAMILY_ORDER = {"unimodal": 0, "intra": 1, "inter": 2, "i2m2": 3}
 TRAIN_INFO = ("samples_per_s", "train_seconds", "epochs_run")
 
 
-def _latest_units(rows: list[dict]) -> dict[str, list[dict]]:
-    """method -> its rows from the unit hash whose newest row is the most recent."""
-    by_method: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+def latest_units(rows: list[dict], key: Callable[[dict], Hashable] = lambda r: r["method"]) -> dict:
+    """key(row) (default: the method) -> its rows from the unit hash whose newest row is the most
+    recent; older configurations of the same key are ignored. Layouts use it too."""
+    by_key: dict = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        by_method[r["method"]][r["unit_hash"]].append(r)
+        by_key[key(r)][r["unit_hash"]].append(r)
     out = {}
-    for method, units in by_method.items():
+    for k, units in by_key.items():
         newest = max(units, key=lambda h: (max(r["date"] for r in units[h]), h))
-        out[method] = units[newest]
+        out[k] = units[newest]
     return out
 
 
@@ -37,6 +39,26 @@ def _mean_std(values: list[float], scale: float, digits: int) -> str:
     if len(values) < 2:
         return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def mean_std_cell(values: list[float] | None, scale: float, digits: int,
+                  best: float | None = None) -> str:
+    """A table cell: mean ± sample std of ``values`` × ``scale``, bold when the mean is ``best``,
+    "—" when there are none."""
+    if not values:
+        return "—"
+    cell = _mean_std(values, scale, digits)
+    return f"**{cell}**" if best is not None and statistics.fmean(values) == best else cell
+
+
+def _curves(protocols) -> dict[str, set[float]]:
+    """curve name -> its levels, from protocol names."""
+    curves: dict[str, set[float]] = defaultdict(set)
+    for p in protocols:
+        cp = curve_point(p)
+        if cp:
+            curves[cp[0]].add(cp[1])
+    return curves
 
 
 def _protocol_order(p: str) -> tuple:
@@ -94,7 +116,7 @@ def render_markdown(rows: list[dict]) -> str:
     """The leaderboard of one board's rows (pure: same rows, same text)."""
     if not rows:
         raise ValueError("no result rows to render")
-    units = _latest_units(rows)
+    units = latest_units(rows)
     first = next(iter(rows))
     scored = [r for r in rows if r["protocol"] != "train"]
     metric = scored[0]["metric"] if scored else "metric"
@@ -128,12 +150,7 @@ def render_markdown(rows: list[dict]) -> str:
         count = f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))
         line = [f"{r0['label']} (`{m}`)", r0.get("fusion", ""), r0["recipe"], count]
         for p in protocols:
-            v = table[m].get(p)
-            if not v:
-                line.append("—")
-                continue
-            cell = _mean_std(v, 100.0, 2)
-            line.append(f"**{cell}**" if best[p] is not None and statistics.fmean(v) == best[p] else cell)
+            line.append(mean_std_cell(table[m].get(p), 100.0, 2, best[p]))
         for k in TRAIN_INFO:
             v = table[m].get(k)
             line.append(f"{statistics.fmean(v):.0f}" if v else "—")
@@ -227,13 +244,6 @@ def render_rows(rows: list[dict], where: Path | str = "") -> str:
     return layout_of(rows, where).markdown(rows)
 
 
-def _cell(values: list[float] | None, scale: float, digits: int, best: float | None = None) -> str:
-    if not values:
-        return "—"
-    cell = _mean_std(values, scale, digits)
-    return f"**{cell}**" if best is not None and statistics.fmean(values) == best else cell
-
-
 def curve_slug(curve: str) -> str:
     return curve.replace(":", "-").replace("_", "-")
 
@@ -241,11 +251,7 @@ def curve_slug(curve: str) -> str:
 def _robustness_sections(units, table, methods, every, hib, metric, board) -> list[str]:
     """Missing-modality table, curve-area table and one table + plot per curve (if any rows)."""
     missing = sorted(p for p in every if p.startswith("missing:"))
-    curves: dict[str, set[float]] = defaultdict(set)
-    for p in every:
-        cp = curve_point(p)
-        if cp:
-            curves[cp[0]].add(cp[1])
+    curves = _curves(every)
     if not missing and not curves:
         return []
     arrow = "↑" if hib else "↓"
@@ -262,7 +268,7 @@ def _robustness_sections(units, table, methods, every, hib, metric, board) -> li
         cols = ["test", *missing]
         best = {p: pick([statistics.fmean(table[m][p]) for m in methods if table[m].get(p)] or [0])
                 for p in cols}
-        body = [[f"`{m}`", *(_cell(table[m].get(p), 100.0, 2, best[p]) for p in cols)]
+        body = [[f"`{m}`", *(mean_std_cell(table[m].get(p), 100.0, 2, best[p]) for p in cols)]
                 for m in methods if any(table[m].get(p) for p in missing)]
         out.append(tabulate(body, headers=["Method", *cols], tablefmt="github", disable_numparse=True))
     if curves:
@@ -302,7 +308,7 @@ def _robustness_sections(units, table, methods, every, hib, metric, board) -> li
             line = [f"`{m}`"]
             for c in sorted(curves):
                 rel, eff = areas[m, c]
-                line += [_cell(rel, 1.0, 3), _cell(eff, 100.0, 2)]
+                line += [mean_std_cell(rel, 1.0, 3), mean_std_cell(eff, 100.0, 2)]
             if any(x != "—" for x in line[1:]):
                 body.append(line)
         out.append(tabulate(body, headers=heads, tablefmt="github", disable_numparse=True))
@@ -311,7 +317,7 @@ def _robustness_sections(units, table, methods, every, hib, metric, board) -> li
             out += ["", f"#### Curve `{c}`", "",
                     f"![{c}]({board}-{curve_slug(c)}.png)", ""]
             cols = ["test", *(_level_protocol(c, lv) for lv in levels)]
-            body = [[f"`{m}`", *(_cell(table[m].get(p), 100.0, 2) for p in cols)]
+            body = [[f"`{m}`", *(mean_std_cell(table[m].get(p), 100.0, 2) for p in cols)]
                     for m in methods if any(table[m].get(p) for p in cols[1:])]
             out.append(tabulate(body, headers=["Method", "level 0 (test)", *(f"{lv:g}" for lv in levels)],
                                 tablefmt="github", disable_numparse=True))
@@ -337,13 +343,8 @@ def _curve_seed(rows: list[dict], curve: str, seed: int) -> dict[float, float]:
 
 def plot_curves(rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
     """One PNG per curve: mean score against level (± std band), one line per method."""
-    units = _latest_units(rows)
-    curves: dict[str, set[float]] = defaultdict(set)
-    for rs in units.values():
-        for r in rs:
-            cp = curve_point(r["protocol"])
-            if cp:
-                curves[cp[0]].add(cp[1])
+    units = latest_units(rows)
+    curves = _curves(r["protocol"] for rs in units.values() for r in rs)
     if not curves:
         return []
     import matplotlib

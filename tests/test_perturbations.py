@@ -60,8 +60,7 @@ def test_samples_not_selected_are_untouched(name, kind):
     as_x, as_full = (out == x).flatten(1).all(1), (out == full).flatten(1).all(1)
     # every sample is either the perturbed one or the input bit for bit (never zeroed or redrawn)
     assert bool((as_x | as_full).all())
-    # ~70% of the samples are not selected (ties with the full run only where it changed nothing)
-    assert 0.6 < float((as_x & ~as_full).float().mean() + (as_x & as_full).float().mean()) < 0.8
+    assert 0.6 < float(as_x.float().mean()) < 0.8  # ~70% of the samples are not selected
 
 
 @pytest.mark.parametrize("name,kind", [(n, k) for n, k in _cases() if n in ZEROING])
@@ -79,9 +78,9 @@ def test_frames_drop_whole_time_steps():
     for kind, axis in (("spectrogram", -1), ("sequence", 1)):
         x = _x(kind)
         z = apply_perturbation("frames", x, 0.5, _gen(), MODALITIES[kind]) == 0
-        other = [d for d in range(1, x.dim()) if d != axis % x.dim()]
-        assert torch.equal(z.all(dim=other[0]) if len(other) == 1 else z.flatten(1, -2).all(1),
-                           z.any(dim=other[0]) if len(other) == 1 else z.flatten(1, -2).any(1))
+        per_frame = z.movedim(axis, -1).flatten(1, -2)  # (B, entries per frame, frames)
+        assert torch.equal(per_frame.all(1), per_frame.any(1))  # each frame all zero or untouched
+        assert bool(per_frame.all(1).any())
 
 
 def test_patches_are_four_by_four_blocks():

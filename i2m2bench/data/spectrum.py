@@ -285,8 +285,9 @@ def bayes_ceiling(options: dict, which: str = "test", n: int = BAYES_MC_SAMPLES)
 
 
 # ------------------------------------------------------------------------ leaderboard layout
-from i2m2bench.leaderboard import FAMILY_ORDER, LAYOUTS, Layout  # noqa: E402  (no cycle: it
-# imports i2m2bench.data only inside layout_of)
+# No import cycle: the leaderboard imports i2m2bench.data only inside layout_of.
+from i2m2bench.leaderboard import (FAMILY_ORDER, LAYOUTS, Layout, latest_units,  # noqa: E402
+                                   mean_std_cell)
 
 PROTOCOLS = ("test",) + tuple(f"shift:{s}" for s in SHIFTS)
 _PROTOCOL_TITLES = {
@@ -303,34 +304,23 @@ def _collect(rows: list[dict]) -> tuple[dict, dict, list, list]:
 
     For each (setting, method) only the rows of its most recent unit hash count.
     """
-    units: dict = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        units[(r.get("setting"), r["method"])][r["unit_hash"]].append(r)
     values: dict = {}
     meta: dict = {}
     options: dict = {}
-    for key, by_hash in units.items():
-        newest = max(by_hash, key=lambda h: (max(r["date"] for r in by_hash[h]), h))
+    for key, unit_rows in latest_units(rows, key=lambda r: (r.get("setting"), r["method"])).items():
         per: dict = defaultdict(dict)
-        for r in by_hash[newest]:
+        for r in unit_rows:
             if r["protocol"] != "train":
                 per[r["protocol"]][r["seed"]] = r["value"]
             elif r["metric"] == "failed":
                 per["failed"][r["seed"]] = 1.0
         values[key] = {p: [v[s] for s in sorted(v)] for p, v in per.items()}
-        r0 = by_hash[newest][0]
+        r0 = unit_rows[0]
         options[key[0]] = r0.get("task_options") or {}
         meta.setdefault(r0["method"], r0)
     settings = sorted(options, key=lambda s: (float(options[s].get("inter_share", 0.0)), str(s)))
     methods = sorted(meta, key=lambda m: (FAMILY_ORDER.get(meta[m]["family"], 9), m))
     return values, {"meta": meta, "options": options}, settings, methods
-
-
-def _cell(v: list[float] | None) -> str:
-    if not v:
-        return "—"
-    m = statistics.fmean(v) * 100
-    return f"{m:.1f}" if len(v) < 2 else f"{m:.1f} ± {statistics.stdev(v) * 100:.1f}"
 
 
 @LAYOUTS.register("dependency_spectrum")
@@ -380,9 +370,7 @@ class DependencySpectrumLayout(Layout):
                 top = max(means.values()) if means else None
                 for m in methods:
                     v = values.get((s, m), {}).get(proto)
-                    c = _cell(v)
-                    if v and means[m] == top:
-                        c = f"**{c}**"
+                    c = mean_std_cell(v, 100.0, 1, top)
                     if values.get((s, m), {}).get("failed"):
                         c += f" ({len(values[(s, m)]['failed'])} failed)"
                     line.append(c)

@@ -47,6 +47,9 @@ class UnitFailed(RuntimeError):
 
 # ------------------------------------------------------------------------------ gin surface
 _LABEL = re.compile(r"[A-Za-z0-9._-]+")
+# A unit's training and timing figures (rows with protocol "train"), beside its scores.
+UNIT_INFO = ("train_seconds", "samples_per_s", "eval_seconds", "robustness_eval_seconds",
+             "epochs_run", "best_epoch", "peak_memory_mb")
 
 
 @gin.configurable("suite")
@@ -335,9 +338,10 @@ class SuiteRun:
                 self.force and u.key not in self._done):
             if u.key not in self._done:
                 self._done[u.key] = d
-                todo = self._missing_protocols(u, d)
+                done = self._metrics(d)
+                todo = [p for p in self._protocols(u.spec) if done and p.key not in done]
                 if todo:
-                    self._evaluate_more(u, d, todo)
+                    self._evaluate_more(u, d, todo, done)
                 else:
                     self.log(f"[i2m2bench] {u.key}: done already ({d}); skipping")
             return d / "model.pt"
@@ -358,8 +362,10 @@ class SuiteRun:
         model = build_fusion(spec["fusion"], task.spec, **spec["options"]).to(self.device)
         train = task.splits["train"]
         model.set_input_means(self.input_means())
-        RECIPES.get(spec["recipe"])(self, model, spec, u.seed)
-        if getattr(RECIPES.get(spec["recipe"]), "trains", True):
+        recipe = RECIPES.get(spec["recipe"])
+        recipe(self, model, spec, u.seed)
+        trains = getattr(recipe, "trains", True)
+        if trains:
             self.log(f"[i2m2bench] {u.key}: training {spec['fusion']} ({spec['recipe']}, "
                      f"lr={u.train.lr}, epochs={u.train.epochs}, batch={u.train.batch_size}) on "
                      f"{len(train)} samples, {self.device}")
@@ -367,7 +373,7 @@ class SuiteRun:
             self.log(f"[i2m2bench] {u.key}: evaluating {spec['fusion']} ({spec['recipe']}: the "
                      f"weights of {', '.join(spec['pretrain'].values())}, no training), {self.device}")
         try:
-            if getattr(RECIPES.get(spec["recipe"]), "trains", True):
+            if trains:
                 res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
                                   desc=u.key, progress=self.progress)
             else:
@@ -388,9 +394,8 @@ class SuiteRun:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if self.device.type == "cuda":
             peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        info = {"train_seconds": res.seconds, "samples_per_s": res.samples_per_s,
-                "eval_seconds": eval_s, "robustness_eval_seconds": robust_s,
-                "epochs_run": res.epochs_run, "best_epoch": res.best_epoch, "peak_memory_mb": peak_mb}
+        info = dict(zip(UNIT_INFO, (res.seconds, res.samples_per_s, eval_s, robust_s,
+                                    res.epochs_run, res.best_epoch, peak_mb)))
         store.save_checkpoint(d / "model.pt", model.state_dict())
         store.write_text_atomic(d / "operative_config.gin", gin.operative_config_str())
         store.write_text_atomic(d / "unit.json", json.dumps(
@@ -404,14 +409,16 @@ class SuiteRun:
         self.log(f"[i2m2bench] {u.key}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
                  + f"; {res.samples_per_s:.0f} samples/s, {res.seconds:.1f}s train")
 
-    def _missing_protocols(self, u: Unit, d: Path) -> list[Protocol]:
+    @staticmethod
+    def _metrics(d: Path) -> dict:
+        """A complete unit's ``metrics.json`` ({} when unreadable: the unit is then skipped as it
+        is; --force retrains it)."""
         try:
-            done = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+            return json.loads((d / "metrics.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return []  # unreadable metrics: treated as before (skip); --force retrains
-        return [p for p in self._protocols(u.spec) if p.key not in done]
+            return {}
 
-    def _evaluate_more(self, u: Unit, d: Path, todo: list[Protocol]) -> None:
+    def _evaluate_more(self, u: Unit, d: Path, todo: list[Protocol], done: dict) -> None:
         """A complete unit lacks some of the suite's protocols (added since it was trained):
         evaluate just those from its checkpoint — no retraining — and add their rows."""
         self.log(f"[i2m2bench] {u.key}: trained already ({d}); evaluating "
@@ -426,24 +433,16 @@ class SuiteRun:
         t0 = time.perf_counter()
         new = {p.key: self._evaluate(model, p, u) for p in todo}
         spent = time.perf_counter() - t0
-        metrics = {**json.loads((d / "metrics.json").read_text(encoding="utf-8")), **new}
-        metrics["robustness_eval_seconds"] = metrics.get("robustness_eval_seconds", 0.0) + spent
-        metrics["eval_seconds"] = metrics.get("eval_seconds", 0.0) + spent
+        timing = {k: done.get(k, 0.0) + spent for k in ("eval_seconds", "robustness_eval_seconds")}
+        metrics = {**done, **new, **timing}
         old = [r for r in store.read_rows(self.results_path)
                if r.get("unit_hash") == u.unit_hash and r.get("seed") == u.seed]
-        if old:
-            base = self._base_row(u)
-            rows = [r for r in old if r["metric"] not in ("robustness_eval_seconds", "eval_seconds")]
-            rows += [{**base, "protocol": k, "metric": self.task.spec.metric, "value": v,
-                      "higher_is_better": self.task.spec.higher_is_better} for k, v in new.items()]
-            rows += [{**base, "protocol": "train", "metric": k, "value": metrics[k],
-                      "higher_is_better": None} for k in ("eval_seconds", "robustness_eval_seconds")]
-            store.upsert_unit_rows(self.results_path, rows)
+        if old:  # keep the unit's rows (and their provenance); add the new ones, update timing
+            store.upsert_unit_rows(self.results_path, [r for r in old if r["metric"] not in timing]
+                                   + self._rows(u, new, timing))
         else:  # a results folder that never saw this unit: all of its rows, dated now
-            info_keys = {"train_seconds", "samples_per_s", "eval_seconds", "robustness_eval_seconds",
-                         "epochs_run", "best_epoch", "peak_memory_mb"}
-            self._append(u, {k: v for k, v in metrics.items() if k not in info_keys},
-                         {k: v for k, v in metrics.items() if k in info_keys})
+            self._append(u, {k: v for k, v in metrics.items() if k not in UNIT_INFO},
+                         {k: v for k, v in metrics.items() if k in UNIT_INFO})
         store.write_text_atomic(d / "metrics.json", json.dumps(metrics, indent=1))
         self.log(f"[i2m2bench] {u.key}: " + ", ".join(f"{k}={v:.4f}" for k, v in new.items())
                  + f"; {spent:.1f}s")
@@ -522,14 +521,18 @@ class SuiteRun:
                 "task_options": self.task_identity()["options"],
                 **(self.provenance or store.provenance(self.device)), "date": store.utc_now()}
 
-    def _append(self, u: Unit, metrics: dict, info: dict) -> None:
+    def _rows(self, u: Unit, metrics: dict, info: dict) -> list[dict]:
+        """Result rows of unit ``u``: one per scored protocol, one per training/timing figure."""
         spec = self.task.spec
         base = self._base_row(u)
         rows = [{**base, "protocol": p, "metric": spec.metric, "value": v,
                  "higher_is_better": spec.higher_is_better} for p, v in metrics.items()]
         rows += [{**base, "protocol": "train", "metric": k, "value": v, "higher_is_better": None}
                  for k, v in info.items()]
-        store.upsert_unit_rows(self.results_path, rows)
+        return rows
+
+    def _append(self, u: Unit, metrics: dict, info: dict) -> None:
+        store.upsert_unit_rows(self.results_path, self._rows(u, metrics, info))
 
 
 def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
