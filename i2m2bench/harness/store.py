@@ -1,10 +1,22 @@
-"""Result rows: one JSON object per line in ``leaderboards/results/<board>.jsonl``.
+"""The result store: one record per unit and protocol set, provenance once, in
+``leaderboards/results/<board>.jsonl``; plus checkpoints and atomic file writes.
 
-A unit's rows replace its earlier rows (same unit hash and seed) by rewriting the file through a
-temporary file and ``os.replace`` under an exclusive lock on ``<file>.lock``, so concurrent runs
-serialise and a crash leaves the old file or the new one; a reader skips (and reports) a
-malformed line rather than failing. Run directories hold per-unit artefacts (config, metrics,
-best checkpoint).
+A results file holds JSON lines of two kinds (schema 2):
+
+* ``{"record": "provenance", "id": ..., "git_commit": ..., "device": ..., "torch_version": ...,
+  "plugins": {...}, ...}`` — what produced some units, written once per file and referenced by id;
+* ``{"record": "unit", "unit_hash": ..., "seed": ..., "method": ..., <identity and settings>,
+  "provenance": <id>, "date": ..., "scores": [{"protocol", "metric", "value",
+  "higher_is_better", "curve", "level"}, ...], "info": {"train_seconds": ..., ...}}`` — one unit's
+  scores on one set of protocols. A unit evaluated later on more protocols gets a second record
+  (with its own date and provenance); its timing figures supersede the first record's.
+
+Readers get *rows* (:func:`read_rows`): the flat view that renderers consume, one per score or
+training figure, with the record's identity and provenance and the structured protocol fields
+(``curve``, ``level``) — nothing downstream parses a protocol string. Every write replaces the
+file through a temporary file and ``os.replace`` under an exclusive lock on ``<file>.lock``, so
+concurrent runs serialise and a crash leaves the old file or the new one. A line the reader does
+not understand is reported with file and line and skipped.
 """
 from __future__ import annotations
 
@@ -12,8 +24,10 @@ import contextlib
 import datetime as _dt
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -22,18 +36,35 @@ from pathlib import Path
 
 import torch
 
+SCHEMA = 2
+# Row fields that describe what produced a unit (stored once per file, referenced by id).
+PROVENANCE_FIELDS = ("git_commit", "device", "torch_version")
+# Row fields that describe one score (the rest of a row is the unit's record).
+SCORE_FIELDS = ("protocol", "metric", "value", "higher_is_better", "curve", "level")
+
+
 def stable_hash(obj) -> str:
     """12-hex-digit SHA-256 of the canonical JSON of ``obj``."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _suite_repo() -> Path:
+    """The folder above the installed ``i2m2bench`` package (its git work tree, if any)."""
+    return Path(__file__).resolve().parents[2]
+
+
 def git_commit(cwd: Path | None = None) -> str:
+    """Commit of the suite's own repository (not the current directory's), ``+dirty`` when
+    tracked files differ; ``unknown`` for an install outside a git work tree."""
+    where = cwd or _suite_repo()
+    if not (where / ".git").exists() and cwd is None:
+        return "unknown"
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd or Path.cwd(),
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=where,
                              capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=cwd or Path.cwd(), capture_output=True, text=True, timeout=5)
+                               cwd=where, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if out.returncode != 0:
@@ -45,38 +76,195 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def plugin_versions() -> dict[str, str]:
+    """Distribution name -> version of every package that advertises ``i2m2bench.plugins``."""
+    out = {}
+    for ep in importlib.metadata.entry_points(group="i2m2bench.plugins"):
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            out[dist.name] = dist.version
+    return dict(sorted(out.items()))
+
+
 def provenance(device: torch.device) -> dict:
+    """What produced a run: the suite's commit, device, torch, Python and plugin versions."""
+    from i2m2bench import __version__
+
     name = str(device)
     if device.type == "cuda":
         name = f"cuda:{torch.cuda.get_device_name(device)}"
-    return {"git_commit": git_commit(), "date": utc_now(), "device": name, "torch_version": torch.__version__}
+    return {"git_commit": git_commit(), "device": name, "torch_version": torch.__version__,
+            "i2m2bench_version": __version__, "python_version": platform.python_version(),
+            "plugins": plugin_versions()}
 
 
-def read_rows(path: Path) -> list[dict]:
-    """All complete rows of ``path``; malformed lines are reported on stderr and skipped."""
+# ----------------------------------------------------------------------------- records <-> rows
+class StoreFormatError(ValueError):
+    """A line of a results file that this store does not understand."""
+
+
+def _unit_key(rec: dict) -> tuple:
+    return rec.get("unit_hash"), rec.get("seed")
+
+
+def make_record(base: dict, prov: dict, scores: list[dict], info: dict, date: str,
+                error: str | None = None) -> tuple[dict, dict]:
+    """A unit record and its provenance record. ``base``: the unit's identity and settings;
+    ``scores``: dicts with the keys of ``SCORE_FIELDS``; ``info``: training/timing figures."""
+    prov = {k: v for k, v in prov.items() if k not in ("record", "id", "date")}
+    pid = stable_hash(prov)
+    rec = {"record": "unit", **base, "provenance": pid, "date": date,
+           "scores": [{k: s.get(k) for k in SCORE_FIELDS} for s in scores], "info": dict(info)}
+    if error is not None:
+        rec["error"] = error
+    return rec, {"record": "provenance", "id": pid, **prov}
+
+
+def rows_of(rec: dict, prov: dict) -> list[dict]:
+    """The flat rows of one unit record (one per score, one per training figure)."""
+    base = {k: v for k, v in rec.items() if k not in ("record", "provenance", "scores", "info", "error")}
+    base.update({k: v for k, v in prov.items() if k not in ("record", "id")})
+    rows = [{**base, **s} for s in rec["scores"]]
+    for k, v in rec["info"].items():
+        row = {**base, "protocol": "train", "metric": k, "value": v, "higher_is_better": None,
+               "curve": None, "level": None}
+        if k == "failed" and "error" in rec:
+            row["error"] = rec["error"]
+        rows.append(row)
+    return rows
+
+
+def records_from_rows(rows: list[dict]) -> tuple[dict, list[dict]]:
+    """Group flat rows (each with the ``SCORE_FIELDS``) back into provenance and unit records:
+    rows that agree on everything but their score form one record (first-seen order kept)."""
+    provs: dict[str, dict] = {}
+    groups: dict[str, dict] = {}
+    for r in rows:
+        prov = {k: r[k] for k in r if k in PROVENANCE_FIELDS or k in (
+            "i2m2bench_version", "python_version", "plugins")}
+        base = {k: v for k, v in r.items()
+                if k not in SCORE_FIELDS and k not in prov and k not in ("date", "error")}
+        key = stable_hash([base, prov, r["date"]])
+        if key not in groups:
+            rec, prec = make_record(base, prov, [], {}, r["date"])
+            provs[prec["id"]] = prec
+            groups[key] = rec
+        rec = groups[key]
+        if r["protocol"] == "train":
+            rec["info"][r["metric"]] = r["value"]
+            if "error" in r:
+                rec["error"] = r["error"]
+        else:
+            rec["scores"].append({k: r.get(k) for k in SCORE_FIELDS})
+    return provs, list(groups.values())
+
+
+def read_records(path: Path, *, report=None) -> tuple[dict, list[dict]]:
+    """(provenance by id, unit records) of ``path``. Lines that are not JSON, not a schema-2
+    record, or name a provenance the file lacks are reported (file:line) and skipped."""
+    report = report or (lambda msg: print(f"[i2m2bench] {msg}", file=sys.stderr))
     if not path.exists():
-        return []
-    rows = []
+        return {}, []
+    provs, units, pending = {}, [], []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError:
-                print(f"[i2m2bench] {path}:{lineno}: skipping a malformed (torn?) row", file=sys.stderr)
+                report(f"{path}:{lineno}: skipping a malformed (torn?) line")
                 continue
-            rows.append(row)
-    return rows
+            kind = obj.get("record") if isinstance(obj, dict) else None
+            if kind == "provenance" and isinstance(obj.get("id"), str):
+                provs[obj["id"]] = obj
+            elif kind == "unit" and isinstance(obj.get("scores"), list) and isinstance(obj.get("info"), dict):
+                pending.append((lineno, obj))
+            elif isinstance(obj, dict) and "protocol" in obj and "record" not in obj:
+                report(f"{path}:{lineno}: a schema-1 row (one line per score); convert the file "
+                       f"with `python scripts/migrate_results.py {path}`; skipping it")
+            else:
+                report(f"{path}:{lineno}: skipping a line that is not a result record")
+    for lineno, rec in pending:
+        if rec.get("provenance") not in provs:
+            report(f"{path}:{lineno}: unit record names provenance {rec.get('provenance')!r} that "
+                   "the file does not hold; skipping it")
+            continue
+        units.append(rec)
+    return provs, units
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename (never a half-written file)."""
+def read_rows(path: Path) -> list[dict]:
+    """All rows of ``path`` (see module docstring), in file order."""
+    provs, units = read_records(path)
+    return [row for rec in units for row in rows_of(rec, provs[rec["provenance"]])]
+
+
+def _dump(provs: dict, units: list[dict]) -> str:
+    used = []
+    for rec in units:
+        if rec["provenance"] not in used:
+            used.append(rec["provenance"])
+    lines = [json.dumps(provs[p], sort_keys=True) for p in used]
+    lines += [json.dumps(rec, sort_keys=True) for rec in units]
+    return "".join(line + "\n" for line in lines)
+
+
+def write_records(path: Path, provs: dict, units: list[dict]) -> None:
+    """Replace ``path`` with these records (under the caller's lock)."""
+    write_text_atomic(path, _dump(provs, units))
+
+
+def upsert_unit(path: Path, record: dict, prov: dict, *, replace: bool = True) -> None:
+    """Store one unit record. ``replace``: drop the unit's earlier records (a new training);
+    otherwise add it beside them (more protocols for a trained unit) — its ``info`` figures
+    then supersede the same figures of the earlier records."""
+    with locked(path):
+        provs, units = read_records(path)
+        key = _unit_key(record)
+        kept = []
+        for rec in units:
+            if _unit_key(rec) == key:
+                if replace:
+                    continue
+                rec = {**rec, "info": {k: v for k, v in rec["info"].items() if k not in record["info"]}}
+            kept.append(rec)
+        provs[prov["id"]] = prov
+        write_records(path, provs, kept + [record])
+
+
+def upsert_unit_rows(path: Path, rows: list[dict]) -> None:
+    """Store flat rows (grouped into records); the units they name replace their earlier records."""
+    new_provs, records = records_from_rows(rows)
+    keys = {_unit_key(r) for r in records}
+    with locked(path):
+        provs, units = read_records(path)
+        provs.update(new_provs)
+        write_records(path, provs, [u for u in units if _unit_key(u) not in keys] + records)
+
+
+# ----------------------------------------------------------------------------- files
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file next to ``path`` with the permissions an ordinary file gets
+    (0644 under the default umask; ``mkstemp`` alone gives 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename (never a half-written file)."""
+    fd, tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -85,11 +273,22 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through a unique temporary file and rename."""
+    fd, tmp = _temp_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -101,7 +300,7 @@ def load_checkpoint(path: Path) -> dict:
 def locked(path: Path):
     """Exclusive lock on ``<path>.lock`` (held across read-modify-write of ``path``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(str(path) + ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    fd = os.open(str(path) + ".lock", os.O_WRONLY | os.O_CREAT, 0o666 & ~_umask())
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -110,20 +309,11 @@ def locked(path: Path):
         os.close(fd)
 
 
-def upsert_unit_rows(path: Path, rows: list[dict]) -> None:
-    """Replace the rows of the units in ``rows`` (same ``unit_hash`` and seed) and add the new ones.
-
-    The file is rewritten via a temporary file and ``os.replace`` while holding the lock, so
-    concurrent writers serialise and a crash (or a full disk) leaves the old file or the new one,
-    never a torn one.
-    """
-    keys = {(r["unit_hash"], r["seed"]) for r in rows}
-    with locked(path):
-        kept = [r for r in read_rows(path) if (r.get("unit_hash"), r.get("seed")) not in keys]
-        write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept + rows))
-
-
 MIN_FREE_BYTES = 200 << 20
+
+
+class OutputError(OSError):
+    """An output location that cannot take the run's files."""
 
 
 def check_writable(*dirs: Path) -> None:
@@ -141,7 +331,3 @@ def check_writable(*dirs: Path) -> None:
         if free < MIN_FREE_BYTES:
             raise OutputError(f"{d}: only {free / 2**20:.0f} MiB free on its disk; at least "
                               f"{MIN_FREE_BYTES >> 20} MiB are needed for checkpoints and results")
-
-
-class OutputError(OSError):
-    """An output location that cannot take the run's files."""
