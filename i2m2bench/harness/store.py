@@ -20,9 +20,7 @@ not understand is reported with file and line and skipped.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -35,6 +33,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from i2m2bench.fileio import _temp_beside, locked, write_bytes_atomic, write_text_atomic  # noqa: F401
 
 SCHEMA = 2
 # Row fields that describe what produced a unit (stored once per file, referenced by id).
@@ -244,39 +244,6 @@ def upsert_unit_rows(path: Path, rows: list[dict]) -> None:
 
 
 # ----------------------------------------------------------------------------- files
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _temp_beside(path: Path) -> tuple[int, str]:
-    """A new temporary file next to ``path`` with the permissions an ordinary file gets
-    (0644 under the default umask; ``mkstemp`` alone gives 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, tmp
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename (never a half-written file)."""
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save`` through a unique temporary file and rename."""
     fd, tmp = _temp_beside(path)
@@ -294,19 +261,6 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def load_checkpoint(path: Path) -> dict:
     """Load a state dict saved by this harness; tensors only (``weights_only=True``)."""
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-@contextlib.contextmanager
-def locked(path: Path):
-    """Exclusive lock on ``<path>.lock`` (held across read-modify-write of ``path``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(str(path) + ".lock", os.O_WRONLY | os.O_CREAT, 0o666 & ~_umask())
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 MIN_FREE_BYTES = 200 << 20
