@@ -1,39 +1,69 @@
 """Datasets: one module per family, all registered in ``DATASETS`` as task builders.
 
-A builder is a function ``build(**options) -> Task``. Real data are never downloaded at run time:
-loaders read the official/community format from a data root (``data_root=`` option, else the
-``I2M2BENCH_DATA`` environment variable) and say precisely what they expected when files are
-missing. Each family also ships an embedded default that runs with no download.
+A builder is a function ``build(**options) -> Task`` whose keyword parameters are the options it
+accepts: :func:`build_task` refuses any other option before calling it (:func:`builder_options`
+lists them). Real data are never downloaded at run time: loaders that read files declare a
+``data_root`` option (else the ``I2M2BENCH_DATA`` environment variable is used) and say precisely
+what they expected when files are missing; builders of embedded or generated data do not declare
+it (:func:`accepts_data_root`). Each family also ships an embedded default that runs with no
+download.
+
+The shared names (``DATASETS``, ``DataError``, ``resolve_data_root``, ``DATA_ENV``) live in
+:mod:`i2m2bench.data.base`, which the family modules import; this package re-exports them.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Callable
+import difflib
+import inspect
 
-from i2m2bench.registry import Registry
+# The family modules register the datasets; they import i2m2bench.data.base, never this package.
+from i2m2bench.data import avdigits, avmnist, spectrum, toy  # noqa: F401
+from i2m2bench.data.base import DATA_ENV, DATASETS, DataError, resolve_data_root
 from i2m2bench.types import Task
 
-DATASETS: Registry[Callable[..., Task]] = Registry("dataset")
-
-DATA_ENV = "I2M2BENCH_DATA"
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-class DataError(Exception):
-    """Bad or missing data: the message names the file and what was expected."""
+def _declared(name: str) -> tuple[set[str], bool]:
+    """(the keyword parameters the builder of ``name`` names, whether it takes ``**kwargs``)."""
+    params = inspect.signature(DATASETS.get(name)).parameters.values()
+    return ({p.name for p in params if p.kind in _NAMED},
+            any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params))
 
 
-def resolve_data_root(data_root: str | os.PathLike | None) -> Path | None:
-    """The explicit data root, else ``$I2M2BENCH_DATA``, else None."""
-    if data_root:
-        return Path(data_root).expanduser()
-    env = os.environ.get(DATA_ENV)
-    return Path(env).expanduser() if env else None
+def builder_options(name: str) -> set[str]:
+    """The options (keyword parameters) that the builder of dataset ``name`` declares."""
+    return _declared(name)[0]
+
+
+def accepts_data_root(name: str) -> bool:
+    """Whether the builder of dataset ``name`` takes a ``data_root`` option (it reads files).
+
+    A builder that takes ``**kwargs`` without naming its options accepts any option, so this one
+    too."""
+    names, open_ = _declared(name)
+    return "data_root" in names or open_
 
 
 def build_task(name: str, **options) -> Task:
-    """Build the task ``name`` (e.g. ``"avmnist"``) with builder ``options`` (e.g. ``data_root``)."""
+    """Build the task ``name`` (e.g. ``"avmnist"``) with builder ``options`` (e.g. ``data_root``).
+
+    An option the builder does not declare is a ``TypeError`` naming the dataset, the option (with
+    the closest declared names) and every option it accepts, raised before the builder runs."""
     builder = DATASETS.get(name)
+    accepted, open_ = _declared(name)
+    unknown = [] if open_ else sorted(set(options) - accepted)
+    if unknown:
+        parts = []
+        for opt in unknown:
+            close = difflib.get_close_matches(opt, sorted(accepted), n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            if opt == "data_root" and not close:
+                hint = " (it reads no data files)"
+            parts.append(f"{opt!r}{hint}")
+        raise TypeError(f"dataset {name!r} has no option{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(parts)}; the options it accepts are: "
+                        f"{', '.join(sorted(accepted)) or '(none)'}")
     try:
         return builder(**options)
     except TypeError as exc:
@@ -42,6 +72,5 @@ def build_task(name: str, **options) -> Task:
         raise
 
 
-from i2m2bench.data import avmnist, avdigits, spectrum, toy  # noqa: E402,F401  (registers the datasets)
-
-__all__ = ["DATASETS", "DataError", "build_task", "resolve_data_root", "DATA_ENV"]
+__all__ = ["DATASETS", "DataError", "build_task", "builder_options", "accepts_data_root",
+           "resolve_data_root", "DATA_ENV"]

@@ -26,8 +26,8 @@ import functools
 import numpy as np
 import torch
 
-from i2m2bench.data import DATASETS, DataError
-from i2m2bench.data.avmnist import DIGITS, MODALITIES
+from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
+from i2m2bench.data.base import DATASETS, DataError
 from i2m2bench.types import Split, Task, TaskSpec
 
 VERSION = "1"
@@ -70,8 +70,8 @@ def _log_mel(waves: torch.Tensor) -> torch.Tensor:
 @DATASETS.register("avdigits")
 def build_avdigits(image_energy: float = 0.25, audio_snr_db: float = -9.0, noise_seed: int = 0,
                    max_train: int | None = None, max_eval: int | None = None,
-                   data_root: str | None = None, source: str = "embedded") -> Task:
-    """Embedded AV-Digits. ``data_root`` is accepted and unused: this data ships with the package.
+                   source: str = "embedded") -> Task:
+    """Embedded AV-Digits; it ships with the package, so there is no ``data_root`` option.
 
     ``max_train`` / ``max_eval`` keep only the first pairs of the (shuffled) training / evaluation
     splits — for smoke runs; the noise of the pairs that are kept does not change.

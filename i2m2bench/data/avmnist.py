@@ -19,26 +19,21 @@ never a silent fall-back to embedded data.
 """
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from i2m2bench.data import DATASETS, DataError, resolve_data_root
-from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
+from i2m2bench.data.avdigits import build_avdigits
+from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
+from i2m2bench.data.base import DATASETS, DataError, resolve_data_root
+from i2m2bench.types import Split, Task, TaskSpec
 
 N_TRAIN, N_VAL, N_TEST = 55_000, 5_000, 10_000
-DIGITS = tuple(str(i) for i in range(10))
 REAL_URL_HINT = ("get AV-MNIST from MultiBench (https://github.com/pliang279/MultiBench, "
                  "'AV-MNIST' data link) and unpack it so that <data_root>/avmnist/image/ exists")
-
-
-# The same two modalities for AV-MNIST and its embedded stand-in: uint8 stored, /255 per batch.
-MODALITIES = (
-    ModalitySpec("image", (1, 28, 28), "image", "lenet", scale=1 / 255),
-    ModalitySpec("audio", (1, 112, 112), "spectrogram", "lenet", scale=1 / 255),
-)
 
 
 def _load_npy(path: Path, per_sample: tuple[int, ...], rows: int, what: str) -> np.ndarray:
@@ -143,6 +138,20 @@ def build_avmnist(source: str = "auto", data_root: str | None = None,
         why = "source='embedded'"
     print(f"[i2m2bench] avmnist: {why}; using the EMBEDDED AV-Digits stand-in, not AV-MNIST "
           "(see README: 'Real data').", file=sys.stderr)
-    from i2m2bench.data.avdigits import build_avdigits
-
     return build_avdigits(**embedded_options)
+
+
+def _forwarding_signature(own, target) -> inspect.Signature:
+    """``own``'s signature with its ``**kwargs`` replaced by ``target``'s options (keyword-only)."""
+    params = [p for p in inspect.signature(own).parameters.values()
+              if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    names = {p.name for p in params}
+    params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in inspect.signature(target).parameters.values()
+               if p.name not in names and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    return inspect.signature(own).replace(parameters=params)
+
+
+# ``**embedded_options`` go to the embedded stand-in's builder: declare them by name, so that
+# ``builder_options("avmnist")`` lists them and ``build_task`` checks them before building.
+build_avmnist.__signature__ = _forwarding_signature(build_avmnist, build_avdigits)

@@ -1,5 +1,6 @@
 """``dependency_spectrum``: a synthetic two-modality task that dials intra- against inter-modality
-dependency, with its exact-model Bayes ceiling and the leaderboard layout that plots it.
+dependency, with its exact-model Bayes ceiling (its board layout is
+:mod:`i2m2bench.reporting.spectrum`).
 
 Madaan, Makino, Chopra, Cho, "Jointly Modeling Inter- & Intra-Modality Dependencies for
 Multi-modal Learning" (NeurIPS 2024) argue that a task's label can depend on each modality alone
@@ -45,14 +46,11 @@ posterior, which is unbiased and has lower variance than counting hits), with it
 from __future__ import annotations
 
 import math
-import statistics
-from collections import defaultdict
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
-from i2m2bench.data import DATASETS
+from i2m2bench.data.base import DATASETS
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 VERSION = "1"
@@ -175,11 +173,11 @@ def build_dependency_spectrum(n_train: int = DEFAULTS["n_train"], n_eval: int = 
                               inter_share: float = DEFAULTS["inter_share"],
                               intra_snr: float = DEFAULTS["intra_snr"],
                               inter_snr: float = DEFAULTS["inter_snr"],
-                              data_seed: int = DEFAULTS["data_seed"], data_root=None,
+                              data_seed: int = DEFAULTS["data_seed"],
                               source: str = "auto") -> Task:
     """Build the task; ``inter_share`` in [0, 1] moves it from pure intra- to pure inter-dependency.
 
-    ``data_root`` is accepted (and unused) like every builder's: the data are generated.
+    The data are generated: there is no ``data_root`` option.
     """
     o = _check_options(n_train, n_eval, classes, dim, inter_share, intra_snr, inter_snr,
                        data_seed, source)
@@ -283,181 +281,3 @@ def bayes_ceiling(options: dict, which: str = "test", n: int = BAYES_MC_SAMPLES)
         raise ValueError(f"bayes_ceiling: which must be 'test' or one of {SHIFTS}; got {which!r}")
     return dict(_bayes(_option_key(options), which, int(n)))
 
-
-# ------------------------------------------------------------------------ leaderboard layout
-# No import cycle: the leaderboard imports i2m2bench.data only inside layout_of.
-from i2m2bench.leaderboard import (FAMILY_ORDER, LAYOUTS, Layout, latest_units,  # noqa: E402
-                                   mean_std_cell)
-
-PROTOCOLS = ("test",) + tuple(f"shift:{s}" for s in SHIFTS)
-_PROTOCOL_TITLES = {
-    "test": "Test accuracy (%) against the inter-dependency share",
-    "shift:no_inter": "Missing inter-dependency: `shift:no_inter` accuracy (%) — cross-modal "
-                      "relation broken (c_b redrawn), each modality's own cue kept",
-    "shift:no_intra": "Missing intra-dependency: `shift:no_intra` accuracy (%) — per-modality "
-                      "cues redrawn, cross-modal relation kept",
-}
-
-
-def _collect(rows: list[dict]) -> tuple[dict, dict, list, list]:
-    """(values[(setting, method)][protocol] -> [per seed], meta[method], settings, methods).
-
-    For each (setting, method) only the rows of its most recent unit hash count.
-    """
-    values: dict = {}
-    meta: dict = {}
-    options: dict = {}
-    for key, unit_rows in latest_units(rows, key=lambda r: (r.get("setting"), r["method"])).items():
-        per: dict = defaultdict(dict)
-        for r in unit_rows:
-            if r["protocol"] != "train":
-                per[r["protocol"]][r["seed"]] = r["value"]
-            elif r["metric"] == "failed":
-                per["failed"][r["seed"]] = 1.0
-        values[key] = {p: [v[s] for s in sorted(v)] for p, v in per.items()}
-        r0 = unit_rows[0]
-        options[key[0]] = r0.get("task_options") or {}
-        meta.setdefault(r0["method"], r0)
-    settings = sorted(options, key=lambda s: (float(options[s].get("inter_share", 0.0)), str(s)))
-    methods = sorted(meta, key=lambda m: (FAMILY_ORDER.get(meta[m]["family"], 9), m))
-    return values, {"meta": meta, "options": options}, settings, methods
-
-
-@LAYOUTS.register("dependency_spectrum")
-class DependencySpectrumLayout(Layout):
-    """Settings x methods tables (test and each shift set) with the Bayes ceiling, and a figure
-    of accuracy against the inter-dependency share (one line per method, dashed ceiling)."""
-
-    def markdown(self, rows: list[dict]) -> str:
-        if not rows:
-            raise ValueError("no result rows to render")
-        values, info, settings, methods = _collect(rows)
-        meta, options = info["meta"], info["options"]
-        first = min(rows, key=lambda r: (str(r["board"]), str(r["suite"])))
-        board = first["board"]
-        common = {k: v for k, v in options[settings[0]].items()
-                  if k != "inter_share" and all(options[s].get(k) == v for s in settings)}
-        lines = [f"# Leaderboard: `{first['suite']}` suite on `dependency_spectrum` "
-                 f"v{first['dataset_version']} (synthetic)", "",
-                 f"Generated by `python -m i2m2bench leaderboard` from `results/{board}.jsonl`. "
-                 "Mean ± sample std over seeds (accuracy, %); best method per row in bold. Do not "
-                 "edit by hand. The generator, its knobs and the Bayes ceiling are described in "
-                 "`docs/dependency_spectrum.md` and `i2m2bench/data/spectrum.py`.", "",
-                 f"Fixed options: {', '.join(f'`{k}={v}`' for k, v in sorted(common.items()))}. "
-                 "`inter_share` is the fraction of samples whose label is carried only by the "
-                 "cross-modal relation y = (c_a + c_b) mod C; the rest carry it only in each "
-                 "modality's own cue.", "",
-                 f"**Bayes ceiling**: exact posterior (sum over the finite latents of Gaussian "
-                 f"likelihoods), accuracy E[max_y p(y|x)] estimated on {BAYES_MC_SAMPLES} Monte "
-                 f"Carlo samples (fixed seed {BAYES_MC_SEED}); ± is its standard error.", "",
-                 f"![Accuracy against the inter-dependency share]({board}.png)", ""]
-        for proto in PROTOCOLS:
-            which = proto.split(":", 1)[-1]
-            headers = ["Setting", "inter share", "Bayes ceiling"]
-            if proto != "test":
-                headers.append("training Bayes rule")
-            headers += [f"`{m}`" for m in methods]
-            body = []
-            for s in settings:
-                o = options[s]
-                b = bayes_ceiling(o, which)
-                line = [f"`{s}`", f"{float(o.get('inter_share', 0.0)):.3g}",
-                        f"{b['ceiling'] * 100:.1f} ± {b['ceiling_se'] * 100:.1f}"]
-                if proto != "test":
-                    line.append(f"{b['train_rule'] * 100:.1f} ± {b['train_rule_se'] * 100:.1f}")
-                means = {m: statistics.fmean(values[(s, m)][proto]) for m in methods
-                         if values.get((s, m), {}).get(proto)}
-                top = max(means.values()) if means else None
-                for m in methods:
-                    v = values.get((s, m), {}).get(proto)
-                    c = mean_std_cell(v, 100.0, 1, top)
-                    if values.get((s, m), {}).get("failed"):
-                        c += f" ({len(values[(s, m)]['failed'])} failed)"
-                    line.append(c)
-                body.append(line)
-            lines += [f"## {_PROTOCOL_TITLES[proto]}", ""]
-            if proto != "test":
-                lines += ["Bayes ceiling: the Bayes accuracy of the shifted distribution itself. "
-                          "Training Bayes rule: the accuracy there of the Bayes-optimal classifier "
-                          "of the *training* setting (what a perfect model of the training data "
-                          "scores when the dependency goes missing).", ""]
-            lines.append(_table(headers, body))
-            lines.append("")
-        lines += ["## Methods and provenance", ""]
-        prov = []
-        for m in methods:
-            r0 = meta[m]
-            t = r0["train"]
-            rs = [r for r in rows if r["method"] == m]
-            prov.append([f"`{m}`", r0["label"], r0.get("fusion", ""), r0["recipe"],
-                         f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "
-                         f"batch={t['batch_size']} epochs≤{t['epochs']} patience={t['patience']}",
-                         str(len({r["seed"] for r in rs})),
-                         ", ".join(sorted({r["git_commit"] for r in rs})),
-                         ", ".join(sorted({r["device"] for r in rs})),
-                         max(r["date"] for r in rs)[:10]])
-        lines.append(_table(["Method", "Label", "Fusion", "Recipe", "Schedule", "Seeds", "Commit",
-                             "Device", "Date"], prov))
-        lines.append("")
-        return "\n".join(lines)
-
-    def figures(self, rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        values, info, settings, methods = _collect(rows)
-        options = info["options"]
-        xs = [float(options[s].get("inter_share", 0.0)) for s in settings]
-        fig, axes = plt.subplots(1, len(PROTOCOLS), figsize=(5.2 * len(PROTOCOLS), 5.0),
-                                 sharey=True)
-        styles = {"unimodal": (":", 1.2), "intra": ("-", 1.6), "inter": ("--", 1.4),
-                  "i2m2": ("-", 2.4)}
-        for ax, proto in zip(axes, PROTOCOLS):
-            which = proto.split(":", 1)[-1]
-            for i, m in enumerate(methods):
-                pts = [(x, values[(s, m)][proto]) for x, s in zip(xs, settings)
-                       if values.get((s, m), {}).get(proto)]
-                if not pts:
-                    continue
-                ls, lw = styles.get(info["meta"][m]["family"], ("-", 1.4))
-                ax.errorbar([p[0] for p in pts], [statistics.fmean(p[1]) * 100 for p in pts],
-                            yerr=[(statistics.stdev(p[1]) * 100 if len(p[1]) > 1 else 0.0)
-                                  for p in pts],
-                            label=meta_label(info["meta"][m], m), marker="o", ms=3.5, capsize=2.5,
-                            ls=ls, lw=lw, color=_COLORS[i % len(_COLORS)])
-            ceil = [bayes_ceiling(options[s], which)["ceiling"] * 100 for s in settings]
-            ax.plot(xs, ceil, "k--", lw=2.0, label="Bayes ceiling")
-            if proto != "test":
-                rule = [bayes_ceiling(options[s], which)["train_rule"] * 100 for s in settings]
-                ax.plot(xs, rule, "k:", lw=1.4, label="training Bayes rule (shift panels)")
-            classes = int(options[settings[0]].get("classes", DEFAULTS["classes"]))
-            ax.axhline(100 / classes, color="0.7", lw=0.8)
-            ax.set_title(proto)
-            ax.set_xlabel("inter-dependency share (inter_share)")
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("accuracy (%)")
-        handles, labels = axes[-1].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-        fig.suptitle(f"{rows[0]['suite']}: mean ± std over seeds; grey line = chance")
-        fig.tight_layout(rect=(0, 0.17, 1, 1))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{stem}.png"
-        fig.savefig(path, dpi=110, metadata={"Software": None})
-        plt.close(fig)
-        return [path]
-
-
-_COLORS = ("#1f77b4", "#17becf", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#ff7f0e", "#e377c2",
-           "#bcbd22", "#7f7f7f")
-
-
-def meta_label(r0: dict, method: str) -> str:
-    return f"{r0['label']} ({method})" if r0["label"] != method else method
-
-
-def _table(headers: list[str], body: list[list[str]]) -> str:
-    from tabulate import tabulate
-
-    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from i2m2bench.data import DATASETS
+from i2m2bench.data.base import DATASETS
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 
@@ -25,9 +25,8 @@ def _make(n: int, classes: int, dim: int, noise: float, gen: torch.Generator):
 
 @DATASETS.register("toy")
 def build_toy(n_train: int = 512, n_eval: int = 256, classes: int = 4, dim: int = 16,
-              noise: float = 1.5, data_seed: int = 0, data_root=None,
-              source: str = "embedded") -> Task:
-    """``data_root`` is accepted (and unused) like every builder's; toy data are always embedded."""
+              noise: float = 1.5, data_seed: int = 0, source: str = "embedded") -> Task:
+    """Toy data are generated, always embedded: there is no ``data_root`` option."""
     if source not in ("auto", "embedded"):
         raise ValueError(f"toy: source must be 'auto' or 'embedded' (it has no real files); got {source!r}")
     gen = torch.Generator().manual_seed(data_seed)
