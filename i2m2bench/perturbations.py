@@ -1,10 +1,12 @@
 """Test-time perturbations of one modality, at a level in [0, 1] (the ``perturb`` protocols).
 
-A perturbation is a function ``fn(x, level, gen, modality) -> Tensor`` registered in
-``PERTURBATIONS``: ``x`` is a batch of float model inputs (B, *shape) of ``modality``
-(a :class:`ModalitySpec`), ``gen`` a ``torch.Generator`` on ``x``'s device that is its only
-source of randomness, and it returns a new tensor (never modifying ``x``). Always call it
-through :func:`apply_perturbation`, which enforces the shared rules:
+A perturbation is a function ``fn(x, level, gen, modality) -> Tensor`` registered with the
+:func:`perturbation` decorator, which stores a :class:`Perturbation` record (its name, the
+function and the modality kinds it applies to) in ``PERTURBATIONS``: ``x`` is a batch of float
+model inputs (B, *shape) of ``modality`` (a :class:`ModalitySpec`), ``gen`` a
+``torch.Generator`` on ``x``'s device that is its only source of randomness, and it returns a new
+tensor (never modifying ``x``). Always call it through :func:`apply_perturbation`, which enforces
+the shared rules:
 
 * level 0 is the identity (``x`` itself is returned);
 * the level must lie in [0, 1], and the modality's kind must be one the perturbation supports;
@@ -18,19 +20,35 @@ Dropout-like kinds zero what they select and leave every other entry untouched.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from i2m2bench.registry import Registry
+from i2m2bench.registry import Registry, origin_of
 from i2m2bench.types import ModalitySpec
 
 PerturbFn = Callable[[torch.Tensor, float, torch.Generator, ModalitySpec], torch.Tensor]
-PERTURBATIONS: Registry[PerturbFn] = Registry("perturbation")
 
 ALL_KINDS = ("image", "spectrogram", "vector", "sequence")
 SPATIAL = ("image", "spectrogram")
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A registered perturbation: its ``name``, the function ``fn`` and the modality ``kinds`` it
+    applies to (:func:`check_applicable` refuses any other kind)."""
+
+    name: str
+    fn: PerturbFn
+    kinds: tuple[str, ...] = ALL_KINDS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+
+
+PERTURBATIONS: Registry[Perturbation] = Registry("perturbation")
 
 
 class PerturbationError(ValueError):
@@ -38,27 +56,34 @@ class PerturbationError(ValueError):
 
 
 def perturbation(name: str, kinds: tuple[str, ...] = ALL_KINDS):
-    """Register ``fn`` under ``name`` for modalities of the given ``kinds``."""
+    """Register ``fn`` under ``name`` for modalities of the given ``kinds``.
+
+    The registry holds a :class:`Perturbation` record; ``fn`` itself is returned unchanged, and
+    ``list perturbations`` names ``fn`` (its module and name) as the origin."""
     def decorator(fn: PerturbFn) -> PerturbFn:
-        fn.modality_kinds = tuple(kinds)
-        PERTURBATIONS.add(name, fn)
+        PERTURBATIONS.add(name, Perturbation(name, fn, tuple(kinds)), origin=origin_of(fn))
         return fn
     return decorator
 
 
-def check_applicable(name: str, modality: ModalitySpec) -> PerturbFn:
-    fn = PERTURBATIONS.get(name)
-    kinds = getattr(fn, "modality_kinds", ALL_KINDS)
-    if modality.kind not in kinds:
-        raise PerturbationError(f"perturbation {name!r} applies to {', '.join(kinds)} modalities; "
-                                f"{modality.name!r} is a {modality.kind} {modality.shape}")
-    return fn
+def check_applicable(name: str, modality: ModalitySpec) -> Perturbation:
+    """The perturbation ``name``, after checking that it applies to ``modality``'s kind."""
+    p = PERTURBATIONS.get(name)
+    if not isinstance(p, Perturbation):
+        raise PerturbationError(f"perturbation {name!r} ({PERTURBATIONS.origin(name)}) is "
+                                f"registered as a bare {type(p).__name__}; register perturbations "
+                                "with @i2m2bench.perturbation(name, kinds=...)")
+    if modality.kind not in p.kinds:
+        raise PerturbationError(f"perturbation {name!r} applies to {', '.join(p.kinds)} "
+                                f"modalities; {modality.name!r} is a {modality.kind} "
+                                f"{modality.shape}")
+    return p
 
 
 def apply_perturbation(name: str, x: torch.Tensor, level: float, gen: torch.Generator,
                        modality: ModalitySpec, fraction: float = 1.0) -> torch.Tensor:
     """Perturb the batch ``x`` (B, *shape) of ``modality`` at ``level`` (see module docstring)."""
-    fn = check_applicable(name, modality)
+    p = check_applicable(name, modality)
     level = float(level)
     if not 0.0 <= level <= 1.0:
         raise PerturbationError(f"perturbation {name!r}: level must be in [0, 1]; got {level}")
@@ -66,7 +91,7 @@ def apply_perturbation(name: str, x: torch.Tensor, level: float, gen: torch.Gene
         raise PerturbationError(f"perturbation {name!r}: fraction must be in [0, 1]; got {fraction}")
     if level == 0.0 or fraction == 0.0:
         return x
-    out = fn(x, level, gen, modality)
+    out = p.fn(x, level, gen, modality)
     if tuple(out.shape) != tuple(x.shape):
         raise PerturbationError(f"perturbation {name!r} returned shape {tuple(out.shape)} for "
                                 f"input {tuple(x.shape)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import os
 from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +26,11 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message.
         return str(self.args[0])
+
+
+def origin_of(obj: object) -> str:
+    """``obj``'s dotted name (module + qualified name), the default origin of a registration."""
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 class Registry(Generic[T]):
@@ -50,8 +56,12 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def add(self, name: str, obj: T) -> None:
-        origin = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    def add(self, name: str, obj: T, *, origin: str | None = None) -> None:
+        """Register ``obj`` under ``name``. ``origin`` (shown by ``list`` and in duplicate-name
+        errors) defaults to ``obj``'s dotted name; pass it when ``obj`` wraps the component, e.g.
+        a record holding a function, whose own module and name say nothing useful."""
+        if origin is None:
+            origin = origin_of(obj)
         if name in self._items:
             raise RegistryError(
                 f"{self.kind} {name!r} is already registered (by {self._origin[name]}); "
@@ -105,14 +115,24 @@ class PluginError(Exception):
 _plugins_loaded = False
 
 
+PLUGINS_ENV = "I2M2BENCH_PLUGINS"
+
+
+def plugins_enabled() -> bool:
+    """False when ``I2M2BENCH_PLUGINS=0`` (or ``--no-plugins``): no entry point is loaded."""
+    return os.environ.get(PLUGINS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def load_plugins(force: bool = False) -> list[str]:
-    """Import every module advertised under the ``i2m2bench.plugins`` entry-point group.
+    """Import every module advertised under the ``i2m2bench.plugins`` entry-point group
+    (the suite's own ``contrib`` methods among them), once per process.
 
     Importing the module is what registers its components. Returns the entry-point names loaded.
-    A failing import raises :class:`PluginError` naming the entry point and its distribution.
+    A failing import raises :class:`PluginError` naming the entry point and its distribution;
+    ``I2M2BENCH_PLUGINS=0`` skips every plugin, so one broken plugin cannot lock a user out.
     """
     global _plugins_loaded
-    if _plugins_loaded and not force:
+    if (_plugins_loaded and not force) or not plugins_enabled():
         return []
     _plugins_loaded = True
     loaded = []

@@ -1,11 +1,13 @@
 """Perturbations: level 0 is the identity, only what is selected changes, same seed same output."""
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from i2m2bench.perturbations import (PERTURBATIONS, PerturbationError, apply_perturbation,
-                                     snr_db)
+import i2m2bench
+from i2m2bench.perturbations import (ALL_KINDS, PERTURBATIONS, Perturbation, PerturbationError,
+                                     apply_perturbation, check_applicable, snr_db)
 from i2m2bench.types import ModalitySpec
 
 MODALITIES = {
@@ -19,7 +21,7 @@ ZEROING = {"dropout", "frames", "patches", "occlusion"}  # select entries and ze
 
 def _cases():
     for name in PERTURBATIONS.names():
-        for kind in PERTURBATIONS.get(name).modality_kinds:
+        for kind in PERTURBATIONS.get(name).kinds:
             yield name, kind
 
 
@@ -133,3 +135,43 @@ def test_bad_requests_are_explained():
         apply_perturbation("blur", x, 0.5, _gen(), MODALITIES["vector"])
     with pytest.raises(KeyError, match=r"unknown perturbation 'gausian'.*Did you mean 'gaussian'"):
         apply_perturbation("gausian", x, 0.5, _gen(), MODALITIES["vector"])
+
+
+def test_registered_perturbations_are_records_whose_kinds_drive_check_applicable():
+    for name in PERTURBATIONS.names():
+        p = PERTURBATIONS.get(name)
+        assert isinstance(p, Perturbation) and p.name == name and callable(p.fn)
+        assert isinstance(p.kinds, tuple) and set(p.kinds) <= set(ALL_KINDS)
+        assert not hasattr(p.fn, "modality_kinds")  # no capability held on the function
+        assert PERTURBATIONS.origin(name) == f"i2m2bench.perturbations.{p.fn.__name__}"
+        for kind, modality in MODALITIES.items():
+            if kind in p.kinds:
+                assert check_applicable(name, modality) is p
+            else:
+                with pytest.raises(PerturbationError, match=rf"{name!r} applies to "
+                                                            rf"{', '.join(p.kinds)} modalities"):
+                    check_applicable(name, modality)
+    assert PERTURBATIONS.get("patches").kinds == ("image", "spectrogram")
+    assert PERTURBATIONS.get("frames").kinds == ("spectrogram", "image", "sequence")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PERTURBATIONS.get("gaussian").kinds = ALL_KINDS
+
+
+def test_the_decorator_registers_a_record_and_returns_the_function():
+    def spy(x, level, gen, modality):
+        return x * (1 - level)
+
+    try:
+        assert i2m2bench.perturbation("_test_spy", kinds=["vector"])(spy) is spy
+        p = PERTURBATIONS.get("_test_spy")
+        assert p == Perturbation("_test_spy", spy, ("vector",))  # kinds stored as a tuple
+        assert PERTURBATIONS.origin("_test_spy").endswith("test_the_decorator_registers_a_record"
+                                                          "_and_returns_the_function.<locals>.spy")
+        x = _x("vector")
+        assert torch.equal(apply_perturbation("_test_spy", x, 0.5, _gen(), MODALITIES["vector"]),
+                           x * 0.5)
+        with pytest.raises(PerturbationError, match=r"'_test_spy' applies to vector modalities; "
+                                                    r"'img' is a image"):
+            check_applicable("_test_spy", MODALITIES["image"])
+    finally:
+        PERTURBATIONS.remove("_test_spy")
