@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from i2m2bench.bench import render_poe_markdown, stale_poe
+from i2m2bench.bench import stale_poe
+from i2m2bench.reporting.poe_kernel import render_poe_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOF = {"roofline_device": "Test CPU", "roofline_device_type": "cpu", "roofline_threads": 2,

@@ -1,39 +1,20 @@
-"""Leaderboard rendering: a pure function of rows, checked against a golden file."""
+"""Leaderboard rendering: a pure function of rows, checked against a golden file.
+
+The rows come from the ``demo_rows`` and ``make_row`` fixtures (tests/conftest.py)."""
+import statistics
 from pathlib import Path
 
 import pytest
 
 from i2m2bench.harness.store import read_rows, upsert_unit_rows
-from i2m2bench.leaderboard import render_markdown, stale_boards, render_all
+from i2m2bench.harness.publish import render_all, stale_boards
+from i2m2bench.reporting import render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def _row(method, seed, protocol, value, unit="u1", family="inter", date="2026-01-01T00:00:00+00:00",
-         metric="accuracy"):
-    return {"board": "demo-embedded-demo", "suite": "demo", "dataset": "demo", "dataset_version": "1",
-            "data_source": "embedded", "method": method, "label": method.upper(), "family": family,
-            "fusion": "f", "recipe": "joint", "seed": seed, "protocol": protocol, "metric": metric,
-            "value": value, "higher_is_better": True if protocol != "train" else None,
-            "unit_hash": unit, "config_hash": "c", "train": {"optimizer": "sgd", "lr": 0.1,
-            "weight_decay": 1e-4, "batch_size": 40, "epochs": 4, "patience": 4, "grad_clip": 8.0},
-            "git_commit": "abc", "device": "cpu", "torch_version": "2.9.1", "date": date}
-
-
-def demo_rows():
-    rows = []
-    for seed, (a, b) in enumerate([(0.5, 0.75), (0.7, 0.85)]):
-        rows += [_row("alpha", seed, "test", a, family="unimodal"), _row("beta", seed, "test", b),
-                 _row("alpha", seed, "shift:x", a - 0.1, family="unimodal"),
-                 _row("beta", seed, "shift:x", b - 0.5),
-                 _row("beta", seed, "train", 100.0 + seed, metric="samples_per_s")]
-    # an older configuration of beta, which must be ignored
-    rows.append(_row("beta", 0, "test", 0.99, unit="old", date="2025-01-01T00:00:00+00:00"))
-    return rows
-
-
-def test_mean_and_sample_std_by_hand():
-    md = render_markdown(demo_rows())
+def test_mean_and_sample_std_by_hand(demo_rows):
+    md = render_markdown(demo_rows)
     # alpha test: values 0.5, 0.7 -> mean 60.00, sample std 14.14 (sqrt(0.02) * 100)
     assert "60.00 ± 14.14" in md
     # beta test: 0.75, 0.85 -> 80.00 ± 7.07, best -> bold; older unit 0.99 ignored
@@ -43,17 +24,17 @@ def test_mean_and_sample_std_by_hand():
     assert "EMBEDDED" in md and md.index("ALPHA") < md.index("BETA")  # unimodal before inter
 
 
-def test_golden_markdown():
-    assert render_markdown(demo_rows()) == (GOLDEN / "leaderboard_demo.md").read_text(encoding="utf-8")
+def test_golden_markdown(demo_rows):
+    assert render_markdown(demo_rows) == (GOLDEN / "leaderboard_demo.md").read_text(encoding="utf-8")
 
 
-def test_render_is_pure_and_order_independent():
-    rows = demo_rows()
+def test_render_is_pure_and_order_independent(demo_rows):
+    rows = demo_rows
     assert render_markdown(rows) == render_markdown(list(reversed(rows)))
 
 
-def test_check_detects_stale_and_missing(tmp_path):
-    upsert_unit_rows(tmp_path / "results" / "demo.jsonl", demo_rows())
+def test_check_detects_stale_and_missing(tmp_path, demo_rows):
+    upsert_unit_rows(tmp_path / "results" / "demo.jsonl", demo_rows)
     assert stale_boards(tmp_path) and "missing" in stale_boards(tmp_path)[0]
     render_all(tmp_path)
     assert stale_boards(tmp_path) == []
@@ -62,20 +43,21 @@ def test_check_detects_stale_and_missing(tmp_path):
     assert "differs" in stale_boards(tmp_path)[0]
 
 
-def test_upsert_replaces_a_units_rows_and_keeps_others(tmp_path):
+def test_upsert_replaces_a_units_rows_and_keeps_others(tmp_path, demo_rows, make_row):
     path = tmp_path / "r.jsonl"
-    upsert_unit_rows(path, demo_rows())
+    replaced = sum(1 for r in demo_rows if (r["unit_hash"], r["seed"]) == ("u1", 0))
+    upsert_unit_rows(path, demo_rows)
     n = len(read_rows(path))
-    upsert_unit_rows(path, [_row("beta", 0, "test", 0.1)])
+    upsert_unit_rows(path, [make_row("beta", 0, "test", 0.1)])
     rows = read_rows(path)
     assert len([r for r in rows if r["unit_hash"] == "u1" and r["seed"] == 0 and r["method"] == "beta"]) == 1
     # every (u1, seed 0) row was replaced: alpha's too, as it shares the unit hash in this demo
-    assert len(rows) == n - sum(1 for r in demo_rows() if (r["unit_hash"], r["seed"]) == ("u1", 0)) + 1
+    assert len(rows) == n - replaced + 1
 
 
-def test_torn_last_line_is_skipped(tmp_path, capsys):
+def test_torn_last_line_is_skipped(tmp_path, capsys, demo_rows):
     path = tmp_path / "r.jsonl"
-    upsert_unit_rows(path, demo_rows()[:2])
+    upsert_unit_rows(path, demo_rows[:2])
     with open(path, "a") as fh:
         fh.write('{"method": "tor')
     assert len(read_rows(path)) == 2
@@ -85,3 +67,57 @@ def test_torn_last_line_is_skipped(tmp_path, capsys):
 def test_no_rows_is_an_error():
     with pytest.raises(ValueError, match="no result rows"):
         render_markdown([])
+
+
+# --- structured fields: curves come from the rows' ``curve`` and ``level``, never their strings
+def _robust_rows(make_row, protocol_of):
+    """Three methods x two seeds on test, missing:a and two curves; curve points get their
+    protocol string from ``protocol_of(curve, level)``."""
+    rows = []
+    methods = (("a_only", "unimodal", 0.6), ("late_fusion", "inter", 0.8), ("i2m2", "i2m2", 0.85))
+    for m, fam, base in methods:
+        for seed in (0, 1):
+            v = base + 0.02 * seed
+            rows += [make_row(m, seed, "test", v, family=fam),
+                     make_row(m, seed, "missing:a", v - 0.3, family=fam)]
+            for curve, levels, drop in (("perturb:a:gaussian", (0.5, 1.0), 0.2),
+                                        ("missing_rate", (0.5,), 0.1)):
+                for lv in levels:
+                    row = make_row(m, seed, protocol_of(curve, lv), v - drop * lv, family=fam)
+                    rows.append({**row, "curve": curve, "level": lv})
+    return rows
+
+
+def test_curves_render_from_structured_fields_not_protocol_strings(make_row, tmp_path):
+    from i2m2bench.reporting import StandardLayout
+
+    plain = _robust_rows(make_row, lambda c, lv: f"missing_rate:{lv:g}" if c == "missing_rate"
+                         else f"{c}@{lv:g}")  # the strings the harness writes
+    names = {}  # and unparseable ones: "#0?", "#1?", ...
+    opaque = _robust_rows(make_row, lambda c, lv: names.setdefault((c, lv), f"#{len(names)}?"))
+    md, md_opaque = render_markdown(plain), render_markdown(opaque)
+    for head in ("### Robustness curves: areas", "#### Curve `perturb:a:gaussian`",
+                 "#### Curve `missing_rate`", "![perturb:a:gaussian](demo-embedded-demo-perturb-a-gaussian.png)"):
+        assert head in md_opaque
+    curves = lambda text: text[text.index("### Robustness curves"):text.index("## Settings")]  # noqa: E731
+    assert curves(md_opaque) == curves(md)
+    assert "#0?" not in md_opaque.split("## Robustness")[0]  # curve points are not plain columns
+    # i2m2 on perturb:a:gaussian, seed 0: 0.85, 0.75, 0.65 at levels 0, 0.5, 1 -> area 0.75,
+    # RR = 0.75 / 0.85; seed 1: 0.77 / 0.87. ER = 0: it drops exactly like late_fusion.
+    rr = [0.75 / 0.85, 0.77 / 0.87]
+    line = next(ln for ln in curves(md_opaque).splitlines() if ln.startswith("| `i2m2`"))
+    cells = [c.strip() for c in line.split("|")[2:-1]]  # missing_rate RR, ER, perturb RR, ER
+    assert cells[2:] == [f"{statistics.fmean(rr):.3f} ± {statistics.stdev(rr):.3f}", "0.00 ± 0.00"]
+    figs, figs_opaque = (StandardLayout().figure_bytes(r, "demo") for r in (plain, opaque))
+    assert sorted(figs_opaque) == ["demo-missing-rate.png", "demo-perturb-a-gaussian.png"]
+    assert figs_opaque == figs  # same figures, byte for byte
+    paths = StandardLayout().figures(opaque, tmp_path, "demo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(figs) == sorted(p.name for p in paths)
+    assert paths[0].read_bytes() == figs_opaque[paths[0].name]
+
+
+def test_a_recorded_kind_places_a_protocol_in_the_missing_table(make_row):
+    rows = [make_row("a", s, "test", 0.5 + 0.1 * s) for s in (0, 1)]
+    rows += [{**make_row("a", s, "no modality b", 0.3), "kind": "missing"} for s in (0, 1)]
+    md = render_markdown(rows)
+    assert "### Missing modalities" in md and "no modality b accuracy" not in md

@@ -10,10 +10,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import i2m2bench
-from i2m2bench.data.spectrum import (BAYES_MC_SAMPLES, DependencySpectrumLayout, SHIFTS,
-                                     bayes_ceiling, log_likelihoods, log_posterior,
-                                     mechanism_weights)
-from i2m2bench.leaderboard import render_rows
+from i2m2bench.data.spectrum import (BAYES_MC_SAMPLES, SHIFTS, _bayes, _option_key, bayes_ceiling,
+                                     log_likelihoods, log_posterior, mechanism_weights)
+from i2m2bench.reporting import DependencySpectrumLayout, render_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 20000  # "large sample": the binomial std of an accuracy near 1/4 is sqrt(.25*.75/N) = 0.0031
@@ -167,9 +166,35 @@ def test_bayes_ceiling_without_signal_is_chance_and_knobs_move_it():
     lo = bayes_ceiling(dict(inter_share=1.0, inter_snr=1.0))["ceiling"]
     hi = bayes_ceiling(dict(inter_share=1.0, inter_snr=4.0))["ceiling"]
     assert 1 / C + 0.05 < lo < hi
-    assert bayes_ceiling({"inter_share": 0.5}) == bayes_ceiling({"inter_share": 0.5})  # pure
     with pytest.raises(ValueError, match="which must be 'test' or one of"):
         bayes_ceiling({}, "no_such_shift")
+
+
+def test_bayes_ceiling_matches_an_independent_sample_and_is_pure():
+    # The cached Monte Carlo ceiling (fixed seed, its own sampler) against an independent estimate:
+    # a fresh test set from the task generator with another seed, scored two ways with the exact
+    # posterior. E[max_y p(y|x)] must agree within a few combined standard errors, and so must the
+    # hit rate of the posterior's argmax (which checks the posterior is calibrated, not only the
+    # sampler). Neither can pass if the ceiling's sampler or the mechanism weights disagree with
+    # the generator the models are trained on.
+    share = 0.5
+    b = bayes_ceiling({"inter_share": share})
+    task = _task(share, seed=11)
+    te, o = task.splits["test"], task.options
+    post = log_posterior(te.inputs["a"], te.inputs["b"], C, o["dim"], o["intra_snr"], o["inter_snr"],
+                         *mechanism_weights(share)).exp()
+    best = post.max(1).values
+    mean, se = float(best.mean()), float(best.std()) / math.sqrt(len(te))
+    assert abs(mean - b["ceiling"]) < 4 * math.hypot(se, b["ceiling_se"]), (mean, b)
+    hits = float((post.argmax(1) == te.target).float().mean())
+    hit_sd = math.sqrt(b["ceiling"] * (1 - b["ceiling"]) / len(te))
+    assert abs(hits - b["ceiling"]) < 4 * math.hypot(hit_sd, b["ceiling_se"]), (hits, b)
+    # Pure: recomputed with the cache bypassed, the fixed seed gives the same numbers, and a
+    # caller editing the returned dict does not change what the next caller gets.
+    uncached = _bayes.__wrapped__(_option_key({"inter_share": share}), "test", BAYES_MC_SAMPLES)
+    assert uncached == b
+    b["ceiling"] = -1.0
+    assert bayes_ceiling({"inter_share": share}) == uncached
 
 
 def test_bayes_rule_is_not_beaten_by_a_trained_model():
@@ -216,10 +241,10 @@ def test_bad_options_name_the_option(opts, match):
         i2m2bench.build_task("dependency_spectrum", **opts)
 
 
-def test_accepts_and_ignores_data_root():
-    t = i2m2bench.build_task("dependency_spectrum", n_train=10, n_eval=10, data_root="/nonexistent",
-                             source="auto")
-    assert "data_root" not in t.options and len(t.splits["train"]) == 10
+def test_refuses_data_root_it_would_ignore():
+    """A synthetic builder declares no data_root: passing one is an error, not silently ignored."""
+    with pytest.raises(TypeError, match=r"dataset 'dependency_spectrum' has no option 'data_root'"):
+        i2m2bench.build_task("dependency_spectrum", n_train=10, n_eval=10, data_root="/nonexistent")
 
 
 # ---------------------------------------------------------------------------------- board

@@ -1,0 +1,235 @@
+"""The standard board: one table of methods x plain protocols (test, shift sets, val), then the
+robustness sections (missing modalities, curve areas, one table and figure per curve).
+
+For every method the rows of its most recent configuration (``unit_hash``) are used; each
+metric is shown as mean ± sample standard deviation over seeds, with ↑/↓ for its direction and
+the best mean of each column in bold. Rows are grouped by their structured fields
+(:mod:`i2m2bench.reporting.rows`): plain protocols by ``protocol``, curve points by
+(``curve``, ``level``); no protocol string is parsed.
+"""
+from __future__ import annotations
+
+import statistics
+
+from tabulate import tabulate
+
+from i2m2bench.reporting.layouts import LAYOUTS, Layout
+from i2m2bench.reporting.plots import curve_figures, plot_curves  # noqa: F401  (re-exported)
+from i2m2bench.reporting.rows import FAMILY_ORDER, latest_units  # noqa: F401  (re-exported)
+from i2m2bench.reporting.scores import BoardData, curve_slug, mean_std_cell
+
+TRAIN_INFO = ("samples_per_s", "train_seconds", "epochs_run")
+
+
+# ------------------------------------------------------------------------------ robustness
+def area_metrics(clean: float, points: dict[float, float], ref_clean: float | None = None,
+                 ref_points: dict[float, float] | None = None) -> tuple[float, float | None]:
+    """Relative and effective robustness of one curve (one seed).
+
+    The names follow Taori et al., "Measuring Robustness to Natural Distribution Shifts in Image
+    Classification" (NeurIPS 2020); the definitions here are on curve areas, as this suite's
+    robustness protocols specify.
+
+    The curve is ``clean`` at level 0 followed by ``points`` {level: score}; its area is the
+    trapezoid rule over [0, L] (L = the largest level), divided by L.
+
+    * relative robustness = area / (clean × 1): 1 means no degradation;
+    * effective robustness = area − area of the reference curve (late fusion) shifted to the
+      same clean score, i.e. mean of (score(l) − [ref(l) − ref(0) + clean]) over [0, L]:
+      0 means degrading exactly like the reference, > 0 more gracefully. Needs the reference's
+      points at the same levels (else None).
+    """
+    levels = sorted(points)
+    if not levels or levels[0] <= 0:
+        raise ValueError(f"curve levels must be > 0 (level 0 is the clean score); got {levels}")
+    xs = [0.0, *levels]
+
+    def area(c, pts):
+        ys = [c, *(pts[x] for x in levels)]
+        return sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(levels))) / xs[-1]
+
+    own = area(clean, points)
+    rel = own / clean if clean else float("nan")
+    if ref_points is None or ref_clean is None or set(ref_points) != set(points):
+        return rel, None
+    return rel, own - (area(ref_clean, ref_points) - ref_clean + clean)
+
+
+# ------------------------------------------------------------------------------ Markdown
+def render_markdown(rows: list[dict]) -> str:
+    """The leaderboard of one board's rows (pure: same rows, same text)."""
+    if not rows:
+        raise ValueError("no result rows to render")
+    data = BoardData.of(rows)
+    units, methods = data.units, data.methods
+    first = next(iter(rows))
+    scored = [r for r in rows if r["protocol"] != "train"]
+    metric = scored[0]["metric"] if scored else "metric"
+    hib = scored[0]["higher_is_better"] if scored else True
+    protocols = data.plain_protocols()
+
+    best = {}
+    for p in protocols:
+        means = [statistics.fmean(units[m].score(p)) for m in methods if units[m].score(p)]
+        best[p] = (max if hib else min)(means) if means else None
+
+    arrow = "↑" if hib else "↓"
+    headers = ["Method", "Fusion", "Recipe", "Seeds"]
+    headers += [f"{p} {metric} (%) {arrow}" for p in protocols]
+    headers += ["train samples/s", "train s", "epochs run"]
+    body = []
+    for m in methods:
+        u = units[m]
+        r0 = u.rows[0]
+        failed = {r["seed"] for r in u.rows if r["metric"] == "failed"}
+        seeds = {r["seed"] for r in u.rows} - failed
+        count = f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))
+        line = [f"{r0['label']} (`{m}`)", r0.get("fusion", ""), r0["recipe"], count]
+        for p in protocols:
+            line.append(mean_std_cell(u.score(p), 100.0, 2, best[p]))
+        for k in TRAIN_INFO:
+            v = u.figure(k)
+            line.append(f"{statistics.fmean(v):.0f}" if v else "—")
+        body.append(line)
+
+    title_data = first["dataset"] + (" (EMBEDDED data)" if first["data_source"] == "embedded" else "")
+    lines = [f"# Leaderboard: `{first['suite']}` suite on {title_data}", ""]
+    if first["data_source"] == "embedded":
+        lines += [f"> **Embedded data.** These numbers are on `{first['dataset']}` "
+                  f"v{first['dataset_version']}, the stand-in that ships with the package, not on "
+                  "the real dataset, with the (possibly shortened) schedules listed under Settings; "
+                  "they are not comparable with published results.", ""]
+    lines += [f"Generated by `python -m i2m2bench leaderboard` from "
+              f"`results/{first['board']}.jsonl`. Mean ± sample std over seeds; best mean per "
+              "column in bold. Do not edit by hand.", ""]
+    lines.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+    lines += robustness_sections(data, hib, metric, first["board"])
+    lines += ["", "## Settings and provenance", ""]
+    prov = []
+    for m in methods:
+        rs = units[m].rows
+        t = rs[0]["train"]
+        prov.append([
+            f"`{m}`", f"`{rs[0]['unit_hash']}`",
+            f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} batch={t['batch_size']} "
+            f"epochs≤{t['epochs']} patience={t['patience']} clip={t['grad_clip']}",
+            ", ".join(sorted({r["git_commit"] for r in rs})),
+            ", ".join(sorted({r["device"] for r in rs})),
+            ", ".join(sorted({r["torch_version"] for r in rs})),
+            max(r["date"] for r in rs)[:10],
+        ])
+    lines.append(tabulate(prov, headers=["Method", "Unit hash", "Schedule", "Commit", "Device",
+                                         "torch", "Date"], tablefmt="github", disable_numparse=True))
+    every = [r for u in units.values() for r in u.rows]
+    peaks = [r["value"] for r in every if r["metric"] == "peak_memory_mb"]
+    if peaks:
+        lines += ["", f"Peak memory of the training process (CPU: resident set; CUDA: allocated), "
+                      f"max over units: {max(peaks):.0f} MB."]
+    robust = sum(r["value"] for r in every if r["metric"] == "robustness_eval_seconds")
+    rest = sum(r["value"] for r in every
+               if r["metric"] in ("train_seconds", "eval_seconds")) - robust
+    if robust and rest > 0:
+        lines += ["", f"Time of the robustness protocols, summed over units: {robust:.0f} s, "
+                      f"{100 * robust / rest:.1f}% on top of the units' training and test/shift "
+                      f"evaluation ({rest:.0f} s; per-epoch validation and start-up are not in "
+                      "that sum, so the share of the run's wall time is smaller)."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def curve_areas(data: BoardData, ref: str) -> dict[tuple[str, str], tuple[list, list]]:
+    """(method, curve) -> (relative robustness per seed, effective robustness per seed)."""
+    units = data.units
+    areas = {}
+    for m in data.methods:
+        for c, levels in data.curves.items():
+            rel, eff = [], []
+            for seed, clean in units[m].scores.get("test", {}).items():
+                pts = units[m].curve_of_seed(c, seed)
+                if set(pts) != levels:
+                    continue
+                rpts = units[ref].curve_of_seed(c, seed) if ref in units else None
+                rclean = units[ref].scores.get("test", {}).get(seed) if ref in units else None
+                r_, e_ = area_metrics(clean, pts, rclean, rpts)
+                rel.append(r_)
+                if e_ is not None:
+                    eff.append(e_)
+            areas[m, c] = (rel, eff)
+    return areas
+
+
+def robustness_sections(data: BoardData, hib: bool, metric: str, board: str) -> list[str]:
+    """Missing-modality table, curve-area table and one table + plot per curve (if any rows)."""
+    units, methods, curves = data.units, data.methods, data.curves
+    missing = data.protocols("missing")
+    if not missing and not curves:
+        return []
+    arrow = "↑" if hib else "↓"
+    pick = max if hib else min
+    out = ["", "## Robustness", "",
+           "Every method is evaluated the same way after training (`suite.protocols`); missing "
+           "inputs reach a model only as the availability mask, and each strategy handles them its "
+           "own way (PoE models drop the absent modality's experts, inter-only models impute).",
+           ""]
+    if missing:
+        out += ["### Missing modalities", "",
+                f"{metric} (%) {arrow} with the modality absent for every test sample; "
+                "`test` repeated for reference.", ""]
+        cols = ["test", *missing]
+        best = {p: pick([statistics.fmean(units[m].score(p)) for m in methods if units[m].score(p)]
+                        or [0]) for p in cols}
+        body = [[f"`{m}`", *(mean_std_cell(units[m].score(p), 100.0, 2, best[p]) for p in cols)]
+                for m in methods if any(units[m].score(p) for p in missing)]
+        out.append(tabulate(body, headers=["Method", *cols], tablefmt="github", disable_numparse=True))
+    if curves:
+        ref = next((r["reference_method"] for u in units.values() for r in u.rows
+                    if r.get("reference_method")), "late_fusion")
+        areas = curve_areas(data, ref)
+        out += ["", "### Robustness curves: areas", "",
+                "Per curve (level 0 = the clean test score): **RR**, relative robustness = "
+                "normalised area under the curve / clean score (1 = no degradation); **ER**, "
+                f"effective robustness = mean gap (points of {metric} %) to the curve of "
+                f"`{ref}` shifted to the method's clean score (0 = degrades like `{ref}`, > 0 "
+                "more gracefully). Both per seed from this board's raw curves, then mean ± std "
+                "(names after Taori et al., NeurIPS 2020). ER compares the shape of the curves, "
+                "not their level: a method starting from a lower clean score whose curve ends "
+                "near chance, like the reference's, scores a high ER; a method that never reads "
+                "the perturbed modality keeps RR = 1. Read ER together with RR and the curve "
+                "tables.",
+                ""]
+        heads, body = ["Method"], []
+        for c in sorted(curves):
+            heads += [f"{c} RR {arrow}", f"{c} ER {arrow}"]
+        for m in methods:
+            line = [f"`{m}`"]
+            for c in sorted(curves):
+                rel, eff = areas[m, c]
+                line += [mean_std_cell(rel, 1.0, 3), mean_std_cell(eff, 100.0, 2)]
+            if any(x != "—" for x in line[1:]):
+                body.append(line)
+        out.append(tabulate(body, headers=heads, tablefmt="github", disable_numparse=True))
+        for c in sorted(curves):
+            levels = sorted(curves[c])
+            out += ["", f"#### Curve `{c}`", "",
+                    f"![{c}]({board}-{curve_slug(c)}.png)", ""]
+            body = []
+            for m in methods:
+                u = units[m]
+                pts = [u.point(c, lv) for lv in levels]
+                if any(pts):
+                    body.append([f"`{m}`", mean_std_cell(u.score("test"), 100.0, 2),
+                                 *(mean_std_cell(v, 100.0, 2) for v in pts)])
+            out.append(tabulate(body, headers=["Method", "level 0 (test)", *(f"{lv:g}" for lv in levels)],
+                                tablefmt="github", disable_numparse=True))
+    return out
+
+
+@LAYOUTS.register("standard")
+class StandardLayout(Layout):
+    """The standard board (:func:`render_markdown`) and one figure per robustness curve."""
+
+    def markdown(self, rows: list[dict]) -> str:
+        return render_markdown(rows)
+
+    def figure_bytes(self, rows: list[dict], stem: str) -> dict[str, bytes]:
+        return curve_figures(rows, stem)

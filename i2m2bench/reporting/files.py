@@ -1,0 +1,33 @@
+"""Board files: a board's Markdown and figures written atomically from its rows, and the
+staleness test of a committed board. (Reading results files is the harness's business:
+:mod:`i2m2bench.harness.publish`.)"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from i2m2bench.fileio import write_text_atomic
+from i2m2bench.reporting.layouts import layout_of, render_rows
+
+
+def write_board(rows: list[dict], out_dir: Path, stem: str, where: Path | str = "") -> Path:
+    """Write ``<out_dir>/<stem>.md`` and the board's figures (``<stem>*.png``), each through a
+    temporary file and rename, in the layout the rows name; the Markdown's path. ``where``
+    names the rows' origin in error messages."""
+    out_dir = Path(out_dir)
+    layout = layout_of(rows, where or stem)
+    layout.figures(rows, out_dir, stem)
+    path = out_dir / f"{stem}.md"
+    write_text_atomic(path, layout.markdown(rows))
+    return path
+
+
+def board_is_stale(rows: list[dict], md_path: Path, source: Path | str | None = None) -> str | None:
+    """Why the committed board ``md_path`` is not a fresh render of ``rows`` (missing, or its
+    text differs), or None when it is. ``source`` names the rows' origin in the message."""
+    md_path = Path(md_path)
+    fresh = render_rows(rows, source or md_path)
+    if not md_path.exists():
+        return f"{md_path}: missing" + (f" (results file {source} exists)" if source else "")
+    if md_path.read_text(encoding="utf-8") != fresh:
+        return f"{md_path}: differs from a render of {source or 'its rows'}"
+    return None

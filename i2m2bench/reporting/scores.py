@@ -1,0 +1,115 @@
+"""A board's rows grouped for rendering: per method (latest unit), per seed, by protocol and by
+(curve, level) point; and the mean ± std cell every board prints.
+
+Grouping reads the rows' structured fields (:mod:`i2m2bench.reporting.rows`); no protocol string
+is parsed.
+"""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from i2m2bench.reporting.rows import (ROBUST_KINDS, curve_point, latest_units, method_order,
+                                      protocol_kind)
+
+
+def _mean_std(values: list[float], scale: float, digits: int) -> str:
+    m = statistics.fmean(values) * scale
+    if len(values) < 2:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def mean_std_cell(values: list[float] | None, scale: float, digits: int,
+                  best: float | None = None) -> str:
+    """A table cell: mean ± sample std of ``values`` × ``scale``, bold when the mean is ``best``,
+    "—" when there are none."""
+    if not values:
+        return "—"
+    cell = _mean_std(values, scale, digits)
+    return f"**{cell}**" if best is not None and statistics.fmean(values) == best else cell
+
+
+def curve_slug(curve: str) -> str:
+    """The file-name form of a curve name (``perturb:audio:snr`` -> ``perturb-audio-snr``)."""
+    return curve.replace(":", "-").replace("_", "-")
+
+
+# ------------------------------------------------------------------------------ one unit's values
+@dataclass
+class UnitScores:
+    """One method's values per seed (seeds sorted; a later row of the same seed wins)."""
+
+    rows: list[dict]
+    scores: dict[str, dict[int, float]] = field(default_factory=dict)  # protocol -> seed -> value
+    points: dict[tuple[str, float], dict[int, float]] = field(default_factory=dict)  # (curve, level)
+    info: dict[str, dict[int, float]] = field(default_factory=dict)  # training figure -> seed -> value
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> "UnitScores":
+        scores, points, info = defaultdict(dict), defaultdict(dict), defaultdict(dict)
+        for r in rows:
+            if r["protocol"] == "train":
+                info[r["metric"]][r["seed"]] = r["value"]
+                continue
+            scores[r["protocol"]][r["seed"]] = r["value"]
+            cp = curve_point(r)
+            if cp is not None:
+                points[cp][r["seed"]] = r["value"]
+        srt = lambda d: {k: dict(sorted(v.items())) for k, v in d.items()}  # noqa: E731
+        return cls(rows, srt(scores), srt(points), srt(info))
+
+    @property
+    def family(self) -> str:
+        return self.rows[0]["family"]
+
+    def score(self, protocol: str) -> list[float] | None:
+        v = self.scores.get(protocol)
+        return list(v.values()) if v else None
+
+    def point(self, curve: str, level: float) -> list[float] | None:
+        v = self.points.get((curve, level))
+        return list(v.values()) if v else None
+
+    def figure(self, name: str) -> list[float] | None:
+        v = self.info.get(name)
+        return list(v.values()) if v else None
+
+    def curve_of_seed(self, curve: str, seed: int) -> dict[float, float]:
+        """{level: value} of one seed on ``curve``."""
+        return {lv: v[seed] for (c, lv), v in self.points.items() if c == curve and seed in v}
+
+
+@dataclass
+class BoardData:
+    """A board's rows grouped for rendering (latest unit per method)."""
+
+    units: dict[str, UnitScores]
+    methods: list[str]  # board order: family, then name
+    kinds: dict[str, str]  # protocol -> kind (scored protocols of the latest units)
+    curves: dict[str, set[float]]  # curve -> its levels
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> "BoardData":
+        units = {m: UnitScores.of(rs) for m, rs in latest_units(rows).items()}
+        methods = sorted(units, key=lambda m: method_order(units[m].family, m))
+        kinds: dict[str, str] = {}
+        curves: dict[str, set[float]] = defaultdict(set)
+        for u in units.values():
+            for r in u.rows:
+                if r["protocol"] == "train":
+                    continue
+                kinds.setdefault(r["protocol"], protocol_kind(r))
+                cp = curve_point(r)
+                if cp is not None:
+                    curves[cp[0]].add(cp[1])
+        return cls(units, methods, kinds, dict(curves))
+
+    def protocols(self, *kinds: str) -> list[str]:
+        return sorted(p for p, k in self.kinds.items() if k in kinds)
+
+    def plain_protocols(self) -> list[str]:
+        """The main table's columns: every protocol that is not a robustness protocol."""
+        plain = [p for p, k in self.kinds.items() if k not in ROBUST_KINDS]
+        return sorted(plain, key=lambda p: ({"test": 0, "val": 9}.get(self.kinds[p], 1), p))

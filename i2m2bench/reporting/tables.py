@@ -1,0 +1,79 @@
+"""Any board as a table for analysis: one record per method (per setting and method on boards
+with settings), one column per protocol and metric, mean and std as separate columns.
+
+The numbers are the board's (latest unit per method; a later row of the same seed wins) as raw
+fractions, as stored (not percent). ``std`` is the sample standard deviation over seeds, None
+with one seed. :func:`to_csv` and :func:`to_json` serialise a table for ``pandas.read_csv`` /
+``pandas.read_json``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+
+from i2m2bench.reporting.rows import column_order, has_settings, latest_units, method_order, unit_key
+
+#: The columns that identify a record, before the value columns.
+KEY_COLUMNS = ("method", "label", "family", "fusion", "recipe", "seeds")
+
+
+def value_column(protocol: str, metric: str, stat: str) -> str:
+    """The name of a value column: ``<protocol>/<metric>/<stat>`` (stat: ``mean`` or ``std``)."""
+    return f"{protocol}/{metric}/{stat}"
+
+
+def board_table(rows: list[dict]) -> list[dict]:
+    """One dict per method (or per (setting, method)), all with the same keys in the same order:
+    ``setting`` (boards with settings only), :data:`KEY_COLUMNS`, then for every (protocol,
+    metric) of the board — scores by protocol kind, curve and level (``val`` last), then the
+    training figures under protocol ``train`` — ``<protocol>/<metric>/mean`` and ``.../std``
+    (None where the method has no value). ``seeds`` counts the seeds that did not fail."""
+    if not rows:
+        raise ValueError("no result rows to export")
+    settings = has_settings(rows)
+    units = latest_units(rows, unit_key(rows))
+    order: dict[tuple[str, str], tuple] = {}
+    for rs in units.values():
+        for r in rs:
+            order.setdefault((r["protocol"], r["metric"]), column_order(r))
+    columns = sorted(order, key=lambda c: order[c])
+
+    def sort_key(k):
+        r0 = units[k][0]
+        return (str(r0.get("setting")) if settings else "", method_order(r0["family"], r0["method"]))
+
+    table = []
+    for k in sorted(units, key=sort_key):
+        rs = units[k]
+        r0 = rs[0]
+        per: dict[tuple[str, str], dict[int, float]] = {}
+        for r in rs:
+            per.setdefault((r["protocol"], r["metric"]), {})[r["seed"]] = r["value"]
+        failed = {r["seed"] for r in rs if r["metric"] == "failed"}
+        rec = {"setting": r0.get("setting")} if settings else {}
+        rec.update(method=r0["method"], label=r0.get("label"), family=r0.get("family"),
+                   fusion=r0.get("fusion"), recipe=r0.get("recipe"),
+                   seeds=len({r["seed"] for r in rs} - failed))
+        for protocol, metric in columns:
+            vals = [v for _, v in sorted(per.get((protocol, metric), {}).items())]
+            rec[value_column(protocol, metric, "mean")] = statistics.fmean(vals) if vals else None
+            rec[value_column(protocol, metric, "std")] = statistics.stdev(vals) if len(vals) > 1 else None
+        table.append(rec)
+    return table
+
+
+def to_csv(table: list[dict]) -> str:
+    """The table as CSV (header row; empty cell for None; floats at full precision)."""
+    buf = io.StringIO()
+    fields = list(table[0]) if table else list(KEY_COLUMNS)
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    return buf.getvalue()
+
+
+def to_json(table: list[dict]) -> str:
+    """The table as a JSON array of records (``pandas.read_json(text, orient="records")``)."""
+    return json.dumps(table, indent=2, ensure_ascii=False) + "\n"
