@@ -10,7 +10,7 @@ Python API (mirrors the CLI)::
     task.spec, task.splits["train"], len(task.splits["test"])
     run = i2m2bench.run_suite(["gin/avmnist_smoke.gin"], seeds=[0])
 """
-__version__ = "0.1.0"
+from i2m2bench._version import __version__  # noqa: E402
 
 from i2m2bench.registry import load_plugins  # noqa: E402
 from i2m2bench.types import Batch, ModalitySpec, Split, Task, TaskSpec  # noqa: E402
@@ -23,5 +23,3 @@ from i2m2bench.perturbations import PERTURBATIONS, perturbation  # noqa: E402
 __all__ = ["DATASETS", "ENCODERS", "FUSIONS", "PERTURBATIONS", "RECIPES", "Batch", "Encoder", "Fusion",
            "ModalitySpec", "Split", "Task", "TaskSpec", "build_encoder", "build_fusion",
            "build_task", "perturbation", "run_suite", "load_plugins", "__version__"]
-
-from i2m2bench import contrib  # noqa: E402,F401  (TFN, GMU: written against the API above)

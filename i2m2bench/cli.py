@@ -6,6 +6,7 @@ Errors in configs or data are reported as one clear message with a non-zero exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,16 +28,13 @@ def _cmd_run(args) -> int:
     run = run_suite(args.gin, args.gin_param, methods=args.methods, seeds=args.seeds,
                     data_root=args.data_root, device=args.device, out=args.out,
                     results_dir=args.leaderboard_dir, force=args.force,
-                    progress=not args.no_progress)
-    if run.summary:
-        print(f"trained {len(run.summary)} unit(s):")
-        for s in run.summary:
-            scores = ", ".join(f"{k}={v:.4f}" for k, v in s.items()
-                               if k in ("val", "test") or k.startswith("shift:"))
-            print(f"  {s['unit']:<28} {scores}  {s['samples_per_s']:.0f} samples/s "
-                  f"{s['train_seconds']:.1f}s")
-    elif not run.failures:
+                    progress=not args.no_progress, dry_run=args.dry_run,
+                    tensorboard=args.tensorboard, plugins=False)  # main() loaded them
+    if args.dry_run:
+        return _print_plan(run)
+    if not run.summary and not run.failures:
         print("nothing to train: every unit was complete (use --force to retrain)")
+    _print_summary(run)
     if run.failures:
         print(f"{len(run.failures)} unit(s) FAILED (recorded; rerun the same command to retry):",
               file=sys.stderr)
@@ -46,31 +44,90 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _cmd_list(args) -> int:
-    import i2m2bench
-    from i2m2bench.harness.runner import RECIPES
+def _print_plan(run) -> int:
+    """``run --dry-run``: what a run would do with each unit; nothing was trained or written."""
+    from tabulate import tabulate
 
-    from i2m2bench.leaderboard import LAYOUTS
+    verbs = {"train": "train", "evaluate": "re-evaluate (new protocols)", "skip": "skip (done)"}
+    sweep = any(item.setting is not None for item in run.plan)
+    body = [[verbs[item.action], *([item.setting] if sweep else []), item.unit.key,
+             item.unit.unit_hash, ", ".join(f"{s} <- {d.key}" for s, d in item.unit.deps.items()),
+             str(item.run_dir)] for item in run.plan]
+    heads = ["action", *(["setting"] if sweep else []), "unit", "unit hash", "starts from", "run dir"]
+    print(tabulate(body, headers=heads, tablefmt="simple", disable_numparse=True))
+    counts = {a: sum(1 for item in run.plan if item.action == a) for a in verbs}
+    print(f"dry run: {counts['train']} to train, {counts['evaluate']} to re-evaluate, "
+          f"{counts['skip']} done already; nothing was trained or written")
+    return 0
+
+
+def _print_summary(run) -> None:
+    """The board's numbers (method x protocol, mean ± std over seeds) on the console."""
+    from i2m2bench.harness.store import read_rows
+    from i2m2bench.reporting import summary_table
+
+    rows = read_rows(run.results_path)
+    if rows:
+        print(f"{len(run.summary)} unit(s) trained or evaluated now; board {run.results_path.stem} "
+              "(mean ± std over seeds, %):")
+        print(summary_table(rows))
+
+
+def _cmd_list(args) -> int:
+    import textwrap
+
+    import i2m2bench
+    from i2m2bench.reporting import LAYOUTS
 
     kinds = {"datasets": i2m2bench.DATASETS, "encoders": i2m2bench.ENCODERS,
              "fusions": i2m2bench.FUSIONS, "perturbations": i2m2bench.PERTURBATIONS,
-             "recipes": RECIPES, "layouts": LAYOUTS}
+             "recipes": i2m2bench.RECIPES, "layouts": LAYOUTS}
     for kind, reg in kinds.items():
         if args.kind and kind != args.kind:
             continue
         print(f"{kind}:")
         for name in reg.names():
             print(f"  {name:<20} {reg.origin(name)}")
+    if args.kind in (None, "suites"):
+        from i2m2bench.harness.ginfiles import installed_suites, suites_dir
+
+        print(f"suites (installed in {suites_dir()}; run one with --gin NAME.gin, or "
+              "`include 'NAME.gin'` it from your own gin file):")
+        for s in installed_suites():
+            file = s["file"].relative_to(suites_dir())
+            if s["error"]:
+                print(f"  {s['name']:<26} {file}: cannot be parsed: {s['error']}")
+                continue
+            print(f"  {s['name']:<26} {file}, dataset {s['dataset']}, {len(s['methods'])} methods:")
+            print(textwrap.fill(", ".join(s["methods"]), width=100, initial_indent=" " * 4,
+                                subsequent_indent=" " * 4, break_on_hyphens=False))
     return 0
 
 
 def _cmd_leaderboard(args) -> int:
     from i2m2bench.bench import json_path, render_poe_file, stale_poe
-    from i2m2bench.leaderboard import render_all, stale_boards
+    from i2m2bench.harness import publish
 
     out = Path(args.leaderboard_dir)
+    if args.format != "md":
+        if args.check:
+            raise ValueError("--check compares the committed Markdown boards; it does not combine "
+                             f"with --format {args.format}")
+        text = publish.export_board(out, args.board, args.format)
+        if args.output:
+            from i2m2bench.fileio import write_text_atomic
+
+            write_text_atomic(Path(args.output), text)
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
+    if args.output:
+        raise ValueError("--output applies to --format csv|json; Markdown boards are written to "
+                         "--leaderboard-dir")
+    boards = [args.board] if args.board else None
     if args.check:
-        stale = stale_boards(out) + stale_poe(out)
+        stale = publish.stale_boards(out, boards) + (stale_poe(out) if boards is None else [])
         for s in stale:
             print(f"stale: {s}", file=sys.stderr)
         if stale:
@@ -78,9 +135,9 @@ def _cmd_leaderboard(args) -> int:
             return 1
         print(f"leaderboards in {out} are up to date")
         return 0
-    for p in render_all(out):
+    for p in publish.render_all(out, boards):
         print(f"wrote {p}")
-    if json_path(out).exists():
+    if boards is None and json_path(out).exists():
         print(f"wrote {render_poe_file(out)}")
     return 0
 
@@ -100,9 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "baselines) from gin suites, and publish Markdown leaderboards.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
-    common = argparse.ArgumentParser(add_help=False)  # so --debug also works after the command
+    p.add_argument("--no-plugins", action="store_true",
+                   help="load no i2m2bench.plugins entry point (also: I2M2BENCH_PLUGINS=0)")
+    common = argparse.ArgumentParser(add_help=False)  # so the flags also work after the command
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show Python tracebacks on errors")
+    common.add_argument("--no-plugins", action="store_true", default=argparse.SUPPRESS,
+                        help="load no i2m2bench.plugins entry point (also: I2M2BENCH_PLUGINS=0)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="train and evaluate a suite's methods, then re-render its leaderboard",
@@ -123,18 +184,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where result rows and Markdown leaderboards go (default: leaderboards/)")
     r.add_argument("--force", action="store_true", help="retrain units that are already complete")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--dry-run", action="store_true",
+                   help="list the units the run would train, skip (done) and re-evaluate, with "
+                        "their hashes; train and write nothing")
+    r.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="write loss and validation metric per epoch per unit to DIR "
+                        "(needs the tensorboard extra: pip install 'i2m2bench[tensorboard]')")
     r.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
-    lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "perturbations", "recipes", "layouts"])
+    lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "perturbations", "recipes", "layouts", "suites"])
     lst.set_defaults(func=_cmd_list)
 
-    lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows",
-                        parents=[common])
+    lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows, "
+                        "or export one as CSV/JSON", parents=[common])
     lb.add_argument("--check", action="store_true",
                     help="fail (exit 1) if a committed leaderboard differs from its rows")
     lb.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR")
+    lb.add_argument("--format", choices=["md", "csv", "json"], default="md",
+                    help="md (default): re-render the Markdown boards; csv/json: print one board "
+                         "as a table, one row per method, one column per protocol, metric and "
+                         "statistic (mean, std; fractions, not percent), ready for pandas")
+    lb.add_argument("--board", metavar="NAME",
+                    help="the board (results/NAME.jsonl) to export; required with csv/json when "
+                         "the folder holds several. With md: render or check only this board")
+    lb.add_argument("--output", metavar="FILE",
+                    help="with csv/json: write the table to FILE instead of standard output")
     lb.set_defaults(func=_cmd_leaderboard)
 
     bn = sub.add_parser("bench", help="run the PoE kernel benchmarks and render leaderboards/poe_kernel.md",
@@ -173,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         _keep_freed_memory()
-    from i2m2bench.registry import load_plugins
+    from i2m2bench.registry import PLUGINS_ENV, load_plugins
 
+    if args.no_plugins:
+        os.environ[PLUGINS_ENV] = "0"  # also for the library calls the command makes
     try:
         load_plugins()
         return args.func(args)

@@ -83,9 +83,12 @@ class Registry(Generic[T]):
         if name not in self._items:
             close = difflib.get_close_matches(str(name), self._items, n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            off = ("" if plugins_enabled() else f" (plugins are switched off by {PLUGINS_ENV}=0 or "
+                   "--no-plugins: names registered by plugins, the suite's contrib TFN and GMU "
+                   "among them, are unknown)")
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{hint} Known {self.kind} names: "
-                f"{', '.join(sorted(self._items)) or '(none)'}"
+                f"{', '.join(sorted(self._items)) or '(none)'}{off}"
             )
         return self._items[name]
 

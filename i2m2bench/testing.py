@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from i2m2bench.fusion.base import FUSIONS, Fusion, output_problems
+from i2m2bench.registry import load_plugins
 from i2m2bench.types import Batch, ModalitySpec, TaskSpec
 
 
@@ -50,7 +51,9 @@ def _paper_poe(zs: list[torch.Tensor], weights: torch.Tensor | None) -> torch.Te
 
 def check_fusion(name: str, spec: TaskSpec | None = None, options: dict | None = None,
                  batch_size: int = 6, seed: int = 0) -> None:
-    """Run every contract check on the registered strategy ``name`` (see module docstring)."""
+    """Run every contract check on the registered strategy ``name`` (see module docstring).
+    Plugins are loaded first (``I2M2BENCH_PLUGINS=0`` skips them)."""
+    load_plugins()
     spec = spec or tiny_spec()
     where = f"fusion {name!r}"
     model = _build(name, spec, options, seed)
@@ -124,9 +127,9 @@ def check_perturbation(name: str, modality=None, batch_size: int = 64, level: fl
     ``fraction < 1`` the samples not selected come back bit for bit; the shape is kept."""
     from i2m2bench.perturbations import PERTURBATIONS, apply_perturbation
 
-    fn = PERTURBATIONS.get(name)
+    p = PERTURBATIONS.get(name)  # a Perturbation record: name, fn, kinds
     if modality is None:
-        kind = fn.modality_kinds[0]
+        kind = p.kinds[0]
         shape = {"image": (1, 12, 12), "spectrogram": (1, 16, 16), "vector": (10,),
                  "sequence": (8, 3)}[kind]
         modality = ModalitySpec("m", shape, kind)

@@ -5,7 +5,7 @@ to schema 2 (one record per unit and protocol set, provenance once; see
     python scripts/migrate_results.py leaderboards/results/*.jsonl
 
 Schema-1 rows carry the protocol only as a string; this one-time conversion derives the
-structured fields (``curve``, ``level``) from the protocol syntax of
+structured fields (``kind``, ``curve``, ``level``) from the protocol syntax of
 ``i2m2bench/harness/protocols.py`` (``perturb:<m>:<kind>@<level>``, ``missing_rate:<p>``), so
 that no renderer ever parses a protocol string again. A file already in schema 2 is left as it
 is. Every board re-renders byte-identical from the converted file (``leaderboard --check``).
@@ -19,14 +19,19 @@ from pathlib import Path
 from i2m2bench.harness.store import locked, records_from_rows, write_records
 
 
-def structured(protocol: str) -> tuple[str | None, float | None]:
-    """(curve, level) of a schema-1 protocol key."""
+def structured(protocol: str) -> tuple[str, str | None, float | None]:
+    """(kind, curve, level) of a schema-1 protocol key."""
+    if protocol in ("train", "val", "test"):
+        return protocol, None, None
     if protocol.startswith("perturb:") and "@" in protocol:
         curve, level = protocol.rsplit("@", 1)
-        return curve, float(level)
+        return "perturb", curve, float(level)
     if protocol.startswith("missing_rate:"):
-        return "missing_rate", float(protocol.split(":", 1)[1])
-    return None, None
+        return "missing_rate", "missing_rate", float(protocol.split(":", 1)[1])
+    head = protocol.split(":", 1)[0]
+    if head not in ("shift", "missing"):
+        raise ValueError(f"unknown schema-1 protocol {protocol!r}")
+    return head, None, None
 
 
 def migrate(path: Path) -> bool:
@@ -36,7 +41,7 @@ def migrate(path: Path) -> bool:
         if not lines or any("record" in obj for obj in lines):
             return False
         for row in lines:
-            row["curve"], row["level"] = structured(row["protocol"]) if row["protocol"] != "train" else (None, None)
+            row["kind"], row["curve"], row["level"] = structured(row["protocol"])
         provs, units = records_from_rows(lines)
         write_records(path, provs, units)
     return True

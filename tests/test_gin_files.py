@@ -7,9 +7,10 @@ import pytest
 import i2m2bench
 from i2m2bench.data.avmnist import MODALITIES
 from i2m2bench.data.spectrum import task_spec as spectrum_spec
-from i2m2bench.harness.runner import (ConfigError, _bound_scopes, embedded_schedule,
-                                      method_config, parse_gin, suite_config)
-from i2m2bench.harness.training import TrainConfig
+from i2m2bench.harness.config import (EmbeddedSchedule, MethodConfig, SuiteConfig, TrainConfig,
+                                      read_suite)
+from i2m2bench.harness.errors import ConfigError
+from i2m2bench.harness.ginfiles import bound_scopes, parse_gin
 from i2m2bench.types import ModalitySpec, TaskSpec
 
 GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
@@ -26,31 +27,51 @@ SPECS = {
 @pytest.mark.parametrize("path", GIN_FILES, ids=lambda p: p.name)
 def test_gin_file_defines_buildable_methods(path):
     parse_gin([path])
-    suite = suite_config()
-    assert suite["methods"] and suite["seeds"]
-    assert _bound_scopes() <= set(suite["methods"]), "bindings for methods not in suite.methods"
-    spec = SPECS[suite["dataset"]]
-    for name in suite["methods"]:
+    suite = read_suite()
+    assert isinstance(suite, SuiteConfig) and suite.methods and suite.seeds
+    assert set(bound_scopes()) <= set(suite.methods), "bindings for methods not in suite.methods"
+    spec = SPECS[suite.dataset]
+    for name in suite.methods:
         with gin.config_scope(name):
-            m = method_config()
-            train = TrainConfig()
-            embedded_schedule()
-        assert train.lr > 0
-        i2m2bench.RECIPES.get(m["recipe"])
-        model = i2m2bench.build_fusion(m["fusion"], spec, **m["options"])
-        for expert, dep in m["pretrain"].items():
-            assert dep in suite["methods"], f"{name}: pretrain source {dep!r} is not a method"
+            m = MethodConfig()
+            TrainConfig()  # validates the method's train.* bindings (test_bad_train_binding_...)
+            EmbeddedSchedule()
+        i2m2bench.RECIPES.get(m.recipe)
+        model = i2m2bench.build_fusion(m.fusion, spec, **m.options)
+        for expert, dep in m.pretrain.items():
+            assert dep in suite.methods, f"{name}: pretrain source {dep!r} is not a method"
             with gin.config_scope(dep):
-                d = method_config()
-            donor = i2m2bench.build_fusion(d["fusion"], spec, **d["options"])
+                d = MethodConfig()
+            donor = i2m2bench.build_fusion(d.fusion, spec, **d.options)
             target = model if expert == "model" else model.experts()[expert]  # evaluate_only: whole
             target.load_state_dict(donor.state_dict())  # same architecture
+
+
+@pytest.mark.parametrize("binding,message", [
+    pytest.param("a_only/train.lr = 0.0", r"train\.lr must be > 0; got 0\.0", id="lr=0"),
+    pytest.param("a_only/train.lr = -0.1", r"train\.lr must be > 0; got -0\.1", id="lr<0"),
+    pytest.param("a_only/train.epochs = 0", r"train\.epochs must be > 0; got 0", id="epochs=0"),
+    pytest.param("a_only/train.batch_size = 0", r"train\.batch_size must be > 0; got 0", id="batch_size=0"),
+    pytest.param("a_only/train.eval_batch_size = -1", r"train\.eval_batch_size must be > 0; got -1",
+                 id="eval_batch_size<0"),
+    pytest.param("a_only/train.optimizer = 'sgdd'",
+                 r"train\.optimizer must be 'sgd', 'adam' or 'adamw'; got 'sgdd'", id="optimizer=sgdd"),
+])
+def test_bad_train_binding_is_rejected_naming_it(tmp_path, binding, message):
+    path = tmp_path / "bad_train.gin"
+    path.write_text(f"include '{GIN_DIR / 'toy_smoke.gin'}'\n{binding}\n")
+    parse_gin([path])
+    with gin.config_scope("a_only"), pytest.raises(ValueError, match=message):
+        TrainConfig()
+    # the scoped binding stays in its scope: another method gets the suite's own train.lr
+    with gin.config_scope("b_only"):
+        assert TrainConfig().lr == 0.05
 
 
 def test_avmnist_gin_carries_the_paper_hyperparameters():
     parse_gin([GIN_DIR / "avmnist.gin"])
     lrs = {}
-    for name in suite_config()["methods"]:
+    for name in read_suite().methods:
         with gin.config_scope(name):
             t = TrainConfig()
         lrs[name] = t.lr

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import i2m2bench
+from i2m2bench.harness.recipes import Checkpoint
 from i2m2bench.harness.runner import ConfigError, run_suite
 from i2m2bench.harness.store import read_rows
 from i2m2bench.harness.training import TrainConfig, predict, train_model
@@ -45,12 +46,16 @@ def test_pretrained_experts_are_trained_once_and_reused(tmp_path):
     assert [s["unit"] for s in first.summary] == ["a_only/seed0", "b_only/seed0", "late_fusion/seed0",
                                                  "i2m2/seed0"]
     # I2M2's image expert starts from a_only's checkpoint: check the loaded weights match
-    (ckpt,) = (tmp_path / "a" / "runs").rglob("a_only/*/seed0/model.pt")
-    donor = torch.load(ckpt, weights_only=True)
-    model = i2m2bench.build_fusion("i2m2", first.task.spec, **first.method_spec("i2m2")[0]["options"])
-    i2m2bench.RECIPES.get("pretrain_then_finetune")(first, model, first.method_spec("i2m2")[0], 0)
-    got = model.experts()["a"].state_dict()
-    assert all(torch.equal(got[k], donor[k]) for k in donor)
+    ckpts = {m: next((tmp_path / "a" / "runs").rglob(f"{m}/*/seed0/model.pt"))
+             for m in ("a_only", "b_only", "late_fusion")}
+    method, _ = first.resolver.method("i2m2")
+    model = i2m2bench.build_fusion("i2m2", first.task.spec, **method.options)
+    i2m2bench.RECIPES.get("pretrain_then_finetune").init(
+        model, {e: Checkpoint(m, 0, ckpts[m]) for e, m in method.pretrain.items()})
+    for expert, m in method.pretrain.items():
+        donor = torch.load(ckpts[m], weights_only=True)
+        got = model.experts()[expert].state_dict()
+        assert set(got) == set(donor) and all(torch.equal(got[k], donor[k]) for k in donor)
     # a second run of the full suite trains only what is missing
     second = _run(tmp_path, seeds=[0])
     assert sorted(s["unit"] for s in second.summary) == ["early_fusion/seed0", "intra_only/seed0"]
@@ -81,7 +86,7 @@ def test_leaderboard_written_with_every_method(tmp_path):
 def test_unknown_method_and_stray_scope(tmp_path):
     with pytest.raises(ConfigError, match="unknown method 'i2m3'.*Did you mean 'i2m2'"):
         _run(tmp_path, seeds=[0], methods=["i2m3"])
-    with pytest.raises(ConfigError, match=r"scope\(s\) \['a_onyl'\] name no method"):
+    with pytest.raises(ConfigError, match=r"gin scope 'a_onyl' names no method.*did you mean 'a_only'.*--gin-param"):
         _run(tmp_path, seeds=[0], bindings=["a_onyl/train.lr = 0.1"])
 
 

@@ -9,7 +9,7 @@ import i2m2bench
 from i2m2bench.fusion.base import Fusion
 from i2m2bench.harness.protocols import ProtocolError, expand
 from i2m2bench.harness.training import predict
-from i2m2bench.leaderboard import area_metrics, render_markdown
+from i2m2bench.reporting import area_metrics, render_markdown
 from i2m2bench.poe import poe_log_softmax
 from i2m2bench.testing import tiny_spec
 from i2m2bench.types import Split, Task
@@ -149,7 +149,10 @@ def test_protocol_rows_resume_and_board(tmp_path):
     assert {k: after[k] for k in i2m2} == i2m2  # earlier rows kept as they were
     assert {"missing_rate:0.5", "perturb:a:gaussian@0.5", "perturb:a:gaussian@1"} <= {p for _, p in after}
     metrics = json.loads(next((tmp_path / "runs").rglob("i2m2/*/seed0/metrics.json")).read_text())
-    assert "perturb:a:gaussian@1" in metrics and metrics["robustness_eval_seconds"] > 0
+    scored = {sc["protocol"]: sc for sc in metrics["scores"]}
+    assert scored["perturb:a:gaussian@1"]["curve"] == "perturb:a:gaussian"
+    assert scored["perturb:a:gaussian@1"]["level"] == 1.0 and scored["perturb:a:gaussian@1"]["kind"] == "perturb"
+    assert metrics["info"]["robustness_eval_seconds"] > 0
     assert a_only[(0, "missing:b")] == a_only[(0, "test")]  # b never reaches the a-only model
 
     md = (tmp_path / "lb" / "toy_smoke-embedded-toy.md").read_text()

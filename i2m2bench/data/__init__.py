@@ -19,6 +19,7 @@ import inspect
 # The family modules register the datasets; they import i2m2bench.data.base, never this package.
 from i2m2bench.data import avdigits, avmnist, spectrum, toy  # noqa: F401
 from i2m2bench.data.base import DATA_ENV, DATASETS, DataError, resolve_data_root
+from i2m2bench.registry import load_plugins
 from i2m2bench.types import Task
 
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -49,7 +50,10 @@ def build_task(name: str, **options) -> Task:
     """Build the task ``name`` (e.g. ``"avmnist"``) with builder ``options`` (e.g. ``data_root``).
 
     An option the builder does not declare is a ``TypeError`` naming the dataset, the option (with
-    the closest declared names) and every option it accepts, raised before the builder runs."""
+    the closest declared names) and every option it accepts, raised before the builder runs.
+    Plugins (``i2m2bench.plugins`` entry points) are loaded first, so their datasets resolve;
+    ``I2M2BENCH_PLUGINS=0`` skips them."""
+    load_plugins()
     builder = DATASETS.get(name)
     accepted, open_ = _declared(name)
     unknown = [] if open_ else sorted(set(options) - accepted)

@@ -150,9 +150,19 @@ def output_problems(model: Fusion, logits, batch: Batch) -> list[str]:
     return problems
 
 
+def registered_name(model: Fusion) -> str | None:
+    """The name under which ``model``'s class is registered in ``FUSIONS`` (None if it is not)."""
+    return next((n for n in FUSIONS.names() if FUSIONS.get(n) is type(model)), None)
+
+
 def check_outputs(name: str, model: Fusion, batch: Batch) -> None:
     """Run ``model`` on ``batch`` and raise :class:`ContractError` naming the strategy, the
-    module that registered it and every broken rule."""
+    module that registered it and every broken rule. Strategies nested inside ``model`` (I2M2's
+    inter expert, possibly a plugin's) are checked first, each under its own name and class, so
+    the error blames the strategy that broke the contract."""
+    for sub in model.modules():
+        if sub is not model and isinstance(sub, Fusion):
+            check_outputs(registered_name(sub) or type(sub).__qualname__, sub, batch)
     where = f"fusion {name!r} ({FUSIONS.origin(name) if name in FUSIONS else type(model).__qualname__})"
     try:
         with torch.no_grad():

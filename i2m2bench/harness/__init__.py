@@ -1,6 +1,9 @@
-"""Harness: seeding, training loop, recipes, result store and the suite runner."""
-from i2m2bench.harness.runner import RECIPES, ConfigError, run_suite
-from i2m2bench.harness.seeding import resolve_device, seed_everything
-from i2m2bench.harness.training import TrainConfig
+"""Harness: settings (config, ginfiles), units and recipes, the training loop, protocols, the
+result store and the runner that orchestrates them."""
+from i2m2bench.harness.config import MethodConfig, SuiteConfig, TrainConfig
+from i2m2bench.harness.errors import ConfigError, UnitFailed
+from i2m2bench.harness.recipes import RECIPES, Recipe
+from i2m2bench.harness.runner import run_suite
 
-__all__ = ["RECIPES", "ConfigError", "run_suite", "resolve_device", "seed_everything", "TrainConfig"]
+__all__ = ["RECIPES", "ConfigError", "MethodConfig", "Recipe", "SuiteConfig", "TrainConfig",
+           "UnitFailed", "run_suite"]

@@ -155,12 +155,14 @@ def bound_scopes() -> dict[str, list[str]]:
     return out
 
 
-def _where_bound(scope: str) -> list[str]:
-    """Where the last parse bound something under ``scope``: 'file "F", line N' or a binding."""
+def _where_bound(scope: str, *, user_only: bool = False) -> list[str]:
+    """Where the last parse bound something under ``scope``: 'file "F", line N' or a binding.
+    ``user_only``: leave out the installed suites' own files."""
     line_re = re.compile(rf"^[ \t]*{re.escape(scope)}[ \t]*/")
+    ours = suites_dir().resolve()
     found, seen = [], set()
     for path in _parsed_files:
-        if path in seen:
+        if path in seen or (user_only and Path(path).resolve().parent == ours):
             continue
         seen.add(path)
         try:
@@ -177,9 +179,15 @@ def check_scopes(methods: list[str]) -> None:
     """After :func:`parse_gin`: every binding's outermost scope must name one of ``methods``.
 
     ConfigError otherwise, one line per unknown scope: the scope, where it was bound (file and
-    line, or the ``--gin-param``), the suite's methods and the closest method name.
+    line, or the ``--gin-param``), the suite's methods and the closest method name. Scopes bound
+    only in the installed suites (:func:`suites_dir`) are exempt: a file that includes one of them
+    may keep a subset of its methods.
     """
     unknown = {s: sels for s, sels in bound_scopes().items() if s not in set(methods)}
+    # An installed suite's own methods may be left out of suite.methods by a file that includes
+    # it (a plugin's suite keeping a few of ours): only scopes bound in the user's files or
+    # --gin-param count as typos.
+    unknown = {s: sels for s, sels in unknown.items() if _where_bound(s, user_only=True)}
     if not unknown:
         return
     problems = []

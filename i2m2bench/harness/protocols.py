@@ -49,6 +49,18 @@ class Protocol:
     perturb: tuple[str, str] | None = None  # (modality, kind)
 
     @property
+    def kind(self) -> str:
+        """``test``, ``shift``, ``missing``, ``missing_rate`` or ``perturb`` (stored with each
+        score, so that no reader parses ``key``)."""
+        if self.missing:
+            return "missing"
+        if self.rate is not None:
+            return "missing_rate"
+        if self.perturb:
+            return "perturb"
+        return "test" if self.split == "test" else "shift"
+
+    @property
     def robustness(self) -> bool:
         """Whether this is one of the robustness protocols (not test / shift sets)."""
         return bool(self.missing or self.rate is not None or self.perturb)

@@ -6,14 +6,14 @@ A results file holds JSON lines of two kinds (schema 2):
 * ``{"record": "provenance", "id": ..., "git_commit": ..., "device": ..., "torch_version": ...,
   "plugins": {...}, ...}`` — what produced some units, written once per file and referenced by id;
 * ``{"record": "unit", "unit_hash": ..., "seed": ..., "method": ..., <identity and settings>,
-  "provenance": <id>, "date": ..., "scores": [{"protocol", "metric", "value",
+  "provenance": <id>, "date": ..., "scores": [{"protocol", "kind", "metric", "value",
   "higher_is_better", "curve", "level"}, ...], "info": {"train_seconds": ..., ...}}`` — one unit's
   scores on one set of protocols. A unit evaluated later on more protocols gets a second record
   (with its own date and provenance); its timing figures supersede the first record's.
 
 Readers get *rows* (:func:`read_rows`): the flat view that renderers consume, one per score or
 training figure, with the record's identity and provenance and the structured protocol fields
-(``curve``, ``level``) — nothing downstream parses a protocol string. Every write replaces the
+(``kind``, ``curve``, ``level``) — nothing downstream parses a protocol string. Every write replaces the
 file through a temporary file and ``os.replace`` under an exclusive lock on ``<file>.lock``, so
 concurrent runs serialise and a crash leaves the old file or the new one. A line the reader does
 not understand is reported with file and line and skipped.
@@ -34,13 +34,14 @@ from pathlib import Path
 
 import torch
 
+from i2m2bench._version import __version__
 from i2m2bench.fileio import _temp_beside, locked, write_bytes_atomic, write_text_atomic  # noqa: F401
 
 SCHEMA = 2
 # Row fields that describe what produced a unit (stored once per file, referenced by id).
 PROVENANCE_FIELDS = ("git_commit", "device", "torch_version")
 # Row fields that describe one score (the rest of a row is the unit's record).
-SCORE_FIELDS = ("protocol", "metric", "value", "higher_is_better", "curve", "level")
+SCORE_FIELDS = ("protocol", "kind", "metric", "value", "higher_is_better", "curve", "level")
 
 
 def stable_hash(obj) -> str:
@@ -88,8 +89,6 @@ def plugin_versions() -> dict[str, str]:
 
 def provenance(device: torch.device) -> dict:
     """What produced a run: the suite's commit, device, torch, Python and plugin versions."""
-    from i2m2bench import __version__
-
     name = str(device)
     if device.type == "cuda":
         name = f"cuda:{torch.cuda.get_device_name(device)}"
@@ -126,8 +125,8 @@ def rows_of(rec: dict, prov: dict) -> list[dict]:
     base.update({k: v for k, v in prov.items() if k not in ("record", "id")})
     rows = [{**base, **s} for s in rec["scores"]]
     for k, v in rec["info"].items():
-        row = {**base, "protocol": "train", "metric": k, "value": v, "higher_is_better": None,
-               "curve": None, "level": None}
+        row = {**base, "protocol": "train", "kind": "train", "metric": k, "value": v,
+               "higher_is_better": None, "curve": None, "level": None}
         if k == "failed" and "error" in rec:
             row["error"] = rec["error"]
         rows.append(row)
@@ -144,9 +143,10 @@ def records_from_rows(rows: list[dict]) -> tuple[dict, list[dict]]:
             "i2m2bench_version", "python_version", "plugins")}
         base = {k: v for k, v in r.items()
                 if k not in SCORE_FIELDS and k not in prov and k not in ("date", "error")}
-        key = stable_hash([base, prov, r["date"]])
+        date = r.get("date")
+        key = stable_hash([base, prov, date])
         if key not in groups:
-            rec, prec = make_record(base, prov, [], {}, r["date"])
+            rec, prec = make_record(base, prov, [], {}, date)
             provs[prec["id"]] = prec
             groups[key] = rec
         rec = groups[key]

@@ -9,45 +9,15 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
-import gin
 import torch
 from tqdm.auto import tqdm
 
 from i2m2bench.fusion.base import Fusion
+from i2m2bench.harness.config import TrainConfig
 from i2m2bench.types import Batch, Split, TaskSpec
-
-
-@gin.configurable("train")
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of one method (gin: ``train.*``, per method ``<method>/train.*``).
-
-    Defaults follow MultiBench's ``training_structures`` as used by the I2M2 code: plain SGD
-    (no momentum), weight decay 1e-4; values per dataset are set (and cited) in ``gin/*.gin``.
-    """
-
-    lr: float = 0.01
-    epochs: int = 30
-    batch_size: int = 40
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    weight_decay: float = 1e-4
-    grad_clip: float | None = 8.0
-    patience: int = 10
-    eval_batch_size: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"train.optimizer must be 'sgd', 'adam' or 'adamw'; got {self.optimizer!r}")
-        for field in ("lr", "epochs", "batch_size", "eval_batch_size"):
-            if not getattr(self, field) > 0:
-                raise ValueError(f"train.{field} must be > 0; got {getattr(self, field)!r}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class NaNLossError(RuntimeError):
@@ -105,8 +75,12 @@ class TrainResult:
 
 
 def train_model(model: Fusion, train: Split, val: Split, spec: TaskSpec, cfg: TrainConfig,
-                generator: torch.Generator, desc: str = "", progress: bool = True) -> TrainResult:
-    """Train on the combined loss; keep the best-validation weights in ``model`` at the end."""
+                generator: torch.Generator, desc: str = "", progress: bool = True,
+                on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train on the combined loss; keep the best-validation weights in ``model`` at the end.
+
+    ``on_epoch(record)`` (optional) receives each epoch's ``{"epoch", "train_loss", "val"}``
+    (e.g. for TensorBoard)."""
     opt = _optimizer(model, cfg)
     device = train.target.device
     n = len(train)
@@ -133,6 +107,8 @@ def train_model(model: Fusion, train: Split, val: Split, spec: TaskSpec, cfg: Tr
         train_time += time.perf_counter() - t0
         val_score = evaluate(model, val, spec, cfg.eval_batch_size)
         history.append({"epoch": epoch, "train_loss": float(total) / n, "val": val_score})
+        if on_epoch is not None:
+            on_epoch(history[-1])
         bar.set_postfix(loss=f"{float(total) / n:.3f}", val=f"{val_score:.3f}")
         if val_score > best_val:
             best_val, best_epoch = val_score, epoch

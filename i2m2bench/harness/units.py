@@ -1,0 +1,194 @@
+"""Units: method resolution, the dependency graph and the unit hash.
+
+A *unit* is one method trained (or evaluated) with one seed. Its hash covers everything that
+determines its numbers:
+
+* the task (name, version, source, resolved options — the data checksum among them);
+* the method (fusion, options, recipe) and, recursively, the hashes of the units its recipe
+  starts from;
+* its resolved training settings;
+* the code that defines it (:func:`code_fingerprint`): the source files of every class in the
+  built model (fusion strategy, its nested strategies, encoders — built-in or from a plugin),
+  the model-side packages of the suite (``fusion``, ``encoders``, ``poe``, ``types``, the
+  training loop and the recipes), and the name and version of each distribution those files
+  come from. Editing a plugin's ``forward`` therefore gives a new hash, and a stale unit is
+  never reused.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import importlib.metadata
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from i2m2bench.fusion.base import Fusion, build_fusion
+from i2m2bench.harness.config import MethodConfig, SuiteConfig, TrainConfig, read_method
+from i2m2bench.harness.errors import ConfigError
+from i2m2bench.harness.recipes import RECIPES, Recipe
+from i2m2bench.harness.store import stable_hash
+from i2m2bench.types import Task
+
+_PACKAGE = Path(__file__).resolve().parents[1]  # i2m2bench/
+# The suite's own model-side code: every unit's numbers depend on it.
+_MODEL_SIDE = ("fusion", "encoders", "poe", "types.py", "harness/training.py", "harness/recipes.py")
+
+
+@dataclass(frozen=True)
+class Unit:
+    method: str
+    seed: int
+    config: MethodConfig
+    train: TrainConfig
+    unit_hash: str
+    deps: dict = field(default_factory=dict)  # recipe slot -> Unit it starts from
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}/seed{self.seed}"
+
+    @property
+    def recipe(self) -> Recipe:
+        return RECIPES.get(self.config.recipe)
+
+    @property
+    def label(self) -> str:
+        return self.config.label or self.method
+
+
+def _file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_digest() -> str:
+    files = []
+    for part in _MODEL_SIDE:
+        p = _PACKAGE / part
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    return stable_hash({f.relative_to(_PACKAGE).as_posix(): _file_digest(str(f)) for f in files})
+
+
+@functools.lru_cache(maxsize=None)
+def _packages_distributions() -> dict:
+    return importlib.metadata.packages_distributions()
+
+
+def _distribution(module: str) -> str | None:
+    top = module.split(".")[0]
+    dists = _packages_distributions().get(top) or []
+    if not dists:
+        return None
+    name = dists[0]
+    try:
+        return f"{name}=={importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return name
+
+
+def code_fingerprint(model: Fusion) -> dict:
+    """What in the code defines ``model``: a digest of the suite's model-side sources, and of
+    every other source file whose classes the model is built from, with their distributions."""
+    modules = set()
+    for sub in model.modules():
+        for cls in type(sub).__mro__:
+            mod = cls.__module__
+            if mod.split(".")[0] not in ("torch", "builtins"):
+                modules.add(mod)
+    files, dists = {}, set()
+    for mod in sorted(modules):
+        m = sys.modules.get(mod)
+        path = getattr(m, "__file__", None) or (inspect.getsourcefile(m) if m else None)
+        if path and Path(path).is_file():
+            files[mod] = _file_digest(path)
+        dist = _distribution(mod)
+        if dist:
+            dists.add(dist)
+    return {"suite": _builtin_digest(), "modules": files, "distributions": sorted(dists)}
+
+
+class UnitResolver:
+    """Resolves the suite's methods into units (settings, dependencies, hashes) for one task."""
+
+    def __init__(self, suite: SuiteConfig, task: Task, task_identity: dict, version: str) -> None:
+        self.suite, self.task, self.task_identity, self.version = suite, task, task_identity, version
+        self._methods: dict[str, tuple[MethodConfig, TrainConfig]] = {}
+        self._code: dict[str, dict] = {}
+        self._units: dict[tuple[str, int], Unit] = {}
+
+    def method(self, name: str) -> tuple[MethodConfig, TrainConfig]:
+        if name in self._methods:
+            return self._methods[name]
+        if name not in self.suite.methods:
+            close = difflib.get_close_matches(name, self.suite.methods, n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ConfigError(f"unknown method {name!r}.{hint} The suite's methods are: "
+                              f"{', '.join(self.suite.methods)}")
+        method, train = read_method(name, embedded=self.task.spec.source == "embedded")
+        recipe = RECIPES.get(method.recipe)
+        if bool(method.pretrain) != recipe.uses_pretrain:
+            raise ConfigError(f"method {name!r}: recipe {method.recipe!r} "
+                              + ("needs a method.pretrain map" if recipe.uses_pretrain
+                                 else f"takes no method.pretrain (got {method.pretrain})"))
+        for dep in method.pretrain.values():
+            if dep not in self.suite.methods:
+                close = difflib.get_close_matches(str(dep), self.suite.methods, n=2)
+                hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise ConfigError(f"{name}/method.pretrain names {dep!r}, which is not a method of "
+                                  f"suite.methods {list(self.suite.methods)}.{hint}")
+        self._methods[name] = (method, train)
+        return method, train
+
+    def build(self, name: str) -> Fusion:
+        """A fresh (CPU) model of method ``name``; errors name the method, fusion and options."""
+        method, _ = self.method(name)
+        try:
+            return build_fusion(method.fusion, self.task.spec, **method.options)
+        except (KeyError, ConfigError):
+            raise
+        except Exception as exc:
+            raise ConfigError(f"method {name!r}: fusion {method.fusion!r} with options "
+                              f"{method.options}: {exc}") from exc
+
+    def code(self, name: str) -> dict:
+        if name not in self._code:
+            self._code[name] = code_fingerprint(self.build(name))
+        return self._code[name]
+
+    def unit(self, name: str, seed: int, _active: tuple = ()) -> Unit:
+        if name in _active:
+            raise ConfigError("method.pretrain dependencies form a cycle: "
+                              + " -> ".join([*_active, name]))
+        if (name, seed) in self._units:
+            return self._units[name, seed]
+        method, train = self.method(name)
+        deps = {slot: self.unit(dep, seed, (*_active, name)) for slot, dep in method.pretrain.items()}
+        identity = {"task": self.task_identity, "fusion": method.fusion, "options": method.options,
+                    "recipe": method.recipe, "pretrain": {s: u.unit_hash for s, u in deps.items()},
+                    "train": train.as_dict(), "code": self.code(name),
+                    "suite_version": self.version}
+        unit = Unit(name, seed, method, train, stable_hash(identity), deps)
+        self._units[name, seed] = unit
+        return unit
+
+    def plan(self, methods: list[str], seeds: list[int]) -> list[Unit]:
+        """Every unit to bring about, each once, dependencies before their dependents (seed
+        by seed, methods in suite order)."""
+        order: list[Unit] = []
+        seen: set[tuple[str, int]] = set()
+
+        def visit(u: Unit) -> None:
+            if (u.method, u.seed) in seen:
+                return
+            for dep in u.deps.values():
+                visit(dep)
+            seen.add((u.method, u.seed))
+            order.append(u)
+
+        for seed in seeds:
+            for m in methods:
+                visit(self.unit(m, seed))
+        return order
