@@ -5,22 +5,10 @@ import pytest
 from i2m2bench import build_task
 from i2m2bench.data import DataError
 
-SIZES = (30, 6, 12)  # train, val, test rows (the real files hold 55,000 + 5,000 and 10,000)
+SIZES = (30, 6, 12)  # train, val, test rows: the default of the write_avmnist fixture (tests/conftest.py)
 
 
-def write_avmnist(root, sizes=SIZES, image_shape=(784,), audio_shape=(112, 112), seed=0):
-    rng = np.random.default_rng(seed)
-    d = root / "avmnist"
-    (d / "image").mkdir(parents=True)
-    (d / "audio").mkdir()
-    for split, n in (("train", sizes[0] + sizes[1]), ("test", sizes[2])):
-        np.save(d / "image" / f"{split}_data.npy", rng.integers(0, 256, (n, *image_shape)).astype(np.float32))
-        np.save(d / "audio" / f"{split}_data.npy", rng.integers(0, 256, (n, *audio_shape)).astype(np.uint8))
-        np.save(d / f"{split}_labels.npy", rng.integers(0, 10, n).astype(np.int64))
-    return d
-
-
-def test_reads_multibench_layout(tmp_path):
+def test_reads_multibench_layout(tmp_path, write_avmnist):
     d = write_avmnist(tmp_path)
     task = build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
     assert task.spec.source == "real" and task.spec.name == "avmnist"
@@ -39,12 +27,12 @@ def test_reads_multibench_layout(tmp_path):
     assert torch.allclose(batch.inputs["image"][1].flatten() * 255, torch.from_numpy(img[1]))
 
 
-def test_28x28_image_files_are_accepted(tmp_path):
+def test_28x28_image_files_are_accepted(tmp_path, write_avmnist):
     write_avmnist(tmp_path, image_shape=(28, 28))
     assert len(build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES).splits["test"]) == 12
 
 
-def test_wrong_shape_names_file_found_and_expected(tmp_path):
+def test_wrong_shape_names_file_found_and_expected(tmp_path, write_avmnist):
     d = write_avmnist(tmp_path)
     np.save(d / "audio" / "test_data.npy", np.zeros((12, 100, 112), np.uint8))
     with pytest.raises(DataError) as err:
@@ -53,28 +41,28 @@ def test_wrong_shape_names_file_found_and_expected(tmp_path):
     assert "audio/test_data.npy" in msg and "found shape (12, 100, 112)" in msg and "expected (12, 112, 112)" in msg
 
 
-def test_wrong_row_count(tmp_path):
+def test_wrong_row_count(tmp_path, write_avmnist):
     d = write_avmnist(tmp_path)
     np.save(d / "train_labels.npy", np.zeros(35, np.int64))
     with pytest.raises(DataError, match=r"train_labels.npy: found shape \(35,\), expected \(36,\)"):
         build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
 
 
-def test_missing_file_says_what_and_how(tmp_path):
+def test_missing_file_says_what_and_how(tmp_path, write_avmnist):
     d = write_avmnist(tmp_path)
     (d / "image" / "test_data.npy").unlink()
     with pytest.raises(DataError, match=r"image/test_data.npy: file not found; expected MNIST images.*MultiBench"):
         build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
 
 
-def test_corrupt_file(tmp_path):
+def test_corrupt_file(tmp_path, write_avmnist):
     d = write_avmnist(tmp_path)
     (d / "audio" / "train_data.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(DataError, match=r"audio/train_data.npy: cannot read as a .npy array"):
         build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
 
 
-def test_out_of_range_values_and_labels(tmp_path):
+def test_out_of_range_values_and_labels(tmp_path, write_avmnist):
     d = write_avmnist(tmp_path)
     np.save(d / "image" / "test_data.npy", np.full((12, 784), 300.0, np.float32))
     with pytest.raises(DataError, match=r"image/test_data.npy: values span \[300, 300\]; expected 0..255"):
@@ -85,7 +73,7 @@ def test_out_of_range_values_and_labels(tmp_path):
         build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
 
 
-def test_auto_never_falls_back_when_real_files_are_broken(tmp_path):
+def test_auto_never_falls_back_when_real_files_are_broken(tmp_path, write_avmnist):
     d = write_avmnist(tmp_path)
     (d / "audio" / "test_data.npy").unlink()
     with pytest.raises(DataError):
@@ -98,7 +86,7 @@ def test_real_without_data_root_is_an_error(monkeypatch):
         build_task("avmnist", source="real")
 
 
-def test_env_variable_is_the_default_data_root(tmp_path, monkeypatch):
+def test_env_variable_is_the_default_data_root(tmp_path, monkeypatch, write_avmnist):
     write_avmnist(tmp_path)
     monkeypatch.setenv("I2M2BENCH_DATA", str(tmp_path))
     assert build_task("avmnist", split_sizes=SIZES).spec.source == "real"

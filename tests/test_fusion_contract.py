@@ -1,9 +1,12 @@
 """Every registered fusion strategy meets the contract (i2m2bench.testing.check_fusion)."""
+import re
+
 import pytest
 import torch
 
 import i2m2bench
 from i2m2bench.data.avmnist import MODALITIES
+from i2m2bench.fusion.base import FUSIONS, ContractError, Fusion, build_fusion, check_outputs
 from i2m2bench.testing import check_fusion, random_batch, tiny_spec
 from i2m2bench.types import TaskSpec
 
@@ -46,35 +49,127 @@ def test_i2m2_experts_and_names():
     assert set(model.experts()) == {"a", "b", "inter"}
 
 
-def test_broken_strategy_fails_the_contract():
-    from i2m2bench.fusion.base import FUSIONS, Fusion
+# --- the checks themselves: each deliberately broken strategy is refused, naming its rule ------
+class _Sound(Fusion):
+    """A minimal correct strategy (one expert on modality a); each subclass breaks one rule."""
+    combine = "single"
 
-    class Lost(Fusion):
-        combine = "single"
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.head = torch.nn.Linear(6, spec.num_classes)
 
-        def __init__(self, spec):
-            super().__init__(spec)
-            self.layers = [torch.nn.Linear(6, spec.num_classes)]  # plain list: never trained
-            self.head = torch.nn.Linear(6, spec.num_classes)
+    def expert_modalities(self):
+        return {"inter": ("a",)}
 
-        def expert_modalities(self):
-            return {"inter": ("a",)}
+    def forward(self, batch):
+        return {"inter": self.head(batch.inputs["a"])}
 
-        def forward(self, batch):
-            return {"inter": self.head(batch.inputs["a"])}
 
-    FUSIONS.add("_lost", Lost)
-    try:
-        check_fusion("_lost")  # the head is a registered module, so this one passes...
+class _WrongExpertNames(_Sound):
+    def forward(self, batch):
+        return {"fused": self.head(batch.inputs["a"])}
 
-        class Dead(Lost):
-            def __init__(self, spec):
-                super().__init__(spec)
-                self.unused = torch.nn.Linear(3, 3)
 
-        FUSIONS.add("_dead", Dead)
-        with pytest.raises(AssertionError, match="parameters get no gradient.*unused"):
-            check_fusion("_dead")
-    finally:
-        FUSIONS.remove("_lost")
-        FUSIONS.remove("_dead")
+class _WrongShape(_Sound):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.head = torch.nn.Linear(6, spec.num_classes + 1)
+
+
+class _NaNLogits(_Sound):
+    def forward(self, batch):
+        z = self.head(batch.inputs["a"])
+        return {"inter": torch.cat([z[:1] * float("nan"), z[1:]])}
+
+
+class _TwoExpertsButSingle(_Sound):
+    def expert_modalities(self):
+        return {"inter": ("a",), "other": ("a",)}
+
+    def forward(self, batch):
+        z = self.head(batch.inputs["a"])
+        return {"inter": z, "other": 2 * z}
+
+
+class _UnknownModality(_Sound):
+    def expert_modalities(self):
+        return {"inter": ("a", "c")}
+
+
+class _DeadParameter(_Sound):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.unused = torch.nn.Linear(3, 3)
+
+
+class _NotThePaperFormula(_Sound):
+    def log_probs(self, logits, batch):
+        return torch.log_softmax(2 * next(iter(logits.values())), -1)  # a sharpened softmax
+
+
+class _Nondeterministic(_Sound):
+    def forward(self, batch):
+        z = self.head(batch.inputs["a"])
+        return {"inter": z + torch.rand_like(z)}  # fresh noise on every call, eval mode too
+
+
+OUTPUT_RULES = [  # broken outputs: found by check_fusion and by check_outputs (before training)
+    pytest.param(_WrongExpertNames,
+                 r"expert_modalities\(\) names \['inter'\] but forward returned \['fused'\]",
+                 id="wrong_expert_names"),
+    pytest.param(_WrongShape,
+                 r"expert 'inter' logits have shape \(6, 4\), expected \(6, 3\) \(batch, classes\)",
+                 id="wrong_shape"),
+    pytest.param(_NaNLogits, r"expert 'inter' logits are not finite floats", id="nan_logits"),
+    pytest.param(_TwoExpertsButSingle,
+                 r"combine='single' but forward returned 2 experts \['inter', 'other'\]",
+                 id="single_with_two_experts"),
+    pytest.param(_UnknownModality, r"expert 'inter' reads unknown modalities \['c'\]", id="unknown_modality"),
+]
+BEHAVIOUR_RULES = [  # broken behaviour: only the full check_fusion can see these
+    pytest.param(_DeadParameter,
+                 r"parameters get no gradient from the loss: \['unused.weight', 'unused.bias'\]",
+                 id="dead_parameter"),
+    pytest.param(_NotThePaperFormula, r"combined output differs from the paper's PoE formula",
+                 id="not_the_paper_formula"),
+    pytest.param(_Nondeterministic, r"same seed gave different outputs for 'inter'", id="nondeterministic"),
+]
+
+
+@pytest.fixture
+def register():
+    """Register strategies under temporary names; they are removed again after the test."""
+    names = []
+
+    def add(cls):
+        name = f"_test_{cls.__name__.strip('_').lower()}"
+        FUSIONS.add(name, cls)
+        names.append(name)
+        return name
+
+    yield add
+    for name in names:
+        FUSIONS.remove(name)
+    assert not set(names) & set(FUSIONS.names()), "temporary strategies left registered"
+
+
+def test_the_sound_strategy_meets_the_contract(register):
+    # the control: each broken strategy below differs from this one by a single rule
+    name = register(_Sound)
+    check_fusion(name)
+    check_outputs(name, build_fusion(name, tiny_spec()), random_batch(tiny_spec()))
+
+
+@pytest.mark.parametrize("cls,rule", OUTPUT_RULES + BEHAVIOUR_RULES)
+def test_check_fusion_refuses_a_broken_strategy_naming_the_rule(register, cls, rule):
+    name = register(cls)
+    with pytest.raises(AssertionError, match=rf"^fusion {re.escape(repr(name))}: (.*; )?{rule}"):
+        check_fusion(name)
+
+
+@pytest.mark.parametrize("cls,rule", OUTPUT_RULES)
+def test_check_outputs_refuses_a_broken_strategy_naming_it_and_the_rule(register, cls, rule):
+    name = register(cls)
+    where = re.escape(f"fusion {name!r} ({cls.__module__}.{cls.__qualname__}) breaks the fusion contract: ")
+    with pytest.raises(ContractError, match=rf"^{where}(.*; )?{rule}"):
+        check_outputs(name, build_fusion(name, tiny_spec()), random_batch(tiny_spec()))

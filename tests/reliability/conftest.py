@@ -1,16 +1,11 @@
 """Fixtures for the reliability suite: a leaderboard folder with earlier results to protect."""
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from test_leaderboard import demo_rows  # noqa: E402
-
-from i2m2bench.harness.store import upsert_unit_rows  # noqa: E402
-from i2m2bench.leaderboard import render_all  # noqa: E402
+from i2m2bench.harness.store import upsert_unit_rows
+from i2m2bench.harness.publish import render_all
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = ROOT / "gin" / "toy_smoke.gin"
@@ -22,10 +17,11 @@ def snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture
-def board(tmp_path):
-    """A leaderboard folder holding earlier results; ``board.intact()`` checks they survive."""
+def board(tmp_path, demo_rows):
+    """A leaderboard folder holding earlier results (the ``demo_rows`` fixture of
+    tests/conftest.py); ``board.intact()`` checks they survive."""
     folder = tmp_path / "leaderboards"
-    upsert_unit_rows(folder / "results" / "demo.jsonl", demo_rows())
+    upsert_unit_rows(folder / "results" / "demo.jsonl", demo_rows)
     render_all(folder)
     before = snapshot(folder)
 

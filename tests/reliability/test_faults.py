@@ -92,9 +92,9 @@ def test_nan_loss_fails_its_unit_and_the_others_go_on(tmp_path, capsys):
     assert "| 0 (1 failed)" in md
 
 
-def test_full_disk_while_writing_results_keeps_the_old_file(tmp_path, monkeypatch):
+def test_full_disk_while_writing_results_keeps_the_old_file(tmp_path, monkeypatch, make_row):
     path = tmp_path / "results" / "x.jsonl"
-    store.upsert_unit_rows(path, [{"unit_hash": "u", "seed": 0, "value": 1}])
+    store.upsert_unit_rows(path, [make_row("alpha", 0, "test", 0.5)])
     before = path.read_bytes()
 
     def no_space(fd):
@@ -102,7 +102,7 @@ def test_full_disk_while_writing_results_keeps_the_old_file(tmp_path, monkeypatc
 
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(OSError, match="No space left"):
-        store.upsert_unit_rows(path, [{"unit_hash": "u", "seed": 0, "value": 2}])
+        store.upsert_unit_rows(path, [make_row("alpha", 0, "test", 0.6)])
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir() if p.suffix == ".tmp"] == []
 
