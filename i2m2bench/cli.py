@@ -29,7 +29,7 @@ def _cmd_run(args) -> int:
                     data_root=args.data_root, device=args.device, out=args.out,
                     results_dir=args.leaderboard_dir, force=args.force,
                     progress=not args.no_progress, dry_run=args.dry_run,
-                    tensorboard=args.tensorboard, plugins=False)  # main() loaded them
+                    tensorboard=args.tensorboard)
     if args.dry_run:
         return _print_plan(run)
     if not run.summary and not run.failures:

@@ -149,4 +149,14 @@ def load_plugins(force: bool = False) -> list[str]:
                 f"(group {PLUGIN_GROUP!r}) failed to import: {type(exc).__name__}: {exc}"
             ) from exc
         loaded.append(ep.name)
+        if dist != "?":
+            _loaded_dists[dist] = getattr(ep.dist, "version", "?")
     return loaded
+
+
+_loaded_dists: dict[str, str] = {}
+
+
+def loaded_plugins() -> dict[str, str]:
+    """Distribution name -> version of the plugins this process has loaded."""
+    return dict(_loaded_dists)

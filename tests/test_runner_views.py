@@ -49,6 +49,10 @@ def test_dry_run_lists_train_skip_and_reevaluate_and_writes_nothing(tmp_path):
                      results_dir=lb, progress=False, dry_run=True)
     assert set(_actions(more).values()) == {"evaluate"}
     assert results.read_bytes() == before  # a dry run writes nothing
+    done = run_suite([TOY], FAST + ["suite.protocols = ['test', 'missing:a']"], seeds=[0], out=out,
+                     results_dir=lb, progress=False)
+    assert sorted(s["unit"] for s in done.summary) == sorted(keys)  # re-evaluations are reported
+    assert all("missing:a" in s for s in done.summary)
 
 
 @pytest.mark.slow
@@ -274,3 +278,65 @@ def test_unknown_name_says_when_plugins_are_off(monkeypatch):
     with pytest.raises(KeyError) as err:
         FUSIONS.get("no_such_fusion")
     assert "switched off" not in str(err.value)
+
+
+def test_store_keeps_lines_it_does_not_understand_and_adds_scores_once(tmp_path, make_row):
+    from i2m2bench.harness import store
+
+    path = tmp_path / "results" / "b.jsonl"
+    store.upsert_unit_rows(path, [make_row("alpha", 0, "test", 0.5)])
+    legacy = json.dumps({"protocol": "test", "value": 0.9, "unit_hash": "old", "seed": 0})
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(legacy + "\n" + '{"record": "unit", "torn\n')
+    base = {k: v for k, v in make_row("beta", 0, "test", 0.0).items()
+            if k not in store.SCORE_FIELDS and k not in store.PROVENANCE_FIELDS and k != "date"}
+    score = {"protocol": "missing:a", "kind": "missing", "metric": "accuracy", "value": 0.4,
+             "higher_is_better": True, "curve": None, "level": None}
+    for _ in range(2):  # the same scores added twice (a resumed evaluation re-run) are stored once
+        rec, prov = store.make_record(base, {"git_commit": "abc", "device": "cpu", "torch_version": "x"},
+                                      [score], {"eval_seconds": 1.0}, "2026-01-02T00:00:00+00:00")
+        store.upsert_unit(path, rec, prov, replace=False)
+    text = path.read_text(encoding="utf-8")
+    assert legacy in text and '{"record": "unit", "torn' in text  # never deleted
+    rows = [r for r in store.read_rows(path) if r["method"] == "beta"]
+    assert [(r["protocol"], r["value"]) for r in rows if r["protocol"] != "train"] == [("missing:a", 0.4)]
+
+
+def test_code_fingerprint_of_classes_without_a_file_and_with_stdlib_bases():
+    import abc
+    import types as pytypes
+
+    from i2m2bench.fusion.late import LateFusion
+    from i2m2bench.harness.units import code_fingerprint
+
+    mod = pytypes.ModuleType("notebook_cell_mod")  # like a class defined in a notebook: no __file__
+    sys.modules[mod.__name__] = mod
+    try:
+        exec("from i2m2bench.fusion.late import LateFusion\nimport abc\n"
+             "class Cell(LateFusion, abc.ABC):\n    pass\n", mod.__dict__)
+        fp = code_fingerprint(mod.Cell(tiny_spec()))
+    finally:
+        del sys.modules[mod.__name__]
+    assert "notebook_cell_mod" in fp["modules"]  # hashed from its qualified name, no crash
+    assert not any(m.split(".")[0] in ("abc", "typing", "torch") for m in fp["modules"])
+    assert fp["distributions"] == []  # ours are covered by the suite digest
+    assert code_fingerprint(LateFusion(tiny_spec()))["suite"] == fp["suite"]
+
+
+@pytest.mark.slow
+def test_a_failed_forced_retrain_is_retried_next_time(tmp_path, monkeypatch):
+    from i2m2bench.harness import runner
+    from i2m2bench.harness.training import NaNLossError
+
+    kw = dict(methods=["a_only"], seeds=[0], out=tmp_path / "r", results_dir=tmp_path / "lb", progress=False)
+    run_suite([TOY], FAST, **kw)
+
+    def nan(*args, **kwargs):
+        raise NaNLossError("a_only/seed0: loss is nan at epoch 0, step 0")
+
+    monkeypatch.setattr(runner, "train_model", nan)
+    failed = run_suite([TOY], FAST, force=True, **kw)
+    assert len(failed.failures) == 1
+    monkeypatch.undo()
+    again = run_suite([TOY], FAST, dry_run=True, **kw)
+    assert _actions(again) == {"a_only/seed0": "train"}  # not "skip" on the old metrics.json

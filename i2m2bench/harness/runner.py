@@ -209,6 +209,10 @@ class SuiteRun:
 
     def _train_unit(self, u: Unit) -> None:
         task, d = self.task, self.unit_dir(u)
+        # A (re)training starts incomplete: an earlier run's metrics or failure no longer stand
+        # (else a failed --force retrain would leave the old metrics.json, and the unit skipped).
+        for stale in ("metrics.json", "failed.json"):
+            (d / stale).unlink(missing_ok=True)
         checkpoints = self._checkpoints(u)
         gen = seed_everything(u.seed)
         model = self._build(u)
@@ -272,7 +276,10 @@ class SuiteRun:
             data = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        ok = isinstance(data, dict) and isinstance(data.get("scores"), list) and isinstance(data.get("info"), dict)
+        ok = (isinstance(data, dict) and isinstance(data.get("scores"), list)
+              and isinstance(data.get("info"), dict)
+              and all(isinstance(sc, dict) and isinstance(sc.get("protocol"), str)
+                      and "value" in sc for sc in data["scores"]))
         return data if ok else {}
 
     def _scores(self, d: Path) -> dict[str, dict]:
@@ -307,6 +314,7 @@ class SuiteRun:
             self._store(u, done["scores"] + new, info, replace=True)
         store.write_text_atomic(d / "metrics.json", json.dumps(
             {"scores": done["scores"] + new, "info": info}, indent=1))
+        self.summary.append({"unit": self.where(u), **{sc["protocol"]: sc["value"] for sc in new}, **timing})
         self.log(f"[i2m2bench] {self.where(u)}: " + ", ".join(f"{s['protocol']}={s['value']:.4f}" for s in new)
                  + f"; {spent:.1f}s")
 
@@ -412,18 +420,17 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
               data_root: str | None = None, device: str | None = None, out: str | Path = "runs",
               results_dir: str | Path = "leaderboards", force: bool = False,
               progress: bool = True, render: bool = True, dry_run: bool = False,
-              tensorboard: str | Path | None = None, plugins: bool = True,
+              tensorboard: str | Path | None = None,
               log: Callable[[str], None] | None = None) -> SuiteRun:
     """Run a suite from gin files; returns the :class:`SuiteRun` (``.summary``, ``.failures``,
     ``.plan``: the units and what was done with each — ``train``, ``evaluate`` or ``skip``).
 
     ``dry_run``: resolve and validate everything, fill ``.plan``, train and write nothing.
-    ``plugins``: load the ``i2m2bench.plugins`` entry points first (``I2M2BENCH_PLUGINS=0``
-    skips them too).
+    The ``i2m2bench.plugins`` entry points are loaded first, once per process
+    (``I2M2BENCH_PLUGINS=0`` skips them).
     """
     _check_api_arguments(gin_files, methods, seeds)
-    if plugins:
-        load_plugins()
+    load_plugins()
     parse_gin(gin_files, bindings)
     suite = read_suite()
     check_scopes(list(suite.methods))

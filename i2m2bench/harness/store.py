@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -78,13 +77,11 @@ def utc_now() -> str:
 
 
 def plugin_versions() -> dict[str, str]:
-    """Distribution name -> version of every package that advertises ``i2m2bench.plugins``."""
-    out = {}
-    for ep in importlib.metadata.entry_points(group="i2m2bench.plugins"):
-        dist = getattr(ep, "dist", None)
-        if dist is not None:
-            out[dist.name] = dist.version
-    return dict(sorted(out.items()))
+    """Distribution name -> version of every plugin loaded in this process (none when plugins
+    are switched off)."""
+    from i2m2bench.registry import loaded_plugins
+
+    return dict(sorted(loaded_plugins().items()))
 
 
 def provenance(device: torch.device) -> dict:
@@ -159,10 +156,13 @@ def records_from_rows(rows: list[dict]) -> tuple[dict, list[dict]]:
     return provs, list(groups.values())
 
 
-def read_records(path: Path, *, report=None) -> tuple[dict, list[dict]]:
+def read_records(path: Path, *, report=None, foreign: list | None = None) -> tuple[dict, list[dict]]:
     """(provenance by id, unit records) of ``path``. Lines that are not JSON, not a schema-2
-    record, or name a provenance the file lacks are reported (file:line) and skipped."""
+    record, or name a provenance the file lacks are reported (file:line) and skipped; their raw
+    text is appended to ``foreign`` when given (writers keep them: a write never deletes a line
+    it did not write)."""
     report = report or (lambda msg: print(f"[i2m2bench] {msg}", file=sys.stderr))
+    foreign = [] if foreign is None else foreign
     if not path.exists():
         return {}, []
     provs, units, pending = {}, [], []
@@ -174,21 +174,25 @@ def read_records(path: Path, *, report=None) -> tuple[dict, list[dict]]:
                 obj = json.loads(line)
             except json.JSONDecodeError:
                 report(f"{path}:{lineno}: skipping a malformed (torn?) line")
+                foreign.append(line.rstrip("\n"))
                 continue
             kind = obj.get("record") if isinstance(obj, dict) else None
             if kind == "provenance" and isinstance(obj.get("id"), str):
                 provs[obj["id"]] = obj
             elif kind == "unit" and isinstance(obj.get("scores"), list) and isinstance(obj.get("info"), dict):
-                pending.append((lineno, obj))
+                pending.append((lineno, obj, line))
             elif isinstance(obj, dict) and "protocol" in obj and "record" not in obj:
                 report(f"{path}:{lineno}: a schema-1 row (one line per score); convert the file "
                        f"with `python scripts/migrate_results.py {path}`; skipping it")
+                foreign.append(line.rstrip("\n"))
             else:
                 report(f"{path}:{lineno}: skipping a line that is not a result record")
-    for lineno, rec in pending:
+                foreign.append(line.rstrip("\n"))
+    for lineno, rec, line in pending:
         if rec.get("provenance") not in provs:
             report(f"{path}:{lineno}: unit record names provenance {rec.get('provenance')!r} that "
                    "the file does not hold; skipping it")
+            foreign.append(line.rstrip("\n"))
             continue
         units.append(rec)
     return provs, units
@@ -200,37 +204,43 @@ def read_rows(path: Path) -> list[dict]:
     return [row for rec in units for row in rows_of(rec, provs[rec["provenance"]])]
 
 
-def _dump(provs: dict, units: list[dict]) -> str:
+def _dump(provs: dict, units: list[dict], foreign: list[str] = ()) -> str:
     used = []
     for rec in units:
         if rec["provenance"] not in used:
             used.append(rec["provenance"])
     lines = [json.dumps(provs[p], sort_keys=True) for p in used]
     lines += [json.dumps(rec, sort_keys=True) for rec in units]
-    return "".join(line + "\n" for line in lines)
+    return "".join(line + "\n" for line in [*lines, *foreign])
 
 
-def write_records(path: Path, provs: dict, units: list[dict]) -> None:
-    """Replace ``path`` with these records (under the caller's lock)."""
-    write_text_atomic(path, _dump(provs, units))
+def write_records(path: Path, provs: dict, units: list[dict], foreign: list[str] = ()) -> None:
+    """Replace ``path`` with these records (under the caller's lock); ``foreign``: lines the
+    reader did not understand, kept verbatim at the end."""
+    write_text_atomic(path, _dump(provs, units, foreign))
 
 
 def upsert_unit(path: Path, record: dict, prov: dict, *, replace: bool = True) -> None:
     """Store one unit record. ``replace``: drop the unit's earlier records (a new training);
-    otherwise add it beside them (more protocols for a trained unit) — its ``info`` figures
-    then supersede the same figures of the earlier records."""
+    otherwise add it beside them (more protocols for a trained unit) — its scores and ``info``
+    figures then supersede the same protocols' scores and the same figures of the earlier
+    records, so adding the same scores twice stores them once. Lines the reader did not
+    understand are kept as they are."""
     with locked(path):
-        provs, units = read_records(path)
+        foreign: list[str] = []
+        provs, units = read_records(path, foreign=foreign)
         key = _unit_key(record)
+        new_scores = {(sc["protocol"], sc["metric"]) for sc in record["scores"]}
         kept = []
         for rec in units:
             if _unit_key(rec) == key:
                 if replace:
                     continue
-                rec = {**rec, "info": {k: v for k, v in rec["info"].items() if k not in record["info"]}}
+                rec = {**rec, "info": {k: v for k, v in rec["info"].items() if k not in record["info"]},
+                       "scores": [sc for sc in rec["scores"] if (sc["protocol"], sc["metric"]) not in new_scores]}
             kept.append(rec)
         provs[prov["id"]] = prov
-        write_records(path, provs, kept + [record])
+        write_records(path, provs, kept + [record], foreign)
 
 
 def upsert_unit_rows(path: Path, rows: list[dict]) -> None:
@@ -238,9 +248,10 @@ def upsert_unit_rows(path: Path, rows: list[dict]) -> None:
     new_provs, records = records_from_rows(rows)
     keys = {_unit_key(r) for r in records}
     with locked(path):
-        provs, units = read_records(path)
+        foreign: list[str] = []
+        provs, units = read_records(path, foreign=foreign)
         provs.update(new_provs)
-        write_records(path, provs, [u for u in units if _unit_key(u) not in keys] + records)
+        write_records(path, provs, [u for u in units if _unit_key(u) not in keys] + records, foreign)
 
 
 # ----------------------------------------------------------------------------- files

@@ -9,9 +9,10 @@ determines its numbers:
 * its resolved training settings;
 * the code that defines it (:func:`code_fingerprint`): the source files of every class in the
   built model (fusion strategy, its nested strategies, encoders — built-in or from a plugin),
-  the model-side packages of the suite (``fusion``, ``encoders``, ``poe``, ``types``, the
-  training loop and the recipes), and the name and version of each distribution those files
-  come from. Editing a plugin's ``forward`` therefore gives a new hash, and a stale unit is
+  of the dataset builder and of every registered perturbation, the suite's model-side and
+  evaluation code (``fusion``, ``encoders``, ``poe``, ``types``, ``perturbations``, the training
+  loop, recipes, protocols and seeding), and the name and version of each other distribution
+  those files come from (the standard library and torch are the environment's, not hashed). Editing a plugin's ``forward`` therefore gives a new hash, and a stale unit is
   never reused.
 """
 from __future__ import annotations
@@ -25,16 +26,19 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from i2m2bench.data import DATASETS
 from i2m2bench.fusion.base import Fusion, build_fusion
 from i2m2bench.harness.config import MethodConfig, SuiteConfig, TrainConfig, read_method
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.recipes import RECIPES, Recipe
 from i2m2bench.harness.store import stable_hash
+from i2m2bench.perturbations import PERTURBATIONS
 from i2m2bench.types import Task
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # i2m2bench/
 # The suite's own model-side code: every unit's numbers depend on it.
-_MODEL_SIDE = ("fusion", "encoders", "poe", "types.py", "harness/training.py", "harness/recipes.py")
+_MODEL_SIDE = ("fusion", "encoders", "poe", "types.py", "perturbations.py", "harness/training.py",
+               "harness/recipes.py", "harness/protocols.py", "harness/seeding.py")
 
 
 @dataclass(frozen=True)
@@ -89,22 +93,39 @@ def _distribution(module: str) -> str | None:
         return name
 
 
-def code_fingerprint(model: Fusion) -> dict:
+def _skipped(module: str) -> bool:
+    """torch and the standard library: pinned by the environment, not by the method."""
+    top = module.split(".")[0]
+    return top in ("torch", "builtins") or top in sys.stdlib_module_names
+
+
+def _source_digest(objs: list) -> str:
+    """Digest of the source of ``objs`` (classes or functions) when their module has no file
+    (a notebook, ``python -c``): their own source, else their qualified names."""
+    parts = []
+    for obj in objs:
+        try:
+            parts.append(inspect.getsource(obj))
+        except (OSError, TypeError):
+            parts.append(f"{obj.__module__}.{obj.__qualname__}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def code_fingerprint(model: Fusion, extra: tuple = ()) -> dict:
     """What in the code defines ``model``: a digest of the suite's model-side sources, and of
-    every other source file whose classes the model is built from, with their distributions."""
-    modules = set()
-    for sub in model.modules():
-        for cls in type(sub).__mro__:
-            mod = cls.__module__
-            if mod.split(".")[0] not in ("torch", "builtins"):
-                modules.add(mod)
+    every other source file whose classes the model is built from (or that defines one of
+    ``extra``: the dataset builder, perturbations), with the distributions they come from."""
+    by_module: dict[str, list] = {}
+    for obj in [cls for sub in model.modules() for cls in type(sub).__mro__] + list(extra):
+        mod = getattr(obj, "__module__", None)
+        if mod and not _skipped(mod):
+            by_module.setdefault(mod, []).append(obj)
     files, dists = {}, set()
-    for mod in sorted(modules):
+    for mod in sorted(by_module):
         m = sys.modules.get(mod)
-        path = getattr(m, "__file__", None) or (inspect.getsourcefile(m) if m else None)
-        if path and Path(path).is_file():
-            files[mod] = _file_digest(path)
-        dist = _distribution(mod)
+        path = getattr(m, "__file__", None)
+        files[mod] = _file_digest(path) if path and Path(path).is_file() else _source_digest(by_module[mod])
+        dist = None if mod.split(".")[0] == "i2m2bench" else _distribution(mod)  # ours: suite digest
         if dist:
             dists.add(dist)
     return {"suite": _builtin_digest(), "modules": files, "distributions": sorted(dists)}
@@ -155,7 +176,9 @@ class UnitResolver:
 
     def code(self, name: str) -> dict:
         if name not in self._code:
-            self._code[name] = code_fingerprint(self.build(name))
+            extra = (DATASETS.get(self.suite.dataset),
+                     *(PERTURBATIONS.get(p).fn for p in PERTURBATIONS.names()))
+            self._code[name] = code_fingerprint(self.build(name), extra)
         return self._code[name]
 
     def unit(self, name: str, seed: int, _active: tuple = ()) -> Unit:
