@@ -142,7 +142,8 @@ def test_protocol_rows_resume_and_board(tmp_path):
 
     # more protocols later: evaluated from the checkpoints, nothing retrained
     run = i2m2bench.run_suite([TOY], [PROTOS], **kw)
-    assert run.summary == []  # no unit trained
+    assert {item.action for item in run.plan} == {"evaluate"}  # no unit trained
+    assert run.summary and all("val" not in s and "missing_rate:0.5" in s for s in run.summary)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("model.pt")} == ckpts
     rows = read_rows(run.results_path)
     after = {(r["seed"], r["protocol"]): r["value"] for r in rows if r["method"] == "i2m2"}
