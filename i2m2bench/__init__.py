@@ -18,8 +18,9 @@ from i2m2bench.data import DATASETS, build_task  # noqa: E402
 from i2m2bench.encoders import ENCODERS, Encoder, build_encoder  # noqa: E402
 from i2m2bench.fusion import FUSIONS, Fusion, build_fusion  # noqa: E402
 from i2m2bench.harness import RECIPES, run_suite  # noqa: E402
+from i2m2bench.metrics import METRICS  # noqa: E402
 from i2m2bench.perturbations import PERTURBATIONS, perturbation  # noqa: E402
 
-__all__ = ["DATASETS", "ENCODERS", "FUSIONS", "PERTURBATIONS", "RECIPES", "Batch", "Encoder", "Fusion",
-           "ModalitySpec", "Split", "Task", "TaskSpec", "build_encoder", "build_fusion",
-           "build_task", "perturbation", "run_suite", "load_plugins", "__version__"]
+__all__ = ["DATASETS", "ENCODERS", "FUSIONS", "METRICS", "PERTURBATIONS", "RECIPES", "Batch",
+           "Encoder", "Fusion", "ModalitySpec", "Split", "Task", "TaskSpec", "build_encoder",
+           "build_fusion", "build_task", "perturbation", "run_suite", "load_plugins", "__version__"]

@@ -77,11 +77,12 @@ def _cmd_list(args) -> int:
     import textwrap
 
     import i2m2bench
+    from i2m2bench.metrics import METRICS
     from i2m2bench.reporting import LAYOUTS
 
     kinds = {"datasets": i2m2bench.DATASETS, "encoders": i2m2bench.ENCODERS,
              "fusions": i2m2bench.FUSIONS, "perturbations": i2m2bench.PERTURBATIONS,
-             "recipes": i2m2bench.RECIPES, "layouts": LAYOUTS}
+             "recipes": i2m2bench.RECIPES, "metrics": METRICS, "layouts": LAYOUTS}
     for kind, reg in kinds.items():
         if args.kind and kind != args.kind:
             continue
@@ -194,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
-    lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "perturbations", "recipes", "layouts", "suites"])
+    lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "perturbations", "recipes", "metrics",
+                                              "layouts", "suites"])
     lst.set_defaults(func=_cmd_list)
 
     lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows, "

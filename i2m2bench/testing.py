@@ -6,9 +6,11 @@
 * ``forward`` returns a non-empty dict of (B, C) finite logits, keyed as ``expert_modalities()``;
   ``combine='single'`` means exactly one expert;
 * the combined output equals the paper's formula, log_softmax(sum_k w_k log_softmax(z_k)) —
-  or log_softmax(z) for a single expert;
-* the loss reaches every expert (non-zero gradient w.r.t. each expert's logits) and every
-  trainable parameter (parameters held in plain Python lists would not be);
+  or log_softmax(z) for a single expert; on multilabel tasks the Bernoulli product per label,
+  sum_k w_k z_k (z for a single expert);
+* every loss the task's problem type allows (``fusion.base.LOSSES``) is a finite scalar that
+  reaches every expert (non-zero gradient w.r.t. each expert's logits) and every trainable
+  parameter (parameters held in plain Python lists would not be);
 * with a modality absent for some samples the output stays finite, and a strategy that drops
   experts predicts exactly the product of the experts that remain;
 * the same seed builds the same model and the same outputs.
@@ -18,22 +20,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from i2m2bench.fusion.base import FUSIONS, Fusion, output_problems
+from i2m2bench.fusion.base import FUSIONS, LOSSES, Fusion, output_problems
 from i2m2bench.registry import load_plugins
 from i2m2bench.types import Batch, ModalitySpec, TaskSpec
 
 
-def tiny_spec(num_classes: int = 3) -> TaskSpec:
-    """Two small vector modalities — enough to exercise any strategy quickly."""
+def tiny_spec(num_classes: int = 3, problem: str = "multiclass") -> TaskSpec:
+    """Two small vector modalities — enough to exercise any strategy quickly. ``problem``:
+    ``multiclass``, ``multilabel`` (``num_classes`` labels) or ``soft-score``."""
+    metric = {"multiclass": "accuracy", "multilabel": "auroc", "soft-score": "vqa_score"}[problem]
     return TaskSpec("contract", "0", (ModalitySpec("a", (6,), "vector", "mlp"),
                                       ModalitySpec("b", (5,), "vector", "mlp")),
-                    "multiclass", num_classes)
+                    problem, num_classes, metric=metric)
 
 
 def random_batch(spec: TaskSpec, batch_size: int = 6, seed: int = 0) -> Batch:
+    """Uniform inputs and targets of the spec's problem type: class indices (multiclass), 0/1
+    per label (multilabel), scores in {0, 0.3, 0.6, 0.9, 1} per class (soft-score, as VQA's)."""
     g = torch.Generator().manual_seed(seed)
     inputs = {m.name: torch.rand((batch_size, *m.shape), generator=g) for m in spec.modalities}
-    target = torch.randint(0, spec.num_classes, (batch_size,), generator=g)
+    if spec.problem == "multilabel":
+        target = torch.randint(0, 2, (batch_size, spec.num_classes), generator=g).float()
+    elif spec.problem == "soft-score":
+        levels = torch.tensor([0.0, 0.3, 0.6, 0.9, 1.0])
+        target = levels[torch.randint(0, 5, (batch_size, spec.num_classes), generator=g)]
+    else:
+        target = torch.randint(0, spec.num_classes, (batch_size,), generator=g)
     return Batch(inputs, target)
 
 
@@ -44,7 +56,10 @@ def _build(name: str, spec: TaskSpec, options: dict | None, seed: int) -> Fusion
     return cls(spec, **opts)
 
 
-def _paper_poe(zs: list[torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
+def _paper_poe(zs: list[torch.Tensor], weights: torch.Tensor | None,
+               problem: str = "multiclass") -> torch.Tensor:
+    if problem == "multilabel":  # Bernoulli experts: the product's logit is the weighted sum
+        return sum((1.0 if weights is None else weights[k]) * z for k, z in enumerate(zs))
     num = sum((1.0 if weights is None else weights[k]) * F.log_softmax(z, -1) for k, z in enumerate(zs))
     return num - torch.logsumexp(num, -1, keepdim=True)
 
@@ -68,20 +83,28 @@ def check_fusion(name: str, spec: TaskSpec | None = None, options: dict | None =
     # The combined output is the paper's formula.
     zs = list(logits.values())
     got = model.log_probs(logits, batch)
-    want = F.log_softmax(zs[0], -1) if model.combine == "single" else _paper_poe(zs, model.expert_weights())
+    if model.combine == "single":
+        want = zs[0] if spec.problem == "multilabel" else F.log_softmax(zs[0], -1)
+    else:
+        want = _paper_poe(zs, model.expert_weights(), spec.problem)
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (
         f"{where}: combined output differs from the paper's PoE formula "
         f"(max |diff| {float((got - want).abs().max()):.3g})")
 
-    # Gradients reach every expert and every trainable parameter.
-    loss = model.loss(logits, batch)
-    assert loss.dim() == 0 and torch.isfinite(loss), f"{where}: loss must be a finite scalar"
+    # Every loss of the problem type reaches every expert and every trainable parameter.
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, zs + [p for _, p in params], allow_unused=True)
-    for k, g in zip(logits, grads[:len(zs)]):
-        assert g is not None and g.abs().sum() > 0, f"{where}: no gradient reaches expert {k!r}"
-    dead = [n for (n, _), g in zip(params, grads[len(zs):]) if g is None]
-    assert not dead, f"{where}: parameters get no gradient from the loss: {dead[:5]}"
+    kinds = LOSSES[spec.problem]
+    for kind in kinds:
+        which = "" if len(kinds) == 1 else f" (train.loss {kind!r})"
+        loss = model.loss(logits, batch, kind=kind)
+        assert loss.dim() == 0 and torch.isfinite(loss), f"{where}: loss must be a finite scalar{which}"
+        grads = torch.autograd.grad(loss, zs + [p for _, p in params], allow_unused=True,
+                                    retain_graph=True)
+        for k, g in zip(logits, grads[:len(zs)]):
+            assert g is not None and g.abs().sum() > 0, (
+                f"{where}: no gradient reaches expert {k!r}{which}")
+        dead = [n for (n, _), g in zip(params, grads[len(zs):]) if g is None]
+        assert not dead, f"{where}: parameters get no gradient from the loss{which}: {dead[:5]}"
 
     # Missing modalities.
     model.eval()
@@ -100,7 +123,7 @@ def check_fusion(name: str, spec: TaskSpec | None = None, options: dict | None =
                 if kept:
                     w = model.expert_weights()
                     ws = None if w is None else w[[list(out).index(k) for k in kept]]
-                    ref = _paper_poe([out[k] for k in kept], ws)
+                    ref = _paper_poe([out[k] for k in kept], ws, spec.problem)
                     rows = slice(0, batch_size // 2)
                     assert torch.allclose(lp[rows], ref[rows], atol=1e-5), (
                         f"{where}: with {m!r} missing, the output is not the product of the "

@@ -11,9 +11,10 @@ from i2m2bench.testing import check_fusion, random_batch, tiny_spec
 from i2m2bench.types import TaskSpec
 
 
+@pytest.mark.parametrize("problem", ["multiclass", "multilabel", "soft-score"])
 @pytest.mark.parametrize("name", i2m2bench.FUSIONS.names())
-def test_contract_on_vectors(name):
-    check_fusion(name)
+def test_contract_on_vectors(name, problem):
+    check_fusion(name, tiny_spec(problem=problem))
 
 
 AVMNIST_OPTIONS = {

@@ -21,6 +21,8 @@ SPECS = {
     "toy": TaskSpec("toy", "t", (ModalitySpec("a", (16,), "vector"), ModalitySpec("b", (16,), "vector")),
                     "multiclass", 4),
     "dependency_spectrum": spectrum_spec(classes=4, dim=16),
+    **{name: i2m2bench.build_task(name, n_train=4, n_eval=4).spec
+       for name in ("toy_multilabel", "toy_soft")},
 }
 
 
@@ -56,6 +58,10 @@ def test_gin_file_defines_buildable_methods(path):
                  id="eval_batch_size<0"),
     pytest.param("a_only/train.optimizer = 'sgdd'",
                  r"train\.optimizer must be 'sgd', 'adam' or 'adamw'; got 'sgdd'", id="optimizer=sgdd"),
+    pytest.param("a_only/train.loss = 'mse'",
+                 r"train\.loss must be one of 'auto', 'nll', 'bce', 'soft_ce'; got 'mse'", id="loss=mse"),
+    pytest.param("a_only/train.select_on = ''", r"train\.select_on must be a metric name",
+                 id="select_on=''"),
 ])
 def test_bad_train_binding_is_rejected_naming_it(tmp_path, binding, message):
     path = tmp_path / "bad_train.gin"

@@ -12,6 +12,9 @@ with ESC-50 noise, as 1x112x112 spectrograms. The loader reads MultiBench's layo
     train_labels.npy      (60000,)       test_labels.npy (10000,)
 
 train = first 55,000 rows of the train files, validation = the last 5,000, test = 10,000.
+The files are memory-mapped, not copied into memory: the splits are
+:class:`~i2m2bench.data.disk.DiskSplit` row ranges of them (train and validation share the train
+files), streamed in index batches; the values are checked chunk by chunk when the task is built.
 
 ``source`` = ``auto`` (real files when ``<data_root>/avmnist`` exists, else the embedded AV-Digits),
 ``real`` or ``embedded``. Under ``auto``, real files that are present but broken are an error —
@@ -20,7 +23,9 @@ never a silent fall-back to embedded data.
 from __future__ import annotations
 
 import inspect
+import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,7 @@ import torch
 from i2m2bench.data.avdigits import build_avdigits
 from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
 from i2m2bench.data.base import DATASETS, DataError, resolve_data_root
+from i2m2bench.data.disk import DiskSplit, NpyColumn, iter_chunks, open_npy
 from i2m2bench.types import Split, Task, TaskSpec
 
 N_TRAIN, N_VAL, N_TEST = 55_000, 5_000, 10_000
@@ -60,22 +66,44 @@ def _load_npy(path: Path, per_sample: tuple[int, ...], rows: int, what: str) -> 
     return arr
 
 
-def _as_uint8(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> torch.Tensor:
-    """(N, *shape) uint8 tensor; values must be in [0, 255] (integers, or floats that are)."""
+def _check_values(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> tuple[NpyColumn | None, bool]:
+    """Values must be in [0, 255] (integers, or floats that are). Checked chunk by chunk over
+    the memory map, never holding a float copy of the file. Returns (the file as a column whose
+    rows are viewed as ``shape``, or None for a Fortran-order file, which cannot be streamed by
+    rows; whether every value is an integer)."""
+    try:
+        col = open_npy(path, shape)
+    except ValueError:  # Fortran order: read whole below
+        col = None
+    if arr.dtype == np.uint8:
+        return col, True
+    chunks = iter_chunks(col) if col is not None else (np.asarray(arr),)
+    n_bad, lo, hi, integral = 0, math.inf, -math.inf, True
+    for chunk in chunks:
+        xf = np.asarray(chunk).astype(np.float32, copy=False)
+        bad = int(xf.size - np.count_nonzero(np.isfinite(xf)))
+        n_bad += bad
+        if bad or n_bad or xf.size == 0:
+            continue
+        lo, hi = min(lo, float(xf.min())), max(hi, float(xf.max()))
+        integral = integral and bool(np.array_equal(np.round(xf), xf))
+    if n_bad:
+        raise DataError(f"{path}: {n_bad} NaN/Inf values; expected pixel values 0..255")
+    if lo < 0 or hi > 255:
+        raise DataError(f"{path}: values span [{lo:g}, {hi:g}]; expected 0..255 (the loader "
+                        "divides by 255)")
+    if integral and col is not None:  # integers 0..255 stored wider: read them as uint8
+        col = replace(col, cast="u1")
+    return col, integral
+
+
+def _in_memory(arr: np.ndarray, shape: tuple[int, ...], integral: bool) -> torch.Tensor:
+    """(N, *shape) tensor copied into memory: uint8 when every value is an integer, else float32
+    (non-integer values kept exactly). Only for files that cannot be memory-mapped by rows."""
     x = np.asarray(arr).reshape(arr.shape[0], *shape)
     if x.dtype != np.uint8:
-        xf = x.astype(np.float32, copy=False)
-        bad = ~np.isfinite(xf)
-        if bad.any():
-            raise DataError(f"{path}: {int(bad.sum())} NaN/Inf values; expected pixel values 0..255")
-        lo, hi = float(xf.min()), float(xf.max())
-        if lo < 0 or hi > 255:
-            raise DataError(f"{path}: values span [{lo:g}, {hi:g}]; expected 0..255 (the loader "
-                            "divides by 255)")
-        if not np.array_equal(np.round(xf), xf):
-            return torch.from_numpy(np.ascontiguousarray(xf))  # keep non-integer values exactly
-        x = xf.astype(np.uint8)
-    return torch.from_numpy(np.array(x, copy=True))  # into memory (the file is memory-mapped)
+        x = x.astype(np.float32, copy=False)  # checked (and converted) as float32
+    return torch.from_numpy(np.array(x.astype(np.uint8, copy=False) if integral else x, copy=True))
 
 
 def _labels(path: Path, rows: int) -> torch.Tensor:
@@ -94,22 +122,37 @@ def load_avmnist_real(root: Path, split_sizes: tuple[int, int, int] = (N_TRAIN, 
     fixture-sized copies (tests) change it.
     """
     n_train, n_val, n_test = split_sizes
-    parts = {}
+    files, labels = {}, {}
     for split, rows in (("train", n_train + n_val), ("test", n_test)):
         img = _load_npy(root / "image" / f"{split}_data.npy", (784,), rows, "MNIST images, 784 values")
         aud = _load_npy(root / "audio" / f"{split}_data.npy", (112, 112), rows,
                         "audio spectrograms, 112x112 values")
-        y = _labels(root / f"{split}_labels.npy", rows)
-        parts[split] = (_as_uint8(img, root / "image" / f"{split}_data.npy", (1, 28, 28)),
-                        _as_uint8(aud, root / "audio" / f"{split}_data.npy", (1, 112, 112)), y)
-    (ti, ta, ty), (si, sa, sy) = parts["train"], parts["test"]
+        labels[split] = _labels(root / f"{split}_labels.npy", rows)
+        for m, arr, shape in (("image", img, (1, 28, 28)), ("audio", aud, (1, 112, 112))):
+            path = root / m / f"{split}_data.npy"
+            files[split, m] = (arr, shape, *_check_values(arr, path, shape))
     spec = TaskSpec("avmnist", "multibench-1", MODALITIES, "multiclass", 10, DIGITS,
                     source="real", description="AV-MNIST (MultiBench files)")
-    splits = {
-        "train": Split({"image": ti[:n_train], "audio": ta[:n_train]}, ty[:n_train], "train"),
-        "val": Split({"image": ti[n_train:], "audio": ta[n_train:]}, ty[n_train:], "val"),
-        "test": Split({"image": si, "audio": sa}, sy, "test"),
-    }
+    ty, sy = labels["train"], labels["test"]
+    if all(col is not None for _, _, col, _ in files.values()):
+        # Memory-mapped: train and validation are row ranges of the same train files.
+        col = {key: c for key, (_, _, c, _) in files.items()}
+        train_cols = {m: col["train", m] for m in ("image", "audio")}
+        splits = {
+            "train": DiskSplit({m: c.subset(0, n_train) for m, c in train_cols.items()},
+                               ty[:n_train], "train"),
+            "val": DiskSplit({m: c.subset(n_train, n_val) for m, c in train_cols.items()},
+                             ty[n_train:], "val"),
+            "test": DiskSplit({m: col["test", m] for m in ("image", "audio")}, sy, "test"),
+        }
+    else:  # a Fortran-order file: everything in memory, as stored values (uint8 when integers)
+        x = {key: _in_memory(arr, shape, integral) for key, (arr, shape, _, integral) in files.items()}
+        (ti, ta), (si, sa) = (x["train", "image"], x["train", "audio"]), (x["test", "image"], x["test", "audio"])
+        splits = {
+            "train": Split({"image": ti[:n_train], "audio": ta[:n_train]}, ty[:n_train], "train"),
+            "val": Split({"image": ti[n_train:], "audio": ta[n_train:]}, ty[n_train:], "val"),
+            "test": Split({"image": si, "audio": sa}, sy, "test"),
+        }
     return Task(spec, splits, {}, options={"source": "real", "data_root": str(root),
                                            "split_sizes": list(split_sizes)})
 

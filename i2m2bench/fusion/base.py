@@ -5,6 +5,21 @@ returns named expert logits — ``{"image": z, "audio": z, "inter": z}`` for I2M
 inter-only models — and it declares how they are combined (``combine``: ``"poe"`` or
 ``"single"``) and how a missing modality is treated (``missing``). The harness only calls
 :meth:`Fusion.log_probs` / :meth:`Fusion.loss`; it never branches on a strategy's name.
+
+Per problem type (``TaskSpec.problem``) the experts are combined and trained as follows:
+
+* ``multiclass`` — softmax experts, categorical PoE (``poe_log_softmax``), negative
+  log-likelihood (``poe_nll``);
+* ``multilabel`` — one sigmoid expert per label, Bernoulli PoE per label: logit p = sum_k w_k z_k
+  (``poe_bernoulli_logits``; the official FastMRI code's per-head two-way softmax product is
+  the same), binary cross-entropy (``poe_bce``);
+* ``soft-score`` — softmax experts, categorical PoE as for multiclass, trained against per-class
+  target scores with one of two losses (``train.loss``, see :data:`LOSSES`): ``bce`` (default) —
+  per-answer binary cross-entropy × C of the combined scores, as the official VQA code of I2M2
+  does (``divyam3897/I2M2``, ``vqa_nlvr/fiber/modules/objectives.py``: BCE-with-logits × C on the
+  normalised log-probabilities of the product for I2M2 and intra-only, on the raw logits for a
+  single expert); ``soft_ce`` — soft-target cross-entropy of the PoE distribution,
+  -sum_c t_c log p_c per sample (targets used as given, not renormalised).
 """
 from __future__ import annotations
 
@@ -18,11 +33,30 @@ from i2m2bench.poe import poe_bce, poe_bernoulli_logits, poe_log_softmax, poe_nl
 from i2m2bench.registry import Registry
 from i2m2bench.types import Batch, ExpertLogits, TaskSpec
 
+#: The losses each problem type can be trained with (``train.loss``); the first is ``'auto'``.
+LOSSES: dict[str, tuple[str, ...]] = {"multiclass": ("nll",), "multilabel": ("bce",),
+                                      "soft-score": ("bce", "soft_ce")}
+
+
+def resolve_loss(kind: str, problem: str) -> str:
+    """The loss ``kind`` (``'auto'`` = the problem type's default) for ``problem``; a kind that
+    does not apply raises ``ValueError`` naming the ones that do."""
+    kinds = LOSSES.get(problem)
+    if kinds is None:
+        raise ValueError(f"unknown problem type {problem!r}; expected one of {sorted(LOSSES)}")
+    if kind == "auto":
+        return kinds[0]
+    if kind not in kinds:
+        raise ValueError(f"loss {kind!r} does not apply to {problem} tasks; choose 'auto' "
+                         f"(= {kinds[0]!r}) or one of {list(kinds)}")
+    return kind
+
 
 class Fusion(nn.Module):
     combine: ClassVar[Literal["poe", "single"]] = "single"
     family: ClassVar[str] = "other"  # leaderboard grouping: unimodal | intra | inter | i2m2 | other
     missing: str = "impute"  # how absent modalities are handled: "impute" inputs or "drop" experts
+    loss_kind: str = "auto"  # the training loss (train.loss, set by the harness): see LOSSES
 
     def __init__(self, spec: TaskSpec, impute_with: Literal["zeros", "mean"] = "zeros") -> None:
         super().__init__()
@@ -89,9 +123,10 @@ class Fusion(nn.Module):
         return self.missing == "drop"
 
     def log_probs(self, logits: ExpertLogits, batch: Batch) -> torch.Tensor:
-        """Combined prediction: log-probabilities (multiclass) or logits (multilabel/soft-score)."""
+        """Combined prediction: log-probabilities (multiclass, soft-score) or Bernoulli logits
+        per label (multilabel)."""
         zs = list(logits.values())
-        bernoulli = self.spec.problem != "multiclass"
+        bernoulli = self.spec.problem == "multilabel"
         if self.combine == "single":
             if len(zs) != 1:
                 raise ValueError(f"{type(self).__name__} declares combine='single' but returned "
@@ -102,13 +137,25 @@ class Fusion(nn.Module):
             return poe_bernoulli_logits(zs, self.expert_weights(), mask, backend=self.poe_backend)
         return poe_log_softmax(zs, self.expert_weights(), mask, backend=self.poe_backend)
 
-    def loss(self, logits: ExpertLogits, batch: Batch) -> torch.Tensor:
-        """Training loss on the combined output only (as in the paper)."""
+    def loss(self, logits: ExpertLogits, batch: Batch, kind: str | None = None) -> torch.Tensor:
+        """Training loss on the combined output only (as in the paper). ``kind``: one of
+        :data:`LOSSES` for the task's problem type, or ``'auto'``; None: ``self.loss_kind``
+        (``train.loss``, set by the harness)."""
+        kind = resolve_loss(self.loss_kind if kind is None else kind, self.spec.problem)
         zs = list(logits.values())
         mask = self.availability_mask(logits, batch)
-        if self.spec.problem == "multiclass":
+        if kind == "nll":
             return poe_nll(zs, batch.target, self.expert_weights(), mask, backend=self.poe_backend)
-        return poe_bce(zs, batch.target, self.expert_weights(), mask, backend=self.poe_backend)
+        if self.spec.problem == "multilabel":
+            return poe_bce(zs, batch.target, self.expert_weights(), mask, backend=self.poe_backend)
+        lp = self.log_probs(logits, batch)  # (B, C) log-probabilities of the categorical product
+        target = batch.target.to(lp.dtype)  # (B, C) scores in [0, 1]
+        if kind == "soft_ce":
+            return -(target * lp).sum(1).mean()
+        # bce, as the official VQA code: C x mean BCE-with-logits of the combined scores (the
+        # product's log-probabilities; a single expert's raw logits)
+        scores = zs[0] if self.combine == "single" else lp
+        return F.binary_cross_entropy_with_logits(scores, target) * target.shape[1]
 
 
 FUSIONS: Registry[type[Fusion]] = Registry("fusion", Fusion)

@@ -24,6 +24,8 @@ from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.protocols import DEFAULT_LEVELS
 
 _LABEL = re.compile(r"[A-Za-z0-9._-]+")
+#: ``train.loss`` values; which apply to a task depends on its problem type (fusion.base.LOSSES).
+LOSS_NAMES = ("auto", "nll", "bce", "soft_ce")
 
 
 @gin.configurable("train")
@@ -33,6 +35,13 @@ class TrainConfig:
 
     Defaults follow MultiBench's ``training_structures`` as used by the I2M2 code: plain SGD
     (no momentum), weight decay 1e-4; values per dataset are set (and cited) in ``gin/*.gin``.
+
+    ``loss``: the training loss of the combined output, ``'auto'`` (the problem type's default:
+    NLL for multiclass, Bernoulli-PoE BCE for multilabel, ``'bce'`` for soft-score) or one the
+    task's problem type allows (``i2m2bench.fusion.base.LOSSES``; soft-score: ``'bce'`` or
+    ``'soft_ce'``). ``select_on``: the validation metric that selects the checkpoint and drives
+    early stopping (its direction from ``i2m2bench.metrics.METRICS``); None: the task's primary
+    metric. Both are checked against the task before any training, naming the binding.
     """
 
     lr: float = 0.01
@@ -44,10 +53,18 @@ class TrainConfig:
     grad_clip: float | None = 8.0
     patience: int = 10
     eval_batch_size: int = 1000
+    loss: str = "auto"
+    select_on: str | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam", "adamw"):
             raise ValueError(f"train.optimizer must be 'sgd', 'adam' or 'adamw'; got {self.optimizer!r}")
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"train.loss must be one of {', '.join(map(repr, LOSS_NAMES))}; got "
+                             f"{self.loss!r}")
+        if self.select_on is not None and (not isinstance(self.select_on, str) or not self.select_on):
+            raise ValueError(f"train.select_on must be a metric name (or None: the task's primary "
+                             f"metric); got {self.select_on!r}")
         for name in ("lr", "epochs", "batch_size", "eval_batch_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name} must be > 0; got {getattr(self, name)!r}")

@@ -7,6 +7,14 @@ boards (``publish`` / ``i2m2bench.reporting``). The runner resolves every unit f
 dependencies before dependents), validates every method on a probe batch, then brings each unit
 about once: trains it, evaluates the protocols it lacks, or skips it. It never branches on a
 method's or strategy's name.
+
+A unit's run folder (``<out>/<board>[/<setting>]/<method>/<unit hash>/seed<seed>/``) holds its
+checkpoint ``model.pt``, ``operative_config.gin``, ``unit.json`` (settings and training history),
+``metrics.json`` (its scores: one per declared metric per protocol, plus ``val``; written last, it
+marks the unit complete) and ``predictions.npz``: the per-sample predictions of every protocol
+and of the selected checkpoint on ``val``, with the targets (and sample groups) of each split
+read — format in :mod:`i2m2bench.predictions` — so that any metric can be recomputed and methods
+compared pairwise without retraining. Evaluating new protocols later rewrites it with all of them.
 """
 from __future__ import annotations
 
@@ -33,8 +41,13 @@ from i2m2bench.harness.protocols import Protocol, ProtocolError
 from i2m2bench.harness.protocols import expand as expand_protocols
 from i2m2bench.harness.recipes import RECIPES, Checkpoint
 from i2m2bench.harness.seeding import resolve_device, seed_everything
-from i2m2bench.harness.training import NaNLossError, TrainResult, evaluate, train_model
+from i2m2bench.harness.training import (NaNLossError, TrainResult, check_task_metrics,
+                                        check_train_settings, evaluate, selection_metric,
+                                        train_model)
 from i2m2bench.harness.units import Unit, UnitResolver
+from i2m2bench.metrics import as_numpy, declared_metrics, direction
+from i2m2bench.predictions import FILE as PREDICTIONS_FILE
+from i2m2bench.predictions import Predictions, load_predictions, save_predictions
 from i2m2bench.registry import load_plugins
 from i2m2bench.types import Task
 
@@ -144,7 +157,9 @@ class SuiteRun:
     def validate(self, methods: list[str]) -> None:
         """Catch configuration errors before hours are spent: build every model (and the models
         its recipe starts from), check pretrain maps, dependency cycles and protocols, and run
-        each model on a probe batch of real samples (the fusion contract)."""
+        each model on a probe batch of real samples (the fusion contract), and the task's
+        metrics and each method's ``train.loss`` and ``train.select_on``."""
+        check_task_metrics(self.task)
         probe_split = self.task.splits["train"]
         probe = probe_split.batch(torch.arange(min(4, len(probe_split)), device=self.device),
                                   self.task.spec)
@@ -155,7 +170,8 @@ class SuiteRun:
                 if m in checked:
                     continue
                 checked.add(m)
-                cfg, _ = self.resolver.method(m)
+                cfg, train_cfg = self.resolver.method(m)
+                check_train_settings(train_cfg, self.task, m)
                 model = self.resolver.build(m)
                 RECIPES.get(cfg.recipe).check_map(cfg.recipe, model, cfg.pretrain)
                 try:
@@ -234,16 +250,20 @@ class SuiteRun:
                     res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
                                       desc=u.key, progress=self.progress, on_epoch=on_epoch)
                 else:
-                    val = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size)
-                    res = TrainResult(val, -1, 0, 0.0, 0.0, [])
+                    val, pred = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size)
+                    res = TrainResult(val[selection_metric(task.spec, u.train)], -1, 0, 0.0, 0.0,
+                                      [], val, pred)
         except NaNLossError as exc:
             self._record_failure(u, str(exc))
-        scores = [self._score("val", res.best_val)]
+        scores = self._score_all("val", res.val_scores)
+        preds = {"val": ("val", res.val_pred)}
         t0 = time.perf_counter()
         robust_s = 0.0
         for proto in self.protocols(u):
             t1 = time.perf_counter()
-            scores.append(self._score(proto, self._evaluate(model, proto, u)))
+            values, pred = self._evaluate(model, proto, u)
+            scores += self._score_all(proto, values)
+            preds[proto.key] = (proto, pred)
             if proto.robustness:
                 robust_s += time.perf_counter() - t1
         eval_s = time.perf_counter() - t0
@@ -253,6 +273,7 @@ class SuiteRun:
         info = dict(zip(UNIT_INFO, (res.seconds, res.samples_per_s, eval_s, robust_s,
                                     res.epochs_run, res.best_epoch, peak_mb)))
         store.save_checkpoint(d / "model.pt", model.state_dict())
+        self._save_predictions(u, preds, fresh=True)
         store.write_text_atomic(d / "operative_config.gin", gin.operative_config_str())
         store.write_text_atomic(d / "unit.json", json.dumps(
             {"method": u.method, "seed": u.seed, "unit_hash": u.unit_hash,
@@ -263,7 +284,7 @@ class SuiteRun:
             indent=1, default=str))
         self._store(u, scores, info, replace=True)
         store.write_text_atomic(d / "metrics.json", json.dumps({"scores": scores, "info": info}, indent=1))
-        values = {s["protocol"]: s["value"] for s in scores}
+        values = self._summary_values(scores)
         self.summary.append({"unit": self.where(u), **values, **info})
         self.log(f"[i2m2bench] {self.where(u)}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items())
                  + f"; {res.samples_per_s:.0f} samples/s, {res.seconds:.1f}s train")
@@ -303,8 +324,13 @@ class SuiteRun:
             raise ConfigError(f"{path}: cannot load the checkpoint of {u.key} ({type(exc).__name__}: "
                               f"{exc}); delete {d} (or pass --force) to retrain it") from exc
         t0 = time.perf_counter()
-        new = [self._score(p, self._evaluate(model, p, u)) for p in todo]
+        new, preds = [], {}
+        for p in todo:
+            values, pred = self._evaluate(model, p, u)
+            new += self._score_all(p, values)
+            preds[p.key] = (p, pred)
         spent = time.perf_counter() - t0
+        self._save_predictions(u, preds, fresh=False)
         timing = {k: done["info"].get(k, 0.0) + spent for k in ("eval_seconds", "robustness_eval_seconds")}
         info = {**done["info"], **timing}
         known = {(r["unit_hash"], r["seed"]) for r in store.read_records(self.results_path)[1]}
@@ -314,23 +340,66 @@ class SuiteRun:
             self._store(u, done["scores"] + new, info, replace=True)
         store.write_text_atomic(d / "metrics.json", json.dumps(
             {"scores": done["scores"] + new, "info": info}, indent=1))
-        self.summary.append({"unit": self.where(u), **{sc["protocol"]: sc["value"] for sc in new}, **timing})
-        self.log(f"[i2m2bench] {self.where(u)}: " + ", ".join(f"{s['protocol']}={s['value']:.4f}" for s in new)
+        values = self._summary_values(new)
+        self.summary.append({"unit": self.where(u), **values, **timing})
+        self.log(f"[i2m2bench] {self.where(u)}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items())
                  + f"; {spent:.1f}s")
 
-    def _evaluate(self, model: Fusion, proto: Protocol, u: Unit) -> float:
+    def _split_of(self, proto: Protocol | str):
+        """(split key, split) that a protocol reads: ``"val"``, ``"test"`` or ``"shift:<set>"``."""
         task = self.task
-        split = task.splits["test"] if proto.split == "test" else task.shifts[proto.split]
+        if isinstance(proto, str):  # "val"
+            return proto, task.splits[proto]
+        if proto.split == "test":
+            return "test", task.splits["test"]
+        return f"shift:{proto.split}", task.shifts[proto.split]
+
+    def _evaluate(self, model: Fusion, proto: Protocol, u: Unit) -> tuple[dict[str, float], torch.Tensor]:
+        """({metric: value} for every declared metric, the predictions) of one protocol."""
+        task = self.task
+        _, split = self._split_of(proto)
         return evaluate(model, split, task.spec, u.train.eval_batch_size, proto.transform(task, u.seed))
 
-    def _score(self, proto: Protocol | str, value: float) -> dict:
-        spec = self.task.spec
+    def _score(self, proto: Protocol | str, metric: str, value: float) -> dict:
         if isinstance(proto, str):  # "val": the validation score that selected the checkpoint
             key, kind, curve, level = proto, proto, None, None
         else:
             key, kind, curve, level = proto.key, proto.kind, proto.curve, proto.level
-        return {"protocol": key, "kind": kind, "metric": spec.metric, "value": value,
-                "higher_is_better": spec.higher_is_better, "curve": curve, "level": level}
+        return {"protocol": key, "kind": kind, "metric": metric, "value": value,
+                "higher_is_better": direction(metric), "curve": curve, "level": level}
+
+    def _score_all(self, proto: Protocol | str, values: dict[str, float]) -> list[dict]:
+        """One stored score per declared metric (primary first) of one protocol."""
+        return [self._score(proto, m, v) for m, v in values.items()]
+
+    def _summary_values(self, scores: list[dict]) -> dict[str, float]:
+        """Summary/log keys: the protocol for the primary metric, ``<protocol> <metric>`` else."""
+        primary = self.task.spec.metric
+        return {sc["protocol"] if sc["metric"] == primary else f"{sc['protocol']} {sc['metric']}":
+                sc["value"] for sc in scores}
+
+    def _save_predictions(self, u: Unit, preds: dict, *, fresh: bool) -> None:
+        """Write the unit's per-sample predictions (``predictions.npz``, format in
+        :mod:`i2m2bench.predictions`): protocol key -> (protocol or ``"val"``, predictions; None
+        when there are none, e.g. a training that never validated). ``fresh``: a new training
+        (replace the file); else add these protocols to what the file holds."""
+        spec = self.task.spec
+        new = Predictions(spec.problem, declared_metrics(spec), tuple(spec.labels))
+        for key, (proto, pred) in preds.items():
+            if pred is None:
+                continue
+            split_key, split = self._split_of(proto)
+            groups = getattr(split, "groups", None)
+            new.add(key, split_key, as_numpy(pred.float()), as_numpy(split.target),
+                    None if groups is None else as_numpy(groups))
+        path = self.unit_dir(u) / PREDICTIONS_FILE
+        if not fresh and path.exists():
+            try:
+                new = load_predictions(path).merged(new)
+            except (OSError, ValueError, KeyError) as exc:
+                self.log(f"[i2m2bench] {path}: unreadable ({type(exc).__name__}: {exc}); rewriting "
+                         "it with the new protocols only")
+        save_predictions(path, new)
 
     @contextlib.contextmanager
     def _tensorboard(self, u: Unit):
@@ -344,7 +413,7 @@ class SuiteRun:
         if self.setting is not None:
             folder = folder / self.setting
         writer = SummaryWriter(log_dir=str(folder / u.method / f"seed{u.seed}"))
-        metric = self.task.spec.metric
+        metric = selection_metric(self.task.spec, u.train)
 
         def on_epoch(rec: dict) -> None:
             writer.add_scalar("train/loss", rec["train_loss"], rec["epoch"])
@@ -359,9 +428,8 @@ class SuiteRun:
         """Per-modality training-set mean input (for mean imputation), computed once per run."""
         if not self._means:
             train = self.task.splits["train"]
-            self._means = {
-                m.name: (train.inputs[m.name].sum(0, dtype=torch.float64) / len(train) * m.scale).float()
-                for m in self.task.spec.modalities}  # summed in float64, no float copy of the data
+            self._means = {m.name: (train.mean(m.name) * m.scale).float()
+                           for m in self.task.spec.modalities}  # float64 sums, no float copy
         return self._means
 
     # -- records ---------------------------------------------------------------------------
@@ -385,7 +453,8 @@ class SuiteRun:
                 "train": u.train.as_dict(), "n_train": len(self.task.splits["train"]),
                 "layout": self.suite.layout, "setting": self.setting,
                 "reference_method": self.suite.reference,
-                "task_options": self.task_identity()["options"]}
+                "task_options": self.task_identity()["options"],
+                "metrics": list(declared_metrics(spec))}  # primary first: the board's order
 
     def _store(self, u: Unit, scores: list[dict], info: dict, *, replace: bool,
                error: str | None = None) -> None:

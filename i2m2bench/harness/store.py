@@ -8,7 +8,8 @@ A results file holds JSON lines of two kinds (schema 2):
 * ``{"record": "unit", "unit_hash": ..., "seed": ..., "method": ..., <identity and settings>,
   "provenance": <id>, "date": ..., "scores": [{"protocol", "kind", "metric", "value",
   "higher_is_better", "curve", "level"}, ...], "info": {"train_seconds": ..., ...}}`` — one unit's
-  scores on one set of protocols. A unit evaluated later on more protocols gets a second record
+  scores on one set of protocols, one per metric the task declares (``metrics``, primary first)
+  and protocol; an undefined value is nan. A unit evaluated later on more protocols gets a second record
   (with its own date and provenance); its timing figures supersede the first record's.
 
 Readers get *rows* (:func:`read_rows`): the flat view that renderers consume, one per score or

@@ -1,23 +1,30 @@
 """The training loop and evaluation.
 
-Whole splits live on the device as tensors in their stored dtype; each step gathers a batch of
-rows and normalises it (``Split.batch``) — no DataLoader, no per-sample Python collation.
-Selection is on the validation metric (best checkpoint kept), with early stopping.
+The loop draws whole index batches from a split (``DataSplit.batches``) and never knows its
+kind: an in-memory split gathers them on the device (``Split.batch``, no DataLoader), an on-disk
+one streams them through a DataLoader (``i2m2bench.data.disk.DiskSplit``); neither collates
+per-sample Python objects.
+Selection is on a validation metric (``train.select_on``, default the task's primary metric; best
+checkpoint kept), with early stopping. Evaluation computes every metric the task declares from the
+registry in :mod:`i2m2bench.metrics` and returns the predictions beside the values.
 """
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from i2m2bench.fusion.base import Fusion
+from i2m2bench.fusion.base import Fusion, resolve_loss
 from i2m2bench.harness.config import TrainConfig
-from i2m2bench.types import Batch, Split, TaskSpec
+from i2m2bench.harness.errors import ConfigError
+from i2m2bench.metrics import (MetricError, check_spec, compute_all, declared_metrics, direction,
+                               is_defined, resolve)
+from i2m2bench.types import Batch, DataSplit, Task, TaskSpec
 
 
 class NaNLossError(RuntimeError):
@@ -33,7 +40,7 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
 
 
 @torch.inference_mode()
-def predict(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000,
+def predict(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int = 1000,
             transform: Callable[[Batch, int], Batch] | None = None) -> torch.Tensor:
     """Combined predictions (N, C) on ``split`` with the model in eval mode (BatchNorm frozen),
     without gradients, on the split's device. ``transform(batch, start)`` (an evaluation
@@ -41,59 +48,119 @@ def predict(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000,
     was_training = model.training
     model.eval()
     outs = []
-    device = split.target.device
-    for start in range(0, len(split), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(split)), device=device)
-        batch = split.batch(idx, spec)
+    for k, batch in enumerate(split.batches(spec, batch_size)):  # rows 0..N-1 in turn
         if transform is not None:
-            batch = transform(batch, start)
+            batch = transform(batch, k * batch_size)
         outs.append(model.log_probs(model(batch), batch))
     model.train(was_training)
     return torch.cat(outs)
 
 
-def score(pred: torch.Tensor, target: torch.Tensor, spec: TaskSpec) -> float:
-    """The task's primary metric (accuracy for multiclass)."""
-    if spec.metric != "accuracy" or spec.problem != "multiclass":
-        raise NotImplementedError(f"metric {spec.metric!r} for {spec.problem!r} tasks")
-    return float((pred.argmax(1) == target).double().mean())
+def scores(pred: torch.Tensor, split: DataSplit, spec: TaskSpec,
+           metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """``{metric: value}`` of predictions ``pred`` (from :func:`predict`) on ``split``, for
+    ``metrics`` (default: every metric the task declares, primary first); nan where undefined
+    (:mod:`i2m2bench.metrics`)."""
+    names = declared_metrics(spec) if metrics is None else tuple(metrics)
+    return compute_all(names, pred, split.target, spec.problem, getattr(split, "groups", None), spec)
 
 
-def evaluate(model: Fusion, split: Split, spec: TaskSpec, batch_size: int = 1000,
-             transform: Callable[[Batch, int], Batch] | None = None) -> float:
-    return score(predict(model, split, spec, batch_size, transform), split.target, spec)
+def evaluate(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int = 1000,
+             transform: Callable[[Batch, int], Batch] | None = None,
+             metrics: Sequence[str] | None = None) -> tuple[dict[str, float], torch.Tensor]:
+    """(``{metric: value}``, the predictions they were computed from) of ``model`` on ``split``
+    (see :func:`predict` and :func:`scores`)."""
+    pred = predict(model, split, spec, batch_size, transform)
+    return scores(pred, split, spec, metrics), pred
+
+
+def selection_metric(spec: TaskSpec, cfg: TrainConfig) -> str:
+    """The validation metric that selects the checkpoint: ``train.select_on``, else the task's
+    primary metric."""
+    return cfg.select_on or spec.metric
+
+
+def check_task_metrics(task: Task) -> None:
+    """The task's declared metrics exist and apply to it, and the splits carry the sample groups
+    that any of them reads (:class:`ConfigError` naming the task, metric or split)."""
+    spec = task.spec
+    try:
+        check_spec(spec)
+    except (MetricError, KeyError) as exc:
+        raise ConfigError(str(exc)) from exc
+    grouped = [m for m in declared_metrics(spec) if resolve(m)[0].needs_groups]
+    if grouped:
+        for name, split in {**task.splits, **task.shifts}.items():
+            if name != "train" and getattr(split, "groups", None) is None:
+                raise ConfigError(f"task {spec.name!r} declares metric {grouped[0]!r}, which reads "
+                                  f"sample groups, but its split {name!r} has none (Split.groups)")
+
+
+def check_train_settings(cfg: TrainConfig, task: Task, method: str) -> None:
+    """``<method>/train.loss`` applies to the task's problem type and ``<method>/train.select_on``
+    names a metric the task declares that is defined on its validation split; else a
+    :class:`ConfigError` naming the binding."""
+    spec = task.spec
+    try:
+        resolve_loss(cfg.loss, spec.problem)
+    except ValueError as exc:
+        raise ConfigError(f"{method}/train.loss = {cfg.loss!r}: {exc}") from exc
+    declared = declared_metrics(spec)
+    if cfg.select_on is not None and cfg.select_on not in declared:
+        raise ConfigError(f"{method}/train.select_on = {cfg.select_on!r}: task {spec.name!r} declares "
+                          f"the metrics {', '.join(declared)}; select on one of them (or leave it "
+                          f"unset: the primary metric {spec.metric!r})")
+    select = selection_metric(spec, cfg)
+    val = task.splits["val"]
+    if not is_defined(select, val.target, spec.problem, getattr(val, "groups", None),
+                      spec.num_classes, spec):
+        where = f"{method}/train.select_on = {select!r}" if cfg.select_on else \
+            f"{method}: the primary metric {select!r} (train.select_on)"
+        raise ConfigError(f"{where} is undefined on the validation split of task {spec.name!r} "
+                          "(e.g. AUROC with no label that has both classes); select on another "
+                          "declared metric")
 
 
 @dataclass
 class TrainResult:
+    """``best_val``: the selection metric's value at ``best_epoch``; ``val_scores``: every
+    declared metric there; ``val_pred``: the validation predictions they come from."""
+
     best_val: float
     best_epoch: int
     epochs_run: int
     seconds: float
     samples_per_s: float
     history: list[dict]
+    val_scores: dict[str, float] = field(default_factory=dict)
+    val_pred: torch.Tensor | None = None
 
 
-def train_model(model: Fusion, train: Split, val: Split, spec: TaskSpec, cfg: TrainConfig,
+def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec, cfg: TrainConfig,
                 generator: torch.Generator, desc: str = "", progress: bool = True,
                 on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train on the combined loss; keep the best-validation weights in ``model`` at the end.
+    """Train on the combined loss (``train.loss``); keep the best-validation weights in ``model``
+    at the end, best by ``train.select_on`` (default: the task's primary metric) in the metric's
+    direction; an undefined (nan) value never counts as an improvement.
 
     ``on_epoch(record)`` (optional) receives each epoch's ``{"epoch", "train_loss", "val"}``
-    (e.g. for TensorBoard)."""
+    (``val``: the selection metric; e.g. for TensorBoard)."""
     opt = _optimizer(model, cfg)
+    model.loss_kind = cfg.loss  # read by Fusion.loss
+    select = selection_metric(spec, cfg)
+    higher = direction(select)
     device = train.target.device
     n = len(train)
-    best_val, best_epoch, best_state, history = -math.inf, -1, None, []
+    best_val, best_epoch, best_state, history = (-math.inf if higher else math.inf), -1, None, []
+    best_pred = val_pred = None
     seen, train_time = 0, 0.0
     bar = tqdm(range(cfg.epochs), desc=desc, leave=False, disable=not progress or None)
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=generator).to(device)
+        order = torch.randperm(n, generator=generator)
         total = torch.zeros((), device=device)
-        for step, start in enumerate(range(0, n, cfg.batch_size)):
-            batch = train.batch(order[start:start + cfg.batch_size], spec)
+        for step, batch in enumerate(train.batches(spec, cfg.batch_size, order)):
             loss = model.loss(model(batch), batch)
             if not torch.isfinite(loss):
                 raise NaNLossError(f"{desc}: loss is {loss.item()} at epoch {epoch}, step {step}")
@@ -105,17 +172,20 @@ def train_model(model: Fusion, train: Split, val: Split, spec: TaskSpec, cfg: Tr
             total += loss.detach() * len(batch)
         seen += n
         train_time += time.perf_counter() - t0
-        val_score = evaluate(model, val, spec, cfg.eval_batch_size)
+        values, val_pred = evaluate(model, val, spec, cfg.eval_batch_size, metrics=(select,))
+        val_score = values[select]
         history.append({"epoch": epoch, "train_loss": float(total) / n, "val": val_score})
         if on_epoch is not None:
             on_epoch(history[-1])
         bar.set_postfix(loss=f"{float(total) / n:.3f}", val=f"{val_score:.3f}")
-        if val_score > best_val:
-            best_val, best_epoch = val_score, epoch
+        if (val_score > best_val) if higher else (val_score < best_val):
+            best_val, best_epoch, best_pred = val_score, epoch, val_pred
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= cfg.patience:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    final = best_pred if best_pred is not None else val_pred  # the weights the model ends with
     return TrainResult(best_val, best_epoch, len(history), train_time,
-                       seen / train_time if train_time else 0.0, history)
+                       seen / train_time if train_time else 0.0, history,
+                       scores(final, val, spec) if final is not None else {}, final)

@@ -10,8 +10,8 @@ determines its numbers:
 * the code that defines it (:func:`code_fingerprint`): the source files of every class in the
   built model (fusion strategy, its nested strategies, encoders — built-in or from a plugin),
   of the dataset builder and of every registered perturbation, the suite's model-side and
-  evaluation code (``fusion``, ``encoders``, ``poe``, ``types``, ``perturbations``, the training
-  loop, recipes, protocols and seeding), and the name and version of each other distribution
+  evaluation code (``fusion``, ``encoders``, ``poe``, ``types``, ``perturbations``, ``metrics``,
+  the training loop, recipes, protocols and seeding), and the name and version of each other distribution
   those files come from (the standard library and torch are the environment's, not hashed). Editing a plugin's ``forward`` therefore gives a new hash, and a stale unit is
   never reused.
 """
@@ -37,8 +37,9 @@ from i2m2bench.types import Task
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # i2m2bench/
 # The suite's own model-side code: every unit's numbers depend on it.
-_MODEL_SIDE = ("fusion", "encoders", "poe", "types.py", "perturbations.py", "harness/training.py",
-               "harness/recipes.py", "harness/protocols.py", "harness/seeding.py")
+_MODEL_SIDE = ("fusion", "encoders", "poe", "types.py", "perturbations.py", "metrics.py",
+               "harness/training.py", "harness/recipes.py", "harness/protocols.py",
+               "harness/seeding.py")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from i2m2bench.reporting.rows import column_order, has_settings, latest_units, method_order, unit_key
+from i2m2bench.reporting.rows import (board_metrics, column_order, has_settings, latest_units,
+                                      method_order, unit_key)
 from i2m2bench.reporting.scores import mean_std_cell
 
 
@@ -22,7 +23,8 @@ def summary_table(rows: list[dict]) -> str:
         for r in rs:
             if r["protocol"] != "train":
                 order.setdefault((r["protocol"], r["metric"]), column_order(r))
-    columns = sorted(order, key=lambda c: order[c])
+    rank = {m: i for i, m in enumerate(board_metrics(rows))}  # declared order, primary first
+    columns = sorted(order, key=lambda c: (*order[c][:-1], rank.get(c[1], len(rank)), order[c][-1]))
     metrics = sorted({m for _, m in columns})
     one_metric = len(metrics) == 1
     headers = (["Setting"] if settings else []) + ["Method", "Seeds"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from i2m2bench.fileio import write_bytes_atomic
 from i2m2bench.reporting.layouts import png_bytes
-from i2m2bench.reporting.rows import curve_subject
+from i2m2bench.reporting.rows import board_metrics, curve_subject, metric_rows
 from i2m2bench.reporting.scores import BoardData, curve_slug
 
 
@@ -19,7 +19,11 @@ def _xlabel(curve: str, row: dict) -> str:
 
 
 def curve_figures(rows: list[dict], stem: str) -> dict[str, bytes]:
-    """``<stem>-<curve>.png`` -> PNG bytes, one per curve of the board's latest units (pure)."""
+    """``<stem>-<curve>.png`` -> PNG bytes, one per curve of the board's latest units, on the
+    board's primary metric (pure)."""
+    metrics = board_metrics(rows)
+    if metrics:
+        rows = metric_rows(rows, metrics[0])
     data = BoardData.of(rows)
     if not data.curves:
         return {}
@@ -49,7 +53,7 @@ def curve_figures(rows: list[dict], stem: str) -> dict[str, bytes]:
                             color=line.get_color(), alpha=0.12, lw=0)
         on_curve = next(r for u in units.values() for r in u.rows if r.get("curve") == c)
         ax.set_xlabel(_xlabel(c, on_curve), fontsize=8)
-        ax.set_ylabel(f"{rows[0]['metric']} (%)")
+        ax.set_ylabel(f"{metrics[0] if metrics else rows[0]['metric']} (%)")
         ax.set_title(f"{stem}: {c}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2, loc="best")

@@ -1,7 +1,9 @@
 """What reporting needs to know about a row, read from its structured fields.
 
 A result row (``i2m2bench.harness.store.read_rows``) names its protocol (``protocol``, the key
-it is stored under and the column heading boards show) and carries structured fields: ``curve``
+it is stored under and the column heading boards show) and its ``metric`` (one row per declared
+metric per protocol; :func:`board_metrics` orders them, primary first) and carries structured
+fields: ``curve``
 (``"perturb:audio:snr"``, ``"missing_rate"``; None off a curve) and ``level`` (float; None off a
 curve). Renderers group and order rows by these fields and by :func:`protocol_kind`; no renderer
 splits a protocol string. :func:`protocol_kind` is the one boundary where a row from a file
@@ -88,6 +90,24 @@ def latest_units(rows: list[dict], key: Callable[[dict], Hashable] = lambda r: r
         newest = max(units, key=lambda h: (max(r["date"] for r in units[h]), h))
         out[k] = units[newest]
     return out
+
+
+def board_metrics(rows: list[dict]) -> list[str]:
+    """The board's metrics, primary first: the ``metrics`` its units declare (the task's
+    metrics, recorded with each unit; the most recently dated declaration wins), then any other
+    metric its score rows carry, by name. Rows written before tasks declared several metrics
+    carry none: their metric(s) by name (one, ``accuracy``, for every board of that time)."""
+    scored = [r for r in rows if r["protocol"] != "train"]
+    declared = max(((str(r.get("date")), tuple(r["metrics"])) for r in scored if r.get("metrics")),
+                   default=(None, ()))[1]
+    present = {str(r["metric"]) for r in scored}
+    return [m for m in declared if m in present] + sorted(present - set(declared))
+
+
+def metric_rows(rows: list[dict], metric: str) -> list[dict]:
+    """The score rows of one metric, with every training-figure row (``protocol == "train"``):
+    what a renderer built for one metric per protocol reads."""
+    return [r for r in rows if r["protocol"] == "train" or r["metric"] == metric]
 
 
 def has_settings(rows: list[dict]) -> bool:

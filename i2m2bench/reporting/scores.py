@@ -21,12 +21,30 @@ def _mean_std(values: list[float], scale: float, digits: int) -> str:
     return f"{m:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
+#: The cell of a metric that has no value (nan) on the split for some seed (e.g. AUROC of a label
+#: whose targets hold one class only).
+UNDEFINED = "undefined"
+
+
+def is_undefined(values: list[float] | None) -> bool:
+    """Whether ``values`` hold an undefined (nan) value."""
+    return bool(values) and any(v != v for v in values)
+
+
+def finite_best(means: list[float], higher_is_better: bool) -> float | None:
+    """The best of ``means`` (max or min), leaving undefined (nan) ones out; None if none is left."""
+    ok = [m for m in means if m == m]
+    return (max if higher_is_better else min)(ok) if ok else None
+
+
 def mean_std_cell(values: list[float] | None, scale: float, digits: int,
                   best: float | None = None) -> str:
     """A table cell: mean ± sample std of ``values`` × ``scale``, bold when the mean is ``best``,
-    "—" when there are none."""
+    "—" when there are none, "undefined" when one of them is (nan; never bold)."""
     if not values:
         return "—"
+    if is_undefined(values):
+        return UNDEFINED
     cell = _mean_std(values, scale, digits)
     return f"**{cell}**" if best is not None and statistics.fmean(values) == best else cell
 

@@ -14,7 +14,7 @@ from tabulate import tabulate
 from i2m2bench.data.spectrum import (BAYES_MC_SAMPLES, BAYES_MC_SEED, DEFAULTS, SHIFTS,
                                      bayes_ceiling)
 from i2m2bench.reporting.layouts import LAYOUTS, Layout, png_bytes
-from i2m2bench.reporting.rows import latest_units, method_order
+from i2m2bench.reporting.rows import board_metrics, latest_units, method_order, metric_rows
 from i2m2bench.reporting.scores import mean_std_cell
 
 #: The board's panels: protocol -> the distribution the Bayes ceiling is computed on.
@@ -32,8 +32,12 @@ _PROTOCOL_TITLES = {
 def _collect(rows: list[dict]) -> tuple[dict, dict, list, list]:
     """(values[(setting, method)][protocol] -> [per seed], meta[method], settings, methods).
 
-    For each (setting, method) only the rows of its most recent unit hash count.
+    For each (setting, method) only the rows of its most recent unit hash count, and only the
+    scores of the board's primary metric (the task's, accuracy).
     """
+    metrics = board_metrics(rows)
+    if metrics:
+        rows = metric_rows(rows, metrics[0])
     values: dict = {}
     meta: dict = {}
     options: dict = {}

@@ -2,7 +2,8 @@
 with settings), one column per protocol and metric, mean and std as separate columns.
 
 The numbers are the board's (latest unit per method; a later row of the same seed wins) as raw
-fractions, as stored (not percent). ``std`` is the sample standard deviation over seeds, None
+fractions, as stored (not percent); a metric undefined on a split for a seed makes its mean and
+std nan (CSV ``nan``, JSON ``null``). ``std`` is the sample standard deviation over seeds, None
 with one seed. :func:`to_csv` and :func:`to_json` serialise a table for ``pandas.read_csv`` /
 ``pandas.read_json``.
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 
-from i2m2bench.reporting.rows import column_order, has_settings, latest_units, method_order, unit_key
+from i2m2bench.reporting.rows import (board_metrics, column_order, has_settings, latest_units,
+                                      method_order, unit_key)
 
 #: The columns that identify a record, before the value columns.
 KEY_COLUMNS = ("method", "label", "family", "fusion", "recipe", "seeds")
@@ -38,7 +41,8 @@ def board_table(rows: list[dict]) -> list[dict]:
     for rs in units.values():
         for r in rs:
             order.setdefault((r["protocol"], r["metric"]), column_order(r))
-    columns = sorted(order, key=lambda c: order[c])
+    rank = {m: i for i, m in enumerate(board_metrics(rows))}  # declared order, primary first
+    columns = sorted(order, key=lambda c: (*order[c][:-1], rank.get(c[1], len(rank)), order[c][-1]))
 
     def sort_key(k):
         r0 = units[k][0]
@@ -58,8 +62,11 @@ def board_table(rows: list[dict]) -> list[dict]:
                    seeds=len({r["seed"] for r in rs} - failed))
         for protocol, metric in columns:
             vals = [v for _, v in sorted(per.get((protocol, metric), {}).items())]
-            rec[value_column(protocol, metric, "mean")] = statistics.fmean(vals) if vals else None
-            rec[value_column(protocol, metric, "std")] = statistics.stdev(vals) if len(vals) > 1 else None
+            undefined = any(v != v for v in vals)  # nan: the metric has no value for a seed
+            rec[value_column(protocol, metric, "mean")] = (
+                math.nan if undefined else statistics.fmean(vals)) if vals else None
+            rec[value_column(protocol, metric, "std")] = (
+                math.nan if undefined else statistics.stdev(vals)) if len(vals) > 1 else None
         table.append(rec)
     return table
 
@@ -75,5 +82,8 @@ def to_csv(table: list[dict]) -> str:
 
 
 def to_json(table: list[dict]) -> str:
-    """The table as a JSON array of records (``pandas.read_json(text, orient="records")``)."""
-    return json.dumps(table, indent=2, ensure_ascii=False) + "\n"
+    """The table as a JSON array of records (``pandas.read_json(text, orient="records")``); an
+    undefined value (nan: a metric with no value on the split) is ``null``, as JSON has no nan."""
+    clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
+             for rec in table]
+    return json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,0 +1,337 @@
+"""Evaluation metrics for every problem type, in one registry (``METRICS``).
+
+A metric reads a model's combined output on a split and the split's targets (and, for NLVR2's
+consistency, its sample groups), as numpy arrays (torch tensors are accepted and copied to the
+CPU):
+
+=============  ==================================================  =============================
+problem        predictions (``Fusion.log_probs``)                  targets
+=============  ==================================================  =============================
+multiclass     (N, C) log-probabilities                            (N,) int class indices
+multilabel     (N, L) Bernoulli logits (one per label)             (N, L) 0/1
+soft-score     (N, C) log-probabilities (categorical PoE)          (N, C) scores in [0, 1]
+=============  ==================================================  =============================
+
+Registered metrics (``python -m i2m2bench list metrics``); every one is a fraction in [0, 1],
+boards show it in percent:
+
+* ``accuracy`` ↑ — multiclass: arg-max = target; multilabel: per-label accuracy at
+  p > 0.5 (logit > 0), averaged over labels.
+* ``balanced_accuracy`` ↑ — multiclass: mean recall over the classes present in the targets
+  (scikit-learn's ``balanced_accuracy_score``); multilabel: its binary form at p > 0.5 per label,
+  averaged over labels.
+* ``auroc`` ↑ — area under the ROC curve per label (multilabel) or per class one-vs-rest
+  (multiclass), scikit-learn's ``roc_auc_score``; the value is the macro mean over labels.
+* ``auprc`` ↑ — average precision per label / class (scikit-learn's
+  ``average_precision_score``), macro mean.
+* ``vqa_score`` ↑ — soft-score: the target score of the arg-max answer, averaged (the VQA
+  accuracy of Antol et al., with scores min(#annotators / 3, 1) precomputed in the targets).
+* ``consistency`` ↑ — multiclass with sample groups (NLVR2's: the sentence of each group is
+  paired with several images): share of groups whose samples are all answered correctly.
+
+**Per-label values.** A metric with per-label values (``Metric.per_label``: auroc, auprc, and
+accuracy / balanced accuracy on multilabel tasks) is also addressable as ``<metric>/<label>``
+(``auroc/Effusion``; the label's name from ``TaskSpec.labels``, else its index), e.g. in a
+dataset's declared metrics or ``train.select_on``; :func:`per_label_values` gives all of them at
+once.
+
+**Adding a metric** (here or from a plugin): ``METRICS.add("name", Metric("name", fn,
+higher_is_better, problems, ...), origin="package.module.fn")``; a dataset then declares it in
+``TaskSpec.metric`` / ``TaskSpec.metrics``. Boards show every metric in percent, so a registered
+metric should be a fraction in [0, 1].
+
+**Undefined values.** A value that does not exist on a split — AUROC of a label whose targets
+hold one class only, average precision of a label with no positive — is ``float('nan')``, never
+an error and never a made-up 0.5; boards show it as "undefined" and it never wins "best". A
+macro mean is over the labels where the value is defined (every method is scored on the same
+targets, so on the same labels) and is undefined only when no label is.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from i2m2bench.registry import Registry
+from i2m2bench.types import ProblemType, TaskSpec
+
+PROBLEMS: tuple[ProblemType, ...] = ("multiclass", "multilabel", "soft-score")
+
+
+class MetricError(ValueError):
+    """A metric name, or a metric applied where it does not apply; the message says which."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: ``fn(pred, target, problem, groups) -> float`` (nan when undefined) over numpy
+    arrays shaped as in the module docstring; ``problems``: the problem types it reads;
+    ``needs_groups``: it reads the split's sample groups; ``per_label(pred, target, problem)``
+    (optional): its value per label / class, (L,) with nan where undefined, for the problem types
+    in ``per_label_problems``."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray, str, np.ndarray | None], float]
+    higher_is_better: bool
+    problems: tuple[str, ...]
+    needs_groups: bool = False
+    per_label: Callable[[np.ndarray, np.ndarray, str], np.ndarray] | None = None
+    per_label_problems: tuple[str, ...] = ()
+    description: str = ""
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+# ------------------------------------------------------------------------------ helpers
+def as_numpy(x) -> np.ndarray:
+    """A numpy view/copy of ``x`` (a torch tensor is detached and copied to the CPU; bfloat16,
+    which numpy lacks, becomes float32)."""
+    if hasattr(x, "detach"):
+        x = x.detach()
+        if str(x.dtype) == "torch.bfloat16":
+            x = x.float()
+        x = x.cpu().numpy()
+    return np.asarray(x)
+
+
+def _macro(values: np.ndarray) -> float:
+    """Mean over the defined (finite) values; nan when none is."""
+    ok = np.isfinite(values)
+    return float(values[ok].mean()) if ok.any() else math.nan
+
+
+def _columns(pred: np.ndarray, target: np.ndarray, problem: str) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (N, L), binary targets (N, L)) for per-label ranking metrics: multilabel as given;
+    multiclass one-vs-rest (one-hot targets; log-probabilities rank like probabilities)."""
+    if problem == "multiclass":
+        onehot = np.zeros(pred.shape, dtype=np.int64)
+        onehot[np.arange(len(target)), target.astype(np.int64)] = 1
+        return pred, onehot
+    return pred, (target > 0.5).astype(np.int64)
+
+
+def _decisions(pred: np.ndarray) -> np.ndarray:
+    """Multilabel decisions at p > 0.5, i.e. logit > 0."""
+    return pred > 0
+
+
+# ------------------------------------------------------------------------------ the metrics
+def _accuracy(pred, target, problem, groups=None) -> float:
+    if problem == "multiclass":
+        return float(np.mean(pred.argmax(1) == target))
+    return _macro(_accuracy_per_label(pred, target, problem))
+
+
+def _accuracy_per_label(pred, target, problem) -> np.ndarray:
+    return np.mean(_decisions(pred) == (target > 0.5), axis=0, dtype=np.float64)
+
+
+def _balanced_accuracy(pred, target, problem, groups=None) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    if problem == "multiclass":
+        with warnings.catch_warnings():  # "y_pred contains classes not in y_true": expected
+            warnings.simplefilter("ignore")
+            return float(balanced_accuracy_score(target, pred.argmax(1)))
+    return _macro(_balanced_accuracy_per_label(pred, target, problem))
+
+
+def _balanced_accuracy_per_label(pred, target, problem) -> np.ndarray:
+    from sklearn.metrics import balanced_accuracy_score
+
+    y, d = (target > 0.5), _decisions(pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.array([balanced_accuracy_score(y[:, j], d[:, j]) for j in range(y.shape[1])],
+                        dtype=np.float64)
+
+
+def _auroc_per_label(pred, target, problem) -> np.ndarray:
+    from sklearn.metrics import roc_auc_score
+
+    scores, y = _columns(pred, target, problem)
+    out = np.full(y.shape[1], math.nan)
+    for j in range(y.shape[1]):
+        if 0 < y[:, j].sum() < len(y):  # both classes present, else undefined
+            out[j] = roc_auc_score(y[:, j], scores[:, j])
+    return out
+
+
+def _auprc_per_label(pred, target, problem) -> np.ndarray:
+    from sklearn.metrics import average_precision_score
+
+    scores, y = _columns(pred, target, problem)
+    out = np.full(y.shape[1], math.nan)
+    for j in range(y.shape[1]):
+        if y[:, j].sum() > 0:  # no positive: undefined
+            out[j] = average_precision_score(y[:, j], scores[:, j])
+    return out
+
+
+def _vqa_score(pred, target, problem, groups=None) -> float:
+    best = pred.argmax(1)
+    return float(np.mean(target[np.arange(len(best)), best], dtype=np.float64))
+
+
+def _consistency(pred, target, problem, groups=None) -> float:
+    if groups is None:
+        raise MetricError("consistency needs the split's sample groups (Split.groups)")
+    correct = pred.argmax(1) == target
+    ids, inverse = np.unique(groups, return_inverse=True)
+    wrong = np.zeros(len(ids), dtype=bool)
+    np.logical_or.at(wrong, inverse, ~correct)
+    return float(np.mean(~wrong))
+
+
+def _macro_of(per_label):
+    return lambda pred, target, problem, groups=None: _macro(per_label(pred, target, problem))
+
+
+_ORIGIN = __name__
+METRICS.add("accuracy", Metric(
+    "accuracy", _accuracy, True, ("multiclass", "multilabel"),
+    per_label=_accuracy_per_label, per_label_problems=("multilabel",),
+    description="arg-max = target (multiclass); per-label accuracy at p > 0.5, mean (multilabel)"),
+    origin=f"{_ORIGIN}._accuracy")
+METRICS.add("balanced_accuracy", Metric(
+    "balanced_accuracy", _balanced_accuracy, True, ("multiclass", "multilabel"),
+    per_label=_balanced_accuracy_per_label, per_label_problems=("multilabel",),
+    description="mean per-class recall (sklearn balanced_accuracy_score); per label at p > 0.5, "
+                "mean (multilabel)"), origin=f"{_ORIGIN}._balanced_accuracy")
+METRICS.add("auroc", Metric(
+    "auroc", _macro_of(_auroc_per_label), True, ("multiclass", "multilabel"),
+    per_label=_auroc_per_label, per_label_problems=("multiclass", "multilabel"),
+    description="ROC AUC per label (one-vs-rest per class), macro mean over defined labels "
+                "(sklearn roc_auc_score)"), origin=f"{_ORIGIN}._auroc_per_label")
+METRICS.add("auprc", Metric(
+    "auprc", _macro_of(_auprc_per_label), True, ("multiclass", "multilabel"),
+    per_label=_auprc_per_label, per_label_problems=("multiclass", "multilabel"),
+    description="average precision per label (one-vs-rest per class), macro mean over defined "
+                "labels (sklearn average_precision_score)"), origin=f"{_ORIGIN}._auprc_per_label")
+METRICS.add("vqa_score", Metric(
+    "vqa_score", _vqa_score, True, ("soft-score",),
+    description="target score of the arg-max answer, mean (VQA accuracy)"),
+    origin=f"{_ORIGIN}._vqa_score")
+METRICS.add("consistency", Metric(
+    "consistency", _consistency, True, ("multiclass",), needs_groups=True,
+    description="share of sample groups answered correctly throughout (NLVR2)"),
+    origin=f"{_ORIGIN}._consistency")
+
+
+# ------------------------------------------------------------------------------ public API
+def _label_names(spec_or_labels: TaskSpec | Sequence[str] | None, width: int) -> list[str]:
+    labels = spec_or_labels.labels if isinstance(spec_or_labels, TaskSpec) else spec_or_labels
+    return list(labels) if labels else [str(i) for i in range(width)]
+
+
+def resolve(name: str) -> tuple[Metric, str | None]:
+    """(the registered metric, the label or None) of ``name`` — ``auroc`` or ``auroc/<label>``.
+    An unknown metric raises the registry's error (with did-you-mean); a per-label name of a
+    metric without per-label values raises :class:`MetricError`."""
+    base, sep, label = str(name).partition("/")
+    metric = METRICS.get(base)
+    if not sep:
+        return metric, None
+    if metric.per_label is None or not label:
+        raise MetricError(f"metric {name!r}: {base!r} has no per-label values")
+    return metric, label
+
+
+def direction(name: str) -> bool:
+    """Whether higher values of metric ``name`` are better."""
+    return resolve(name)[0].higher_is_better
+
+
+def check_metric(name: str, spec: TaskSpec) -> Metric:
+    """The metric ``name`` if it can be computed on ``spec``'s tasks, else :class:`MetricError`
+    (or the registry's ``KeyError``) saying why."""
+    metric, label = resolve(name)
+    if spec.problem not in metric.problems:
+        raise MetricError(f"metric {name!r} does not apply to {spec.problem} tasks (it reads "
+                          f"{', '.join(metric.problems)})")
+    if label is not None:
+        if spec.problem not in metric.per_label_problems:
+            raise MetricError(f"metric {name!r}: {metric.name!r} has no per-label values on "
+                              f"{spec.problem} tasks")
+        labels = _label_names(spec, spec.num_classes)
+        if label not in labels:
+            raise MetricError(f"metric {name!r}: task {spec.name!r} has no label {label!r}; its "
+                              f"labels are {', '.join(labels)}")
+    return metric
+
+
+def declared_metrics(spec: TaskSpec) -> tuple[str, ...]:
+    """The task's metrics: its primary metric first, then the others it declares (no repeats)."""
+    return tuple(dict.fromkeys((spec.metric, *spec.metrics)))
+
+
+def check_spec(spec: TaskSpec) -> None:
+    """Every metric ``spec`` declares exists and applies to its problem type, and an explicit
+    ``higher_is_better`` agrees with the primary metric's direction (:class:`MetricError`)."""
+    if spec.problem not in PROBLEMS:
+        raise MetricError(f"task {spec.name!r}: problem type {spec.problem!r} is not one of "
+                          f"{', '.join(PROBLEMS)}")
+    for name in declared_metrics(spec):
+        try:
+            check_metric(name, spec)
+        except (MetricError, KeyError) as exc:
+            raise MetricError(f"task {spec.name!r} declares metric {name!r}: {exc}") from exc
+    if spec.higher_is_better is not None and spec.higher_is_better != direction(spec.metric):
+        raise MetricError(f"task {spec.name!r}: higher_is_better={spec.higher_is_better} "
+                          f"contradicts its primary metric {spec.metric!r}, for which "
+                          f"{'higher' if direction(spec.metric) else 'lower'} is better (leave "
+                          "higher_is_better unset: it comes from the metric)")
+
+
+def compute(name: str, pred, target, problem: str, groups=None,
+            labels: TaskSpec | Sequence[str] | None = None) -> float:
+    """The value of metric ``name`` (``auroc`` or ``auroc/<label>``); nan when undefined."""
+    metric, label = resolve(name)
+    if problem not in metric.problems:
+        raise MetricError(f"metric {name!r} does not apply to {problem} tasks")
+    if metric.needs_groups and groups is None:
+        raise MetricError(f"metric {name!r} needs the split's sample groups (Split.groups)")
+    pred, target = as_numpy(pred), as_numpy(target)
+    groups = None if groups is None else as_numpy(groups)
+    if label is None:
+        return float(metric.fn(pred, target, problem, groups))
+    names = _label_names(labels, pred.shape[1])
+    if label not in names:
+        raise MetricError(f"metric {name!r}: no label {label!r} among {', '.join(names)}")
+    return float(per_label_values(metric.name, pred, target, problem)[names.index(label)])
+
+
+def compute_all(names: Sequence[str], pred, target, problem: str, groups=None,
+                labels: TaskSpec | Sequence[str] | None = None) -> dict[str, float]:
+    """``{name: value}`` for each metric of ``names`` (arrays converted once)."""
+    pred, target = as_numpy(pred), as_numpy(target)
+    groups = None if groups is None else as_numpy(groups)
+    return {n: compute(n, pred, target, problem, groups, labels) for n in names}
+
+
+def per_label_values(name: str, pred, target, problem: str) -> np.ndarray:
+    """Metric ``name``'s value per label (or per class, one-vs-rest), (L,) float64, nan where
+    undefined."""
+    metric = METRICS.get(name)
+    if metric.per_label is None or problem not in metric.per_label_problems:
+        raise MetricError(f"metric {name!r} has no per-label values on {problem} tasks")
+    return np.asarray(metric.per_label(as_numpy(pred), as_numpy(target), problem), dtype=np.float64)
+
+
+def is_defined(name: str, target, problem: str, groups=None, width: int | None = None,
+               labels: TaskSpec | Sequence[str] | None = None) -> bool:
+    """Whether metric ``name`` has a value on a split with these targets (for AUROC/AUPRC that
+    depends on the targets alone): evaluated on constant predictions."""
+    target = as_numpy(target)
+    c = width if width is not None else (int(target.max()) + 1 if target.ndim == 1 else target.shape[1])
+    pred = np.zeros((len(target), c), dtype=np.float32)
+    return math.isfinite(compute(name, pred, target, problem, groups, labels))
+
+
+__all__ = ["METRICS", "Metric", "MetricError", "as_numpy", "check_metric", "check_spec", "compute",
+           "compute_all", "declared_metrics", "direction", "is_defined", "per_label_values",
+           "resolve"]
