@@ -7,6 +7,7 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 
 def _umask() -> int:
@@ -24,18 +25,23 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename (never a half-written file)."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(fh)`` into a temporary file beside ``path``, then rename it onto ``path`` (never a
+    half-written file; the temporary file is removed on any failure)."""
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

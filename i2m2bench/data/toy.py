@@ -24,12 +24,28 @@ def _make(n: int, classes: int, dim: int, noise: float, gen: torch.Generator):
     return a, b, y
 
 
+def _check_source(name: str, source: str) -> None:
+    if source not in ("auto", "embedded"):
+        raise ValueError(f"{name}: source must be 'auto' or 'embedded' (it has no real files); got "
+                         f"{source!r}")
+
+
+def _splits(make, n_train: int, n_eval: int, noise: float) -> tuple[dict, dict]:
+    """train/val/test drawn with ``make(n, noise) -> (a, b, target)`` in that order, then the
+    ``noisier`` shift set (noise × 1.5) — the same generator draws for every toy task."""
+    splits = {}
+    for name, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
+        a, b, y = make(n, noise)
+        splits[name] = Split({"a": a, "b": b}, y, name)
+    a, b, y = make(n_eval, noise * 1.5)
+    return splits, {"noisier": Split({"a": a, "b": b}, y, "noisier")}
+
+
 @DATASETS.register("toy")
 def build_toy(n_train: int = 512, n_eval: int = 256, classes: int = 4, dim: int = 16,
               noise: float = 1.5, data_seed: int = 0, source: str = "embedded") -> Task:
     """Toy data are generated, always embedded: there is no ``data_root`` option."""
-    if source not in ("auto", "embedded"):
-        raise ValueError(f"toy: source must be 'auto' or 'embedded' (it has no real files); got {source!r}")
+    _check_source("toy", source)
     gen = torch.Generator().manual_seed(data_seed)
     spec = TaskSpec(
         name="toy", version="1",
@@ -37,21 +53,12 @@ def build_toy(n_train: int = 512, n_eval: int = 256, classes: int = 4, dim: int 
         problem="multiclass", num_classes=classes, labels=tuple(str(i) for i in range(classes)),
         source="embedded", description="synthetic two-modality task for tests",
     )
-    splits = {}
-    for name, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
-        a, b, y = _make(n, classes, dim, noise, gen)
-        splits[name] = Split({"a": a, "b": b}, y, name)
-    a, b, y = _make(n_eval, classes, dim, noise * 1.5, gen)
-    shifts = {"noisier": Split({"a": a, "b": b}, y, "noisier")}
+    splits, shifts = _splits(lambda n, nz: _make(n, classes, dim, nz, gen), n_train, n_eval, noise)
     return Task(spec, splits, shifts, options=dict(n_train=n_train, n_eval=n_eval, classes=classes,
                                                    dim=dim, noise=noise, data_seed=data_seed))
 
 
 # ----------------------------------------------------------------------------- other problem types
-def _check_source(name: str, source: str) -> None:
-    if source not in ("auto", "embedded"):
-        raise ValueError(f"{name}: source must be 'auto' or 'embedded' (it has no real files); got "
-                         f"{source!r}")
 
 
 def _bits_to_inputs(bits_a: torch.Tensor, bits_b: torch.Tensor, dim: int, noise: float,
@@ -90,12 +97,7 @@ def build_toy_multilabel(n_train: int = 512, n_eval: int = 256, labels: int = 4,
         metrics=("auprc", "accuracy"), source="embedded",
         description="synthetic two-modality multilabel task for tests (even labels intra, odd XOR)",
     )
-    splits = {}
-    for name, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
-        a, b, y = _make_multilabel(n, labels, dim, noise, gen)
-        splits[name] = Split({"a": a, "b": b}, y, name)
-    a, b, y = _make_multilabel(n_eval, labels, dim, noise * 1.5, gen)
-    shifts = {"noisier": Split({"a": a, "b": b}, y, "noisier")}
+    splits, shifts = _splits(lambda n, nz: _make_multilabel(n, labels, dim, nz, gen), n_train, n_eval, noise)
     return Task(spec, splits, shifts, options=dict(n_train=n_train, n_eval=n_eval, labels=labels,
                                                    dim=dim, noise=noise, data_seed=data_seed))
 
@@ -137,12 +139,8 @@ def build_toy_soft(n_train: int = 512, n_eval: int = 256, answers: int = 6, dim:
         metric="vqa_score", source="embedded",
         description="synthetic two-modality soft-score (VQA-style) task for tests",
     )
-    splits = {}
-    for name, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
-        a, b, t = _make_soft(n, answers, dim, noise, annotators, agree, gen)
-        splits[name] = Split({"a": a, "b": b}, t, name)
-    a, b, t = _make_soft(n_eval, answers, dim, noise * 1.5, annotators, agree, gen)
-    shifts = {"noisier": Split({"a": a, "b": b}, t, "noisier")}
+    splits, shifts = _splits(lambda n, nz: _make_soft(n, answers, dim, nz, annotators, agree, gen),
+                             n_train, n_eval, noise)
     return Task(spec, splits, shifts, options=dict(n_train=n_train, n_eval=n_eval, answers=answers,
                                                    dim=dim, noise=noise, annotators=annotators,
                                                    agree=agree, data_seed=data_seed))

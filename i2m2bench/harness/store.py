@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from i2m2bench._version import __version__
-from i2m2bench.fileio import _temp_beside, locked, write_bytes_atomic, write_text_atomic  # noqa: F401
+from i2m2bench.fileio import locked, write_atomic, write_bytes_atomic, write_text_atomic  # noqa: F401
 
 SCHEMA = 2
 # Row fields that describe what produced a unit (stored once per file, referenced by id).
@@ -258,16 +258,7 @@ def upsert_unit_rows(path: Path, rows: list[dict]) -> None:
 # ----------------------------------------------------------------------------- files
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save`` through a unique temporary file and rename."""
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda fh: torch.save(state, fh))
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from i2m2bench.reporting.rows import (board_metrics, column_order, has_settings, latest_units,
-                                      method_order, unit_key)
 from i2m2bench.reporting.scores import mean_std_cell
+from i2m2bench.reporting.tables import grid
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -16,31 +15,13 @@ def summary_table(rows: list[dict]) -> str:
     scored = [r for r in rows if r["protocol"] != "train"]
     if not scored:
         return "no scores to summarise"
-    settings = has_settings(rows)
-    units = latest_units(rows, unit_key(rows))
-    order: dict[tuple[str, str], tuple] = {}
-    for rs in units.values():
-        for r in rs:
-            if r["protocol"] != "train":
-                order.setdefault((r["protocol"], r["metric"]), column_order(r))
-    rank = {m: i for i, m in enumerate(board_metrics(rows))}  # declared order, primary first
-    columns = sorted(order, key=lambda c: (*order[c][:-1], rank.get(c[1], len(rank)), order[c][-1]))
+    settings, columns, entries = grid(rows, scored_only=True)
     metrics = sorted({m for _, m in columns})
     one_metric = len(metrics) == 1
     headers = (["Setting"] if settings else []) + ["Method", "Seeds"]
     headers += [p if one_metric else f"{p} {m}" for p, m in columns]
-
-    def sort_key(k):
-        r0 = units[k][0]
-        return (str(r0.get("setting")) if settings else "", method_order(r0["family"], r0["method"]))
-
     body = []
-    for k in sorted(units, key=sort_key):
-        rs = units[k]
-        per: dict[tuple[str, str], dict[int, float]] = {}
-        for r in rs:
-            per.setdefault((r["protocol"], r["metric"]), {})[r["seed"]] = r["value"]
-        failed = {r["seed"] for r in rs if r["metric"] == "failed"}
+    for rs, per, failed in entries:
         seeds = {r["seed"] for r in rs} - failed
         line = [str(rs[0].get("setting"))] if settings else []
         line += [rs[0]["method"], f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))]

@@ -27,6 +27,35 @@ def value_column(protocol: str, metric: str, stat: str) -> str:
     return f"{protocol}/{metric}/{stat}"
 
 
+def grid(rows: list[dict], scored_only: bool = False) -> tuple[bool, list[tuple[str, str]], list[tuple]]:
+    """What the board's tables share: (boards with settings?, the (protocol, metric) columns —
+    by protocol kind, curve and level, declared metrics in order, ``val`` last — and one entry
+    ``(rows, {column: {seed: value}}, failed seeds)`` per latest unit, in board order).
+    ``scored_only`` leaves out the training figures (protocol ``train``)."""
+    settings = has_settings(rows)
+    units = latest_units(rows, unit_key(rows))
+    order: dict[tuple[str, str], tuple] = {}
+    for rs in units.values():
+        for r in rs:
+            if not (scored_only and r["protocol"] == "train"):
+                order.setdefault((r["protocol"], r["metric"]), column_order(r))
+    rank = {m: i for i, m in enumerate(board_metrics(rows))}  # declared order, primary first
+    columns = sorted(order, key=lambda c: (*order[c][:-1], rank.get(c[1], len(rank)), order[c][-1]))
+
+    def sort_key(k):
+        r0 = units[k][0]
+        return (str(r0.get("setting")) if settings else "", method_order(r0["family"], r0["method"]))
+
+    entries = []
+    for k in sorted(units, key=sort_key):
+        rs = units[k]
+        per: dict[tuple[str, str], dict[int, float]] = {}
+        for r in rs:
+            per.setdefault((r["protocol"], r["metric"]), {})[r["seed"]] = r["value"]
+        entries.append((rs, per, {r["seed"] for r in rs if r["metric"] == "failed"}))
+    return settings, columns, entries
+
+
 def board_table(rows: list[dict]) -> list[dict]:
     """One dict per method (or per (setting, method)), all with the same keys in the same order:
     ``setting`` (boards with settings only), :data:`KEY_COLUMNS`, then for every (protocol,
@@ -35,27 +64,10 @@ def board_table(rows: list[dict]) -> list[dict]:
     (None where the method has no value). ``seeds`` counts the seeds that did not fail."""
     if not rows:
         raise ValueError("no result rows to export")
-    settings = has_settings(rows)
-    units = latest_units(rows, unit_key(rows))
-    order: dict[tuple[str, str], tuple] = {}
-    for rs in units.values():
-        for r in rs:
-            order.setdefault((r["protocol"], r["metric"]), column_order(r))
-    rank = {m: i for i, m in enumerate(board_metrics(rows))}  # declared order, primary first
-    columns = sorted(order, key=lambda c: (*order[c][:-1], rank.get(c[1], len(rank)), order[c][-1]))
-
-    def sort_key(k):
-        r0 = units[k][0]
-        return (str(r0.get("setting")) if settings else "", method_order(r0["family"], r0["method"]))
-
+    settings, columns, entries = grid(rows)
     table = []
-    for k in sorted(units, key=sort_key):
-        rs = units[k]
+    for rs, per, failed in entries:
         r0 = rs[0]
-        per: dict[tuple[str, str], dict[int, float]] = {}
-        for r in rs:
-            per.setdefault((r["protocol"], r["metric"]), {})[r["seed"]] = r["value"]
-        failed = {r["seed"] for r in rs if r["metric"] == "failed"}
         rec = {"setting": r0.get("setting")} if settings else {}
         rec.update(method=r0["method"], label=r0.get("label"), family=r0.get("family"),
                    fusion=r0.get("fusion"), recipe=r0.get("recipe"),
