@@ -12,15 +12,17 @@ process, whose memory is measured from outside):
   figure is the ratio of the harness's training step rate (the ``samples_per_s`` of its record) to
   the bare loop's. ``I2M2BENCH_BENCH_BASELINE=<checkout>`` also runs the same command with
   another checkout's code (e.g. ``git archive`` of the previous commit): today's figures beside.
-* ``test_disk_10gb``: a 10 GiB memory-mapped synthetic dataset (``bench_disk_dataset``: two
-  (N, 1, 64, 64) uint8 modalities, N = 1,310,720 rows: 10 GiB together) trained for one
-  epoch and evaluated through the harness, against the same suite on in-memory splits of the same
-  data's first GiB: the ratio of their step rates.
+* ``test_disk_10gb[side]``: 10 GiB of synthetic data on disk (``bench_disk_dataset``: two
+  (N, 1, side, side) uint8 modalities; side 128 — N = 327,680 — and 64 — N = 1,310,720;
+  ``I2M2BENCH_BENCH_DISK_SIDES``) trained for one epoch and evaluated through the harness, against
+  the same suite on in-memory splits of the same data's first GiB (trained for as many steps):
+  the ratio of their step rates. The small rows of side 64 (4 KB per modality) show the cost of
+  one read per row; the larger ones, what streaming costs a model of that size.
 
 Memory is reported three ways: ``peak_rss_mb`` — the largest resident set of any one process of
 the run (``wait4``'s ``ru_maxrss``: the main process or a DataLoader worker), which is what the
 ≤ 2 GB target is read against; ``peak_tree_pss_mb`` — the peak sum of the proportional set sizes
-of the whole process tree (shared pages counted once; sampled every 0.1 s); ``peak_tree_rss_mb``
+of the whole process tree (shared pages counted once; sampled every 0.5 s); ``peak_tree_rss_mb``
 — the peak sum of their resident sets (shared pages counted in every process).
 
 Not run by CI (minutes; several GB of temporary files, deleted afterwards). Results go to
@@ -57,8 +59,9 @@ AVMNIST_DTYPE = os.environ.get("I2M2BENCH_BENCH_AVMNIST_DTYPE", "float32")
 BASELINE = os.environ.get("I2M2BENCH_BENCH_BASELINE")
 AVMNIST_ROWS = (600, 100, 200) if QUICK else (55_000, 5_000, 10_000)
 DISK_BYTES = (64 << 20) if QUICK else (10 << 30)
-MEMORY_BYTES = (16 << 20) if QUICK else (1 << 30)
-N_EVAL = 200 if QUICK else 20_000
+MEMORY_BYTES = (32 << 20) if QUICK else (1 << 30)
+N_EVAL = 200 if QUICK else 5_000
+DISK_SIDES = [int(x) for x in os.environ.get("I2M2BENCH_BENCH_DISK_SIDES", "128,64").split(",")]
 BARE_STEPS = 30 if QUICK else 400
 RESULTS: dict = {}
 
@@ -96,13 +99,14 @@ def _rss_pss_kb(pid: int) -> tuple[int, int]:
 def run_measured(cmd: list[str], env: dict, log: Path, cwd: Path = ROOT) -> dict:
     """Run ``cmd``; its wall time, exit status and memory (see the module docstring)."""
     peak = {"pss": 0, "rss": 0, "procs": 0}
+    load_before = os.getloadavg()[0]
     done = threading.Event()
     with open(log, "w") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
         def sample():
-            while not done.wait(0.1):
+            while not done.wait(0.5):
                 pids = _tree(proc.pid)
                 mem = [_rss_pss_kb(p) for p in pids]
                 peak["rss"] = max(peak["rss"], sum(r for r, _ in mem))
@@ -119,7 +123,7 @@ def run_measured(cmd: list[str], env: dict, log: Path, cwd: Path = ROOT) -> dict
     assert rc == 0, f"{' '.join(cmd)} exited {rc}:\n{log.read_text()[-3000:]}"
     return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
             "peak_tree_pss_mb": peak["pss"] / 1024, "peak_tree_rss_mb": peak["rss"] / 1024,
-            "processes": peak["procs"]}
+            "processes": peak["procs"], "load_avg_1min": [load_before, os.getloadavg()[0]]}
 
 
 def unit_info(out: Path) -> dict:
@@ -186,9 +190,13 @@ def write_avmnist(root: Path, rows=AVMNIST_ROWS, dtype=AVMNIST_DTYPE, seed=0) ->
     return total
 
 
-def bare_loop(data_dir: Path, steps: int, batch_size: int = 40, pool: int = 50) -> float:
+def bare_loop(data_dir: Path, steps: int, batch_size: int = 40, pool: int = 50,
+              deterministic: bool = True) -> float:
     """Samples/s of a bare PyTorch loop stepping the suite's late-fusion model (SGD lr 0.1,
-    weight decay 1e-4, gradient clip 8, as ``avmnist.gin`` trains it) on ready float batches."""
+    weight decay 1e-4, gradient clip 8, as ``avmnist.gin`` trains it) on ready float batches;
+    ``deterministic``: under the harness's torch settings (``seed_everything``: deterministic
+    algorithms), else torch's defaults."""
+    from i2m2bench.harness.seeding import seed_everything
     import i2m2bench
     from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
     from i2m2bench.types import Batch, TaskSpec
@@ -202,6 +210,9 @@ def bare_loop(data_dir: Path, steps: int, batch_size: int = 40, pool: int = 50) 
          "audio": torch.tensor(np.asarray(aud, np.float32)).reshape(rows, 1, 112, 112).mul_(1 / 255)}
     batches = [Batch({m: v[i:i + batch_size].to(DEV) for m, v in x.items()},
                      y[i:i + batch_size].to(DEV)) for i in range(0, rows, batch_size)]
+    torch.use_deterministic_algorithms(False)
+    if deterministic:
+        seed_everything(0)
     torch.manual_seed(0)
     model = i2m2bench.build_fusion("late_fusion", spec, operator="concat", width=6).to(DEV).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -221,7 +232,9 @@ def bare_loop(data_dir: Path, steps: int, batch_size: int = 40, pool: int = 50) 
     for i in range(steps):
         step(batches[i % len(batches)])
     sync(DEV)
-    return steps * batch_size / (time.perf_counter() - t0)
+    rate = steps * batch_size / (time.perf_counter() - t0)
+    torch.use_deterministic_algorithms(False)
+    return rate
 
 
 def test_avmnist_full_size(benchmark, tmp_root):
@@ -239,6 +252,7 @@ def test_avmnist_full_size(benchmark, tmp_root):
         info = unit_info(tmp_root / "avmnist_run")
         bare_after = bare_loop(data / "avmnist", BARE_STEPS)
         bare = (bare_before + bare_after) / 2
+        bare_default = bare_loop(data / "avmnist", BARE_STEPS, deterministic=False)
         out.update({"command": _shown(cmd).replace(str(tmp_root), "$TMP"),
                     "data": {"rows": list(AVMNIST_ROWS), "stored_dtype": AVMNIST_DTYPE,
                              "bytes_on_disk": nbytes, "bytes_as_uint8": sum(AVMNIST_ROWS) * (784 + 12544)},
@@ -247,6 +261,7 @@ def test_avmnist_full_size(benchmark, tmp_root):
                     "test_accuracy": info.get("score_test"),
                     "bare_samples_per_s": bare, "bare_samples_per_s_before": bare_before,
                     "bare_samples_per_s_after": bare_after, "bare_steps": BARE_STEPS,
+                    "bare_default_samples_per_s": bare_default,
                     "ratio_to_bare": info["samples_per_s"] / bare})
         if BASELINE:
             base_out = tmp_root / "avmnist_baseline"
@@ -286,84 +301,107 @@ late_fusion/method.options = {'operator': 'concat', 'width': 64}
 """
 
 
-def test_disk_10gb(benchmark, tmp_root):
-    data = tmp_root / "disk_data"
-    bench_disk_dataset.write(data, DISK_BYTES)
+@pytest.mark.parametrize("side", DISK_SIDES)
+def test_disk_10gb(benchmark, tmp_root, side):
+    """One epoch on the 10 GiB files (streamed) and, for the same number of steps, epochs over
+    in-memory splits of their first GiB (so that both rates are measured over as many steps)."""
+    data = tmp_root / f"disk_data_{side}"
+    bench_disk_dataset.write(data, DISK_BYTES, side=side)
     gin = tmp_root / "bench_disk.gin"
     gin.write_text(GIN % {"n_eval": N_EVAL})
+    row = 2 * side * side
+    rows, mem_rows = DISK_BYTES // row, MEMORY_BYTES // row
+    train_rows, mem_train_rows = rows - 2 * N_EVAL, mem_rows - 2 * N_EVAL
+    mem_epochs = max(1, round(train_rows / mem_train_rows))
     out: dict = {}
 
     def run():
-        cmd = _cmd(str(gin), data, tmp_root / "disk_run", [])
-        disk = run_measured(cmd, _env(), tmp_root / "disk_run.log")
-        disk.update(unit_info(tmp_root / "disk_run"))
-        mcmd = _cmd(str(gin), data, tmp_root / "mem_run",
+        cmd = _cmd(str(gin), data, tmp_root / f"disk_run_{side}", [])
+        disk = run_measured(cmd, _env(), tmp_root / f"disk_run_{side}.log")
+        disk.update(unit_info(tmp_root / f"disk_run_{side}"))
+        mcmd = _cmd(str(gin), data, tmp_root / f"mem_run_{side}",
                     ["suite.dataset_options = {'n_eval': %d, 'in_memory_bytes': %d}"
-                     % (N_EVAL, MEMORY_BYTES)])
-        mem = run_measured(mcmd, _env(), tmp_root / "mem_run.log")
-        mem.update(unit_info(tmp_root / "mem_run"))
-        rows = DISK_BYTES // (2 * math.prod(bench_disk_dataset.SHAPE))
+                     % (N_EVAL, MEMORY_BYTES), f"train.epochs = {mem_epochs}",
+                     f"train.patience = {mem_epochs}"])
+        mem = run_measured(mcmd, _env(), tmp_root / f"mem_run_{side}.log")
+        mem.update(unit_info(tmp_root / f"mem_run_{side}"))
         out.update({"command": _shown(cmd).replace(str(tmp_root), "$TMP"),
                     "command_in_memory": _shown(mcmd).replace(str(tmp_root), "$TMP"),
                     "gin": GIN % {"n_eval": N_EVAL},
-                    "data": {"bytes": DISK_BYTES, "rows": rows, "train_rows": rows - 2 * N_EVAL,
-                             "in_memory_bytes": MEMORY_BYTES,
-                             "in_memory_train_rows": MEMORY_BYTES // 8192 - 2 * N_EVAL},
+                    "data": {"bytes": DISK_BYTES, "sample_shape": [1, side, side],
+                             "row_bytes_per_modality": side * side, "rows": rows,
+                             "train_rows": train_rows, "in_memory_bytes": MEMORY_BYTES,
+                             "in_memory_train_rows": mem_train_rows,
+                             "in_memory_epochs": mem_epochs},
                     "disk": disk, "in_memory": mem,
                     "ratio_disk_to_memory": disk["samples_per_s"] / mem["samples_per_s"]})
+        shutil.rmtree(data, ignore_errors=True)  # 10 GiB: not kept for the next size
 
     benchmark.group = "training throughput"
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({"ratio_disk_to_memory": out["ratio_disk_to_memory"],
                                  "disk_peak_rss_mb": out["disk"]["peak_rss_mb"]})
-    RESULTS["disk_10gb"] = out
+    RESULTS[f"disk_10gb_{side}"] = out
 
 
 # ------------------------------------------------------------------------------ publishing
+def _gb(mb: float) -> str:
+    return f"{mb / 1024:.2f} GB"
+
+
 def render_markdown(data: dict) -> str:
     m = data["machine"]
     lines = ["# Training throughput and memory (data on disk)", "",
              f"Generated by `benchmarks/test_training_throughput.py` on {m['device']} "
              f"({m['cpus']} CPU cores, {m['memory_gib']} GiB, {m['device_type']}; torch "
              f"{m['torch']}, Python {m['python']}); {data['date']}. Figures: "
-             "`leaderboards/bench/training_throughput.json`.", ""]
+             "`leaderboards/bench/training_throughput.json`. Peak RSS: the largest resident set "
+             "of any one process of the run (`wait4`'s `ru_maxrss`); peak PSS: the proportional "
+             "set sizes of the whole process tree summed (shared pages counted once; sampled "
+             "every 0.5 s); load: the 1-minute load average before/after the run (the machine "
+             f"has {m['cpus']} cores; above that, other work shared them).", ""]
     a = data.get("avmnist")
     if a:
         d = a["data"]
         lines += ["## Full-size AV-MNIST, one epoch of late fusion (`python -m i2m2bench run`)", "",
                   f"{sum(d['rows']):,} rows in MultiBench's layout, stored as {d['stored_dtype']} "
                   f"({d['bytes_on_disk'] / 1e9:.2f} GB on disk, {d['bytes_as_uint8'] / 1e9:.2f} GB "
-                  "as uint8); batch 40; evaluated on `test`.", "",
-                  "| code | peak RSS, largest process | peak PSS, process tree | train samples/s | "
-                  "bare loop samples/s | ratio |", "|---|---:|---:|---:|---:|---:|"]
-        rows = [("this (memory-mapped)", a)]
+                  "as uint8); batch 40; evaluated on `test`. The bare loop steps the same model "
+                  f"on ready float tensors: {a['bare_samples_per_s']:.0f} samples/s with the "
+                  "harness's torch settings (deterministic algorithms), "
+                  f"{a['bare_default_samples_per_s']:.0f} with torch's defaults.", "",
+                  "| code | peak RSS | peak PSS | train samples/s | / bare loop | "
+                  "/ bare loop (torch defaults) | load |", "|---|---:|---:|---:|---:|---:|---:|"]
+        rows = [("this: files read in place, streamed", a)]
         if "baseline" in a:
-            rows.append(("before (copied into memory)", a["baseline"]))
+            rows.append(("before: files copied into memory", a["baseline"]))
         for name, r in rows:
-            lines.append(f"| {name} | {r['peak_rss_mb'] / 1024:.2f} GB | "
-                         f"{r['peak_tree_pss_mb'] / 1024:.2f} GB | {r['samples_per_s']:.0f} | "
-                         f"{a['bare_samples_per_s']:.0f} | {r['ratio_to_bare']:.3f} |")
+            lo = r["load_avg_1min"]
+            lines.append(f"| {name} | {_gb(r['peak_rss_mb'])} | {_gb(r['peak_tree_pss_mb'])} | "
+                         f"{r['samples_per_s']:.0f} | {r['samples_per_s'] / a['bare_samples_per_s']:.3f} "
+                         f"| {r['samples_per_s'] / a['bare_default_samples_per_s']:.3f} | "
+                         f"{lo[0]:.1f}/{lo[1]:.1f} |")
         lines += ["", f"Command: `{a['command']}`", ""]
-    b = data.get("disk_10gb")
-    if b:
+    for key in sorted(k for k in data if k.startswith("disk_10gb_")):
+        b = data[key]
         d = b["data"]
-        lines += ["## A 10 GiB memory-mapped synthetic dataset, one epoch + evaluation", "",
-                  f"Two (N, 1, 64, 64) uint8 modalities, {d['rows']:,} rows "
-                  f"({d['bytes'] / 2**30:.1f} GiB); late fusion (MLP encoders, width 64), batch "
-                  f"256; evaluated on `test` and `missing:a`. Against the same suite on in-memory "
-                  f"splits of the data's first {d['in_memory_bytes'] / 2**30:.1f} GiB.", "",
-                  "| split kind | train rows | peak RSS, largest process | peak PSS, process tree "
-                  "| train samples/s | wall s |", "|---|---:|---:|---:|---:|---:|"]
-        for name, r, n in (("on disk", b["disk"], d["train_rows"]),
+        shape = "×".join(map(str, d["sample_shape"]))
+        lines += [f"## {d['bytes'] / 2**30:g} GiB on disk, samples of 2 × {shape} uint8", "",
+                  f"Two ({shape}) uint8 modalities ({d['row_bytes_per_modality']:,} bytes per row "
+                  f"and modality), {d['rows']:,} rows; late fusion (MLP encoders, width 64), batch "
+                  "256; one epoch, evaluated on validation, `test` and `missing:a`. Against the same "
+                  f"suite on in-memory splits of the data's first {d['in_memory_bytes'] / 2**30:.0f} "
+                  f"GiB, trained for {d['in_memory_epochs']} epochs (about as many steps).", "",
+                  "| splits | train rows | peak RSS | peak PSS | train samples/s | wall s | load |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, r, n in (("on disk (streamed)", b["disk"], d["train_rows"]),
                            ("in memory (first GiB)", b["in_memory"], d["in_memory_train_rows"])):
-            lines.append(f"| {name} | {n:,} | {r['peak_rss_mb'] / 1024:.2f} GB | "
-                         f"{r['peak_tree_pss_mb'] / 1024:.2f} GB | {r['samples_per_s']:.0f} | "
-                         f"{r['wall_s']:.0f} |")
+            lo = r["load_avg_1min"]
+            lines.append(f"| {name} | {n:,} | {_gb(r['peak_rss_mb'])} | "
+                         f"{_gb(r['peak_tree_pss_mb'])} | {r['samples_per_s']:.0f} | "
+                         f"{r['wall_s']:.0f} | {lo[0]:.1f}/{lo[1]:.1f} |")
         lines += ["", f"Step rate on disk / in memory: **{b['ratio_disk_to_memory']:.3f}**.", "",
                   f"Command: `{b['command']}`", ""]
-    lines += ["Peak RSS, largest process: `wait4`'s `ru_maxrss` of the run (the main process "
-              "or one DataLoader worker). Peak PSS: the sum of the proportional set sizes of the "
-              "whole process tree (shared pages counted once), sampled every 0.1 s.", ""]
     return "\n".join(lines)
 
 
@@ -375,6 +413,7 @@ def publish(tmp_root):
     target = (tmp_root.parent / "i2m2bench-bench-quick") if QUICK else ROOT / "leaderboards"
     path = target / "bench" / "training_throughput.json"
     old = json.loads(path.read_text()) if path.exists() else {}
+    old.pop("disk_10gb", None)  # the layout before sample sizes were measured separately
     data = {**old, **RESULTS, "machine": _machine(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     path.parent.mkdir(parents=True, exist_ok=True)

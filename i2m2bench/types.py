@@ -3,7 +3,7 @@
 Modalities are addressed by name everywhere. A split comes in two kinds behind one interface
 (:class:`DataSplit`): in memory (:class:`Split`, whole tensors in the compact dtype they are stored
 in, uint8 for AV-MNIST-style data) and on disk (:class:`i2m2bench.data.disk.DiskSplit`,
-memory-mapped ``.npy`` files streamed by a DataLoader in index batches). Either way a batch is
+``.npy`` files read in place, streamed by a DataLoader in index batches). Either way a batch is
 normalised to float when it is drawn (``ModalitySpec.scale``), so the hot loop never collates
 per-sample Python objects, and the loop never knows which kind it iterates.
 """

@@ -1,4 +1,4 @@
-"""On-disk splits (memory-mapped ``.npy`` streamed by a DataLoader) against in-memory ones: the
+"""On-disk splits (``.npy`` files streamed by a DataLoader) against in-memory ones: the
 same batches, the same training and the same predictions, bit for bit; the runner on real-format
 AV-MNIST files, every protocol included, equal to the same data held in memory."""
 import pickle
@@ -123,7 +123,8 @@ def test_workers_get_plain_data(pair):
     blob = pickle.dumps(disk._dataset)
     assert len(blob) < 2000  # paths, offsets, dtypes, shapes: no mapped data
     clone = pickle.loads(blob)
-    assert torch.equal(clone[np.arange(4)]["a"], disk.inputs["a"][:4])
+    from i2m2bench.data.disk import _unpack
+    assert torch.equal(_unpack(clone[np.arange(4)], disk.columns, 4)["a"], disk.inputs["a"][:4])
 
 
 def test_open_npy_and_chunks(tmp_path):
@@ -276,3 +277,37 @@ def test_avmnist_values_read_as_the_in_memory_loader_stored_them(tmp_path, write
     assert got[0, 0, 0, 1].item() == 0.0 and str(got[0, 0, 0, 1].item()) == "0.0"  # not -0.0
     got = list(te.batches(task.spec, 5))[0].inputs["audio"]
     assert torch.equal(got, mem_aud[:5].float().mul_(1 / 255))
+
+
+def test_default_workers_follow_the_device():
+    opts = LoaderOptions()
+    assert opts.workers(torch.device("cpu")) == 0  # the step keeps every core busy: read in place
+    assert 1 <= opts.workers(torch.device("cuda")) <= 4
+    assert LoaderOptions(num_workers=3).workers(torch.device("cpu")) == 3
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
+        LoaderOptions(num_workers=-1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("workers", [None, 0])
+def test_cuda_batches_pinned_and_bit_identical(pair, workers):
+    """On CUDA: workers read and pin (default), the batch is copied without blocking and
+    normalised on the GPU — the same bits as an in-memory split on the GPU."""
+    mem, make = pair
+    disk = DiskSplit(make(0).columns, mem.target, "train", LoaderOptions(num_workers=workers)).to("cuda")
+    gpu = mem.to("cuda")
+    order = torch.randperm(53, generator=torch.Generator().manual_seed(2))
+    for x, y in zip(disk.batches(SPEC, 10, order), gpu.batches(SPEC, 10, order)):
+        assert x.inputs["a"].is_cuda
+        _same_batch(x, y)
+    if workers is None:
+        assert disk._stream().pin_memory
+
+
+def test_rows_out_of_range_are_refused(pair):
+    _, make = pair
+    disk = make(0).subset(10, 20)
+    for bad in ([19, 20], [-1, 0], [20, 21, 22]):
+        with pytest.raises(IndexError, match="out of range for 20 rows"):
+            disk.batch(torch.tensor(bad), SPEC)

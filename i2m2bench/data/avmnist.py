@@ -12,7 +12,7 @@ with ESC-50 noise, as 1x112x112 spectrograms. The loader reads MultiBench's layo
     train_labels.npy      (60000,)       test_labels.npy (10000,)
 
 train = first 55,000 rows of the train files, validation = the last 5,000, test = 10,000.
-The files are memory-mapped, not copied into memory: the splits are
+The files are not copied into memory: the splits are
 :class:`~i2m2bench.data.disk.DiskSplit` row ranges of them (train and validation share the train
 files), streamed in index batches; the values are checked chunk by chunk when the task is built.
 
@@ -68,7 +68,7 @@ def _load_npy(path: Path, per_sample: tuple[int, ...], rows: int, what: str) -> 
 
 def _check_values(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> tuple[NpyColumn | None, bool]:
     """Values must be in [0, 255] (integers, or floats that are). Checked chunk by chunk over
-    the memory map, never holding a float copy of the file. Returns (the file as a column whose
+    the file, never holding a float copy of it. Returns (the file as a column whose
     rows are viewed as ``shape``, or None for a Fortran-order file, which cannot be streamed by
     rows; whether every value is an integer)."""
     try:
@@ -99,7 +99,7 @@ def _check_values(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> tuple[
 
 def _in_memory(arr: np.ndarray, shape: tuple[int, ...], integral: bool) -> torch.Tensor:
     """(N, *shape) tensor copied into memory: uint8 when every value is an integer, else float32
-    (non-integer values kept exactly). Only for files that cannot be memory-mapped by rows."""
+    (non-integer values kept exactly). Only for files that cannot be read by rows (Fortran order)."""
     x = np.asarray(arr).reshape(arr.shape[0], *shape)
     if x.dtype != np.uint8:
         x = x.astype(np.float32, copy=False)  # checked (and converted) as float32

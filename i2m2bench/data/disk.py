@@ -1,18 +1,25 @@
-"""Splits that live on disk: memory-mapped ``.npy`` files streamed in index batches.
+"""Splits that live on disk: ``.npy`` files read in place, streamed in index batches.
 
 A :class:`DiskSplit` is the on-disk kind of :class:`i2m2bench.types.DataSplit`. Each modality is
 an :class:`NpyColumn` — a row range of a C-order ``.npy`` file, each row viewed as the modality's
 per-sample shape — and the targets are held in memory (they are small, and metrics need them
 without reading inputs). A pass over the split (:meth:`DiskSplit.batches`) hands whole *index
 batches* to a ``torch.utils.data.DataLoader`` (the sampler yields one int64 array per batch,
-``batch_size=None``: no per-sample Python collation); its workers gather the rows from their own
-memory map into one array per modality in the stored dtype; the batch is pinned (CUDA), moved to
-the device and normalised there exactly as :meth:`i2m2bench.types.Split.batch` does, so both
-kinds give bit-identical batches for the same rows.
+``batch_size=None``: no per-sample Python collation); its workers read each batch's rows, in
+the stored dtype, into one flat buffer allocated in shared memory (one hand-over per batch); the
+batch is pinned (CUDA), moved to the device and normalised there exactly as
+:meth:`i2m2bench.types.Split.batch` does, so both kinds give bit-identical batches for the same
+rows. On a CPU device the rows are read in the training process by default (see
+:class:`LoaderOptions`).
 
 Resident memory stays bounded however large the files are: nothing is copied into memory but
-the batches in flight, and each process that reads a mapping drops its mapped pages (``madvise
-MADV_DONTNEED``; the kernel's page cache keeps them) after every ``DROP_BYTES`` it has read.
+the batches in flight. Rows are read with positioned reads (``pread``) from the kernel's page
+cache — which holds the recently used parts of the files, and is what a memory map would read
+from too — rather than through a memory map, because on current Linux a fault on a mapped file
+maps the whole large folio around it (up to 2 MB of resident memory for one 4 KB row), so that a
+mapped random-access reader ends up with the whole file in its resident set (measured: 320 MB
+for 256 random 4 KB rows on Linux 6.18). The files are still memory-mapped for inspection
+(:attr:`DiskSplit.inputs`) and never loaded.
 
 Workers get plain data only (paths, offsets, dtypes, shapes): gin-configured objects do not
 pickle. The loader's settings are the gin configurable ``disk_loader`` (:class:`LoaderOptions`),
@@ -30,18 +37,18 @@ from typing import Iterator, Mapping
 import gin
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from i2m2bench.types import Batch, DataSplit, Split, TaskSpec
 
-# A process drops the pages it mapped after reading this many bytes (its resident share of the
-# files stays below about this much per process).
-DROP_BYTES = 64 << 20
 # Rows per chunk of a sequential scan (means, validation): about this many bytes.
 CHUNK_BYTES = 64 << 20
 # Stored dtypes handed to torch as they are; others are widened to float64 (exact for the
 # integers a loader accepts) in the worker.
-_TORCH_DTYPES = {np.dtype(t) for t in ("u1", "i1", "i2", "i4", "i8", "f2", "f4", "f8", "?")}
+_TORCH_OF = {np.dtype("u1"): torch.uint8, np.dtype("i1"): torch.int8, np.dtype("i2"): torch.int16,
+             np.dtype("i4"): torch.int32, np.dtype("i8"): torch.int64, np.dtype("f2"): torch.float16,
+             np.dtype("f4"): torch.float32, np.dtype("f8"): torch.float64, np.dtype("?"): torch.bool}
+_TORCH_DTYPES = set(_TORCH_OF)
 
 
 def _cpus() -> int:
@@ -56,9 +63,16 @@ def _cpus() -> int:
 class LoaderOptions:
     """How a :class:`DiskSplit` streams (gin: ``disk_loader.*``). Results do not depend on them.
 
-    ``num_workers``: DataLoader worker processes (None: ``min(4, CPUs)``; 0 reads in the main
-    process); ``prefetch_factor``: batches in flight per worker; ``pin_memory``: None pins when
-    the split's device is CUDA; ``persistent_workers``: keep the workers between passes (epochs).
+    ``num_workers``: DataLoader worker processes; 0 reads in the main process. None (default):
+    ``min(4, CPUs)`` when the split's device is CUDA — the main process mostly waits for the GPU,
+    and workers read and pin the next batches meanwhile — and 0 on the CPU, where the training
+    step already keeps every core busy (torch's intra-op threads) and a worker only adds the cost
+    of handing each batch over (shared memory, page faults, a file descriptor) and of preempting
+    those threads (on 2 cores, a late-fusion MLP on 2 × 64×64 uint8 rows, batch 256: 13,700–15,500
+    samples/s with 2 workers, 21,000–25,800 reading in the main process, 25,200–30,700 in memory;
+    README, "Data larger than memory").
+    ``prefetch_factor``: batches in flight per worker; ``pin_memory``: None pins when the split's
+    device is CUDA; ``persistent_workers``: keep the workers between passes (epochs).
     """
 
     num_workers: int | None = None
@@ -72,9 +86,11 @@ class LoaderOptions:
         if self.prefetch_factor < 1:
             raise ValueError(f"disk_loader.prefetch_factor must be >= 1; got {self.prefetch_factor}")
 
-    @property
-    def workers(self) -> int:
-        return min(4, _cpus()) if self.num_workers is None else int(self.num_workers)
+    def workers(self, device: torch.device) -> int:
+        """The number of worker processes for a split on ``device``."""
+        if self.num_workers is not None:
+            return int(self.num_workers)
+        return min(4, _cpus()) if device.type == "cuda" else 0
 
 
 @dataclass(frozen=True)
@@ -147,75 +163,146 @@ def open_npy(path: str | os.PathLike, shape: tuple[int, ...] | None = None) -> N
         del arr
 
 
+def _sent_dtype(col: NpyColumn) -> np.dtype:
+    """The dtype a column's rows are handed over in: its ``cast``, else the stored dtype in
+    native byte order, widened to float64 when torch has no such dtype."""
+    if col.cast is not None:
+        return np.dtype(col.cast)
+    dt = np.dtype(col.dtype).newbyteorder("=")
+    return dt if dt in _TORCH_DTYPES else np.dtype(np.float64)
+
+
+def _layout(columns: Mapping[str, NpyColumn], n: int):
+    """Where the rows of ``n`` samples of each column lie in one flat byte buffer: a list of
+    (modality, dtype, shape, byte offset, bytes) — offsets aligned to 64 bytes — and the size.
+    One buffer per batch: one shared-memory segment to hand from a worker, one pinned copy."""
+    segments, off = [], 0
+    for m, col in columns.items():
+        dt = _sent_dtype(col)
+        nbytes = n * math.prod(col.shape) * dt.itemsize
+        segments.append((m, dt, col.shape, off, nbytes))
+        off += -(-nbytes // 64) * 64
+    return segments, off
+
+
+def _unpack(flat: torch.Tensor, columns: Mapping[str, NpyColumn], n: int) -> dict[str, torch.Tensor]:
+    """The per-modality tensors (views) of a flat batch buffer."""
+    segments, _ = _layout(columns, n)
+    return {m: flat[off:off + nbytes].view(_TORCH_OF[dt]).view(n, *shape)
+            for m, dt, shape, off, nbytes in segments}
+
+
+def _pread_into(fd: int, buf: memoryview, offset: int, path: str) -> None:
+    """Fill ``buf`` from ``fd`` at ``offset`` (positioned reads; loops over short reads)."""
+    done = 0
+    while done < len(buf):
+        got = os.preadv(fd, [buf[done:]], offset + done)
+        if got <= 0:
+            raise OSError(f"{path}: file ends before byte {offset + len(buf)} (truncated?)")
+        done += got
+
+
 class _Reader:
-    """One process's memory maps of a split's columns, gathering index batches."""
+    """One process's open files of a split's columns: reads rows with positioned reads.
 
-    def __init__(self, columns: Mapping[str, NpyColumn]) -> None:
+    Rows are read with ``pread`` straight from the page cache rather than through a memory map:
+    a mapped random row costs this process a whole page-cache folio of resident memory (on
+    Linux 6.x a fault maps the entire large folio — up to 2 MB for a 4 KB row), so a reader over
+    a memory map would hold the file in its resident set; a positioned read copies exactly the
+    row and holds nothing."""
+
+    def __init__(self, columns: Mapping[str, NpyColumn], random_access: bool = True) -> None:
         self.pid = os.getpid()
-        self.maps: list[mmap.mmap] = []
-        self.arrays: dict[str, np.ndarray] = {}
-        for m, col in columns.items():
-            mm, self.arrays[m] = col.map()
-            if mm is not None:
-                self.maps.append(mm)
-        self.row_bytes = {m: col.row_bytes for m, col in columns.items()}
+        self.columns = dict(columns)
+        self.random_access = random_access
+        self.fds: dict[str, int] = {}
         self.cast = {m: None if col.cast is None else np.dtype(col.cast) for m, col in columns.items()}
-        self.read = 0
 
-    def _touched(self, nbytes: int) -> None:
-        self.read += nbytes
-        if self.read >= DROP_BYTES:
-            self.drop()
+    def _fd(self, path: str) -> int:
+        fd = self.fds.get(path)
+        if fd is None:
+            fd = self.fds[path] = os.open(path, os.O_RDONLY)
+            if self.random_access and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead of random rows
+        return fd
 
-    def drop(self) -> None:
-        """Unmap the pages read so far from this process (they stay in the page cache)."""
-        self.read = 0
-        if hasattr(mmap, "MADV_DONTNEED"):
-            for mm in self.maps:
-                mm.madvise(mmap.MADV_DONTNEED)
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
-    def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows ``index`` of every column, copied into fresh (writable) arrays."""
+    def __del__(self) -> None:
+        try:
+            if os.getpid() == self.pid:
+                self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def read(self, m: str, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start .. stop`` of column ``m`` (stored dtype), into ``out`` if given."""
+        col = self.columns[m]
+        x = np.empty((stop - start, *col.shape), np.dtype(col.dtype)) if out is None else out
+        if x.nbytes:
+            _pread_into(self._fd(col.path), memoryview(x).cast("B"),
+                        col.offset + (col.start + start) * col.row_bytes, col.path)
+        return x
+
+    def rows(self, m: str, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``index`` of column ``m`` (stored dtype; into ``out`` if given): one read per
+        row, or one read for a contiguous range (evaluation passes)."""
         n = len(index)
-        contiguous = n > 0 and int(index[-1]) - int(index[0]) == n - 1 and bool(np.all(np.diff(index) == 1))
-        out = {}
-        for m, arr in self.arrays.items():
-            x = arr[int(index[0]):int(index[0]) + n] if contiguous else arr[index]
-            cast = self.cast[m]
-            if cast is not None:  # a copy (of a view, or of the gathered rows)
-                if x.dtype.kind == "f" and x.dtype.itemsize > 4:
-                    x = x.astype(np.float32)  # wider floats pass through float32 first
-                x = x.astype(cast)
-            elif contiguous:
-                x = x.copy()
-            if not x.dtype.isnative:
-                x = x.astype(x.dtype.newbyteorder("="))
-            if x.dtype not in _TORCH_DTYPES:
-                x = x.astype(np.float64)
-            out[m] = x
-        self._touched(sum(self.row_bytes.values()) * n)
-        return out
+        col = self.columns[m]
+        if n and (int(index.min()) < 0 or int(index.max()) >= col.rows):
+            raise IndexError(f"row index out of range for {col.rows} rows")
+        if n and int(index[-1]) - int(index[0]) == n - 1 and bool(np.all(np.diff(index) == 1)):
+            return self.read(m, int(index[0]), int(index[0]) + n, out)
+        x = np.empty((n, *col.shape), np.dtype(col.dtype)) if out is None else out
+        mv, rb, fd = memoryview(x).cast("B"), col.row_bytes, self._fd(col.path)
+        base = col.offset + col.start * rb
+        for i, r in enumerate(index.tolist()):
+            _pread_into(fd, mv[i * rb:(i + 1) * rb], base + r * rb, col.path)
+        return x
+
+    def gather(self, index: np.ndarray, flat: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``index`` of every column, packed into one flat uint8 buffer (``flat``, else a
+        new one) as :func:`_layout` places them: each in the dtype it is handed over in."""
+        n = len(index)
+        segments, total = _layout(self.columns, n)
+        flat = np.empty(total, np.uint8) if flat is None else flat
+        for m, dt, shape, off, nbytes in segments:
+            dst = flat[off:off + nbytes].view(dt).reshape(n, *shape)
+            if np.dtype(self.columns[m].dtype) == dt:
+                self.rows(m, index, dst)  # read straight into place
+                continue
+            x = self.rows(m, index)
+            if self.cast[m] is not None and x.dtype.kind == "f" and x.dtype.itemsize > 4:
+                x = x.astype(np.float32)  # wider floats pass through float32 first
+            np.copyto(dst, x, casting="unsafe")  # = x.astype(dt): byte order, cast, widening
+        return flat
 
     def chunks(self, modality: str) -> Iterator[np.ndarray]:
-        """Consecutive row chunks of about ``CHUNK_BYTES`` (views of the mapping), dropping the
-        pages read as it goes."""
-        arr = self.arrays[modality]
-        step = max(1, CHUNK_BYTES // max(1, self.row_bytes[modality]))
-        for s in range(0, arr.shape[0], step):
-            yield arr[s:s + step]
-            self._touched(self.row_bytes[modality] * min(step, arr.shape[0] - s))
-        self.drop()
+        """Consecutive row chunks of about ``CHUNK_BYTES``, read into one reused buffer (valid
+        until the next chunk)."""
+        col = self.columns[modality]
+        step = max(1, CHUNK_BYTES // max(1, col.row_bytes))
+        buf = np.empty((min(step, col.rows), *col.shape), np.dtype(col.dtype))
+        for s in range(0, col.rows, step):
+            e = min(col.rows, s + step)
+            yield self.read(modality, s, e, buf[:e - s])
 
 
 def iter_chunks(column: NpyColumn) -> Iterator[np.ndarray]:
-    """The column's rows in consecutive chunks of about ``CHUNK_BYTES`` (read-only views of a
-    memory map whose pages are dropped as the scan goes on): a whole-file check or sum that never
-    holds the file in memory."""
-    return _Reader({"x": column}).chunks("x")
+    """The column's rows in consecutive chunks of about ``CHUNK_BYTES`` (each valid until the
+    next is drawn): a whole-file check or sum that never holds the file in memory."""
+    reader = _Reader({"x": column}, random_access=False)
+    try:
+        yield from reader.chunks("x")
+    finally:
+        reader.close()
 
 
 class _IndexBatchDataset(Dataset):
-    """``dataset[index_batch] -> {modality: tensor (B, *shape)}`` in the stored dtype."""
+    """``dataset[index_batch]`` -> the batch's rows of every column in one flat buffer."""
 
     def __init__(self, columns: Mapping[str, NpyColumn]) -> None:
         self.columns = dict(columns)
@@ -223,17 +310,27 @@ class _IndexBatchDataset(Dataset):
         self._reader: _Reader | None = None
 
     def reader(self) -> _Reader:
-        if self._reader is None or self._reader.pid != os.getpid():  # a fresh map per process
+        if self._reader is None or self._reader.pid != os.getpid():  # own files per process
             self._reader = _Reader(self.columns)
         return self._reader
 
     def __len__(self) -> int:
         return self.rows
 
-    def __getitem__(self, index: np.ndarray) -> dict[str, torch.Tensor]:
-        return {m: torch.from_numpy(x) for m, x in self.reader().gather(np.asarray(index)).items()}
+    def __getitem__(self, index: np.ndarray) -> torch.Tensor:
+        """The batch as one flat uint8 tensor (:func:`_layout`); in a worker process it is
+        allocated in shared memory, so handing it to the main process copies nothing."""
+        index = np.asarray(index)
+        _, total = _layout(self.columns, len(index))
+        new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
+        if get_worker_info() is not None and new_shared is not None:
+            flat = torch.empty(0, dtype=torch.uint8).set_(new_shared(total))
+        else:
+            flat = torch.empty(total, dtype=torch.uint8)
+        self.reader().gather(index, flat.numpy())
+        return flat
 
-    def __getstate__(self) -> dict:  # what a spawned worker receives: plain data, no mapping
+    def __getstate__(self) -> dict:  # what a spawned worker receives: plain data, no open files
         return {"columns": self.columns, "rows": self.rows, "_reader": None}
 
 
@@ -314,20 +411,21 @@ class DiskSplit(DataSplit):
         return self._inputs
 
     # -- batches ---------------------------------------------------------------------------
-    def _finish(self, arrays: Mapping[str, torch.Tensor], index: np.ndarray, spec: TaskSpec) -> Batch:
-        """Move a gathered batch to the device and normalise it as ``Split.batch`` does."""
+    def _finish(self, flat: torch.Tensor, index: np.ndarray, spec: TaskSpec) -> Batch:
+        """Move a gathered batch (one flat buffer) to the device and normalise it as
+        ``Split.batch`` does."""
         dev = self.device
+        arrays = _unpack(flat.to(dev, non_blocking=True), self.columns, len(index))
         inputs = {}
         for m in spec.modalities:
-            x = arrays[m.name].to(dev, non_blocking=True)
+            x = arrays[m.name]
             inputs[m.name] = x.float().mul_(m.scale) if m.scale != 1.0 else x.float()
         return Batch(inputs, self.target.index_select(0, torch.from_numpy(index).to(dev)))
 
     def batch(self, index: torch.Tensor, spec: TaskSpec) -> Batch:
         """Rows ``index``, read in this process."""
         idx = index.detach().to("cpu", torch.int64).numpy()
-        arrays = {m: torch.from_numpy(x) for m, x in self._dataset.reader().gather(idx).items()}
-        return self._finish(arrays, idx, spec)
+        return self._finish(self._dataset[idx], idx, spec)
 
     def _options(self) -> LoaderOptions:
         return self.loader if self.loader is not None else LoaderOptions()  # gin, if bound
@@ -338,7 +436,7 @@ class DiskSplit(DataSplit):
             pin = self.device.type == "cuda" if opts.pin_memory is None else opts.pin_memory
             self._dataloader = DataLoader(
                 self._dataset, sampler=_IndexBatches(), batch_size=None,
-                num_workers=opts.workers, pin_memory=pin,
+                num_workers=opts.workers(self.device), pin_memory=pin,
                 prefetch_factor=opts.prefetch_factor,
                 persistent_workers=opts.persistent_workers)
         return self._dataloader
@@ -351,23 +449,21 @@ class DiskSplit(DataSplit):
         else:
             flat = order.detach().to("cpu", torch.int64).numpy()
             index = [flat[s:s + batch_size] for s in range(0, len(flat), batch_size)]
-        if self._options().workers == 0:
-            reader = self._dataset.reader()
+        if self._options().workers(self.device) == 0:
             for idx in index:
-                yield self._finish({m: torch.from_numpy(x) for m, x in reader.gather(idx).items()},
-                                   idx, spec)
+                yield self._finish(self._dataset[idx], idx, spec)
             return
         stream = self._stream()
         stream.sampler.batches = index
-        for idx, arrays in zip(index, stream):
-            yield self._finish(arrays, idx, spec)
+        for idx, flat in zip(index, stream):
+            yield self._finish(flat, idx, spec)
 
     def mean(self, modality: str) -> torch.Tensor:
         """Summed in float64 chunk by chunk in this process (exactly the in-memory mean for
         integer-valued data: those sums are exact)."""
         col = self.columns[modality]
         total = np.zeros(col.shape, np.float64)
-        for chunk in self._dataset.reader().chunks(modality):
+        for chunk in iter_chunks(col):
             total += chunk.sum(0, dtype=np.float64)
         return (torch.from_numpy(total) / len(self)).to(self.device)
 
@@ -388,4 +484,4 @@ def save_split(split: Split, folder: str | os.PathLike, loader: LoaderOptions | 
 
 
 __all__ = ["DiskSplit", "LoaderOptions", "NpyColumn", "iter_chunks", "open_npy", "save_split",
-           "CHUNK_BYTES", "DROP_BYTES"]
+           "CHUNK_BYTES"]
