@@ -81,6 +81,10 @@ class Metric:
     per_label: Callable[[np.ndarray, np.ndarray, str], np.ndarray] | None = None
     per_label_problems: tuple[str, ...] = ()
     description: str = ""
+    #: optional: (N,) per-sample values whose mean is the metric, for the problem types in
+    #: ``per_sample_problems`` (bootstraps resample them instead of recomputing the metric)
+    per_sample: Callable[[np.ndarray, np.ndarray, str], np.ndarray] | None = None
+    per_sample_problems: tuple[str, ...] = ()
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -130,6 +134,14 @@ def _accuracy_per_label(pred, target, problem) -> np.ndarray:
     return np.mean(_decisions(pred) == (target > 0.5), axis=0, dtype=np.float64)
 
 
+def _accuracy_per_sample(pred, target, problem) -> np.ndarray:
+    if problem == "multiclass":
+        return (pred.argmax(1) == target).astype(np.float64)
+    # multilabel: the share of labels right per sample; its mean over samples is the mean over
+    # labels of the per-label accuracies (every label is scored on every sample)
+    return np.mean(_decisions(pred) == (target > 0.5), axis=1, dtype=np.float64)
+
+
 def _balanced_accuracy(pred, target, problem, groups=None) -> float:
     from sklearn.metrics import balanced_accuracy_score
 
@@ -173,8 +185,12 @@ def _auprc_per_label(pred, target, problem) -> np.ndarray:
 
 
 def _vqa_score(pred, target, problem, groups=None) -> float:
+    return float(np.mean(_vqa_score_per_sample(pred, target, problem)))
+
+
+def _vqa_score_per_sample(pred, target, problem) -> np.ndarray:
     best = pred.argmax(1)
-    return float(np.mean(target[np.arange(len(best)), best], dtype=np.float64))
+    return target[np.arange(len(best)), best].astype(np.float64)
 
 
 def _consistency(pred, target, problem, groups=None) -> float:
@@ -195,6 +211,7 @@ _ORIGIN = __name__
 METRICS.add("accuracy", Metric(
     "accuracy", _accuracy, True, ("multiclass", "multilabel"),
     per_label=_accuracy_per_label, per_label_problems=("multilabel",),
+    per_sample=_accuracy_per_sample, per_sample_problems=("multiclass", "multilabel"),
     description="arg-max = target (multiclass); per-label accuracy at p > 0.5, mean (multilabel)"),
     origin=f"{_ORIGIN}._accuracy")
 METRICS.add("balanced_accuracy", Metric(
@@ -214,6 +231,7 @@ METRICS.add("auprc", Metric(
                 "labels (sklearn average_precision_score)"), origin=f"{_ORIGIN}._auprc_per_label")
 METRICS.add("vqa_score", Metric(
     "vqa_score", _vqa_score, True, ("soft-score",),
+    per_sample=_vqa_score_per_sample, per_sample_problems=("soft-score",),
     description="target score of the arg-max answer, mean (VQA accuracy)"),
     origin=f"{_ORIGIN}._vqa_score")
 METRICS.add("consistency", Metric(
@@ -322,6 +340,16 @@ def per_label_values(name: str, pred, target, problem: str) -> np.ndarray:
     return np.asarray(metric.per_label(as_numpy(pred), as_numpy(target), problem), dtype=np.float64)
 
 
+def per_sample_values(name: str, pred, target, problem: str) -> np.ndarray | None:
+    """(N,) per-sample values whose mean is metric ``name`` on ``problem`` tasks (accuracy, VQA
+    score), or None when the metric is not such a mean (ranking metrics, consistency, per-label
+    names)."""
+    metric, label = resolve(name)
+    if label is not None or metric.per_sample is None or problem not in metric.per_sample_problems:
+        return None
+    return np.asarray(metric.per_sample(as_numpy(pred), as_numpy(target), problem), dtype=np.float64)
+
+
 def is_defined(name: str, target, problem: str, groups=None, width: int | None = None,
                labels: TaskSpec | Sequence[str] | None = None) -> bool:
     """Whether metric ``name`` has a value on a split with these targets (for AUROC/AUPRC that
@@ -334,4 +362,5 @@ def is_defined(name: str, target, problem: str, groups=None, width: int | None =
 
 __all__ = ["METRICS", "Metric", "MetricError", "as_numpy", "check_metric", "check_spec", "compute",
            "compute_all", "declared_metrics", "direction", "is_defined", "per_label_values",
+           "per_sample_values",
            "resolve"]

@@ -13,14 +13,18 @@ from i2m2bench.reporting import render_markdown
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def test_mean_and_sample_std_by_hand(demo_rows):
+def test_intervals_by_hand_and_no_marks_without_predictions(demo_rows):
     md = render_markdown(demo_rows)
-    # alpha test: values 0.5, 0.7 -> mean 60.00, sample std 14.14 (sqrt(0.02) * 100)
-    assert "60.00 ± 14.14" in md
-    # beta test: 0.75, 0.85 -> 80.00 ± 7.07, best -> bold; older unit 0.99 ignored
-    assert "**80.00 ± 7.07**" in md and "99.00" not in md
-    # shift: alpha 0.4, 0.6 -> 50.00 ± 14.14 (best, bold); beta 0.25, 0.35 -> 30.00 ± 7.07
-    assert "**50.00 ± 14.14**" in md and "30.00 ± 7.07" in md
+    # alpha test: 0.5, 0.7 -> mean 60.00; s = sqrt(0.02); 95% t half-width
+    # t(0.975, 1) * s / sqrt(2) = 12.706205 * 0.1 -> 127.06 (points of %)
+    assert "60.00 ± 127.06" in md
+    # beta test: 0.75, 0.85 -> 80.00 ± 12.706205 * 0.05 = 63.53; older unit 0.99 ignored
+    assert "80.00 ± 63.53" in md and "99.00" not in md
+    # shift: alpha 0.4, 0.6 -> 50.00 ± 127.06; beta 0.25, 0.35 -> 30.00 ± 63.53
+    assert "50.00 ± 127.06" in md and "30.00 ± 63.53" in md
+    # no predictions behind the rows: nothing is marked best or tied, and the board says why
+    table = "\n".join(ln for ln in md.splitlines() if ln.startswith("| "))
+    assert "**" not in table and "*≈" not in table and "2 ranked column(s) carry no marks" in md
     assert "EMBEDDED" in md and md.index("ALPHA") < md.index("BETA")  # unimodal before inter
 
 
@@ -107,7 +111,8 @@ def test_curves_render_from_structured_fields_not_protocol_strings(make_row, tmp
     rr = [0.75 / 0.85, 0.77 / 0.87]
     line = next(ln for ln in curves(md_opaque).splitlines() if ln.startswith("| `i2m2`"))
     cells = [c.strip() for c in line.split("|")[2:-1]]  # missing_rate RR, ER, perturb RR, ER
-    assert cells[2:] == [f"{statistics.fmean(rr):.3f} ± {statistics.stdev(rr):.3f}", "0.00 ± 0.00"]
+    half = 12.706205 * statistics.stdev(rr) / 2 ** 0.5  # 95% t half-width, 2 seeds
+    assert cells[2:] == [f"{statistics.fmean(rr):.3f} ± {half:.3f}", "0.00 ± 0.00"]
     figs, figs_opaque = (StandardLayout().figure_bytes(r, "demo") for r in (plain, opaque))
     assert sorted(figs_opaque) == ["demo-missing-rate.png", "demo-perturb-a-gaussian.png"]
     assert figs_opaque == figs  # same figures, byte for byte

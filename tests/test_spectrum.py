@@ -281,8 +281,10 @@ def test_layout_markdown_is_pure_sorted_by_share_and_shows_the_ceiling():
     for ln, share in zip(body, (0.0, 0.5, 1.0)):
         c = bayes_ceiling({"inter_share": share})
         assert f"{c['ceiling'] * 100:.1f} ± {c['ceiling_se'] * 100:.1f}" in ln
-    # "both" at mid: seeds 0.80, 0.81 -> 80.5 ± 0.7 (sample std 0.00707), best -> bold
-    assert "**80.5 ± 0.7**" in md and "30.5 ± 0.7" in md
+    # "both" at mid: seeds 0.80, 0.81 -> 80.5 ± t(0.975, 1) * 0.00707 / sqrt(2) = 6.4 (95% t
+    # half-width); no predictions behind these rows, so no marks
+    assert "| 80.5 ± 6.4 " in md and "| 30.5 ± 6.4 " in md and "**80.5" not in md
+    assert "row(s) carry no marks" in md
     c = bayes_ceiling({"inter_share": 0.5}, "no_inter")
     assert f"{c['train_rule'] * 100:.1f} ± {c['train_rule_se'] * 100:.1f}" in md
     assert "](spec.png)" in md and f"{BAYES_MC_SAMPLES} Monte Carlo" in md

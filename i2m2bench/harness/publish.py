@@ -1,18 +1,30 @@
 """Publishing boards from results files: read a board's rows from the store (under its lock) and
 hand them to :mod:`i2m2bench.reporting`, which renders them.
 
-A leaderboard folder holds ``results/<board>.jsonl`` (the store) and, beside it, each board's
-``<board>.md`` and figures. The runner calls :func:`render_board_file` when a run ends;
+A leaderboard folder holds ``results/<board>.jsonl`` (the store), the per-sample predictions of
+the board's units (``predictions/<board>/[<setting>/]<method>/<unit hash>-seed<k>.npz``, copied
+from each unit's run directory by :func:`publish_predictions`; format in
+:mod:`i2m2bench.predictions`) and, beside them, each board's ``<board>.md`` and figures, whose
+intervals and significance marks are computed from the predictions
+(:mod:`i2m2bench.reporting.significance`). The runner calls :func:`publish_predictions` and
+:func:`render_board_file` when a run ends;
 ``python -m i2m2bench leaderboard`` calls :func:`render_all`, :func:`stale_boards` (``--check``)
 and :func:`export_board` (``--format csv|json``).
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Mapping
 
+from i2m2bench.fileio import write_atomic
 from i2m2bench.harness.store import locked, read_rows
-from i2m2bench.reporting import (board_is_stale, board_table, summary_table, to_csv, to_json,
-                                 write_board)
+from i2m2bench.predictions import load_predictions
+from i2m2bench.reporting import (board_is_stale, board_table, latest_units, summary_table, to_csv,
+                                 to_json, write_board)
+from i2m2bench.reporting.significance import Evidence, Key, row_key
+
+PREDICTIONS = "predictions"
 
 EXPORT_FORMATS = {"csv": to_csv, "json": to_json}
 
@@ -31,6 +43,58 @@ def board_path(results_path: Path, out_dir: Path) -> Path:
     return Path(out_dir) / f"{Path(results_path).stem}.md"
 
 
+def _component(value, what: str) -> str:
+    text = str(value)
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise ValueError(f"{what} {text!r} cannot name a folder of the published predictions")
+    return text
+
+
+def prediction_path(out_dir: Path, board: str, key: Key) -> Path:
+    """Where the predictions of the unit ``key`` = (setting, method, unit hash, seed) of
+    ``board`` are published under the leaderboard folder ``out_dir``."""
+    setting, method, unit_hash, seed = key
+    d = Path(out_dir) / PREDICTIONS / _component(board, "board")
+    if setting is not None:
+        d = d / _component(setting, "setting")
+    return d / _component(method, "method") / f"{_component(unit_hash, 'unit hash')}-seed{int(seed)}.npz"
+
+
+def evidence_of(out_dir: Path, board: str) -> Evidence:
+    """The published predictions of ``board`` (a unit without a file has none)."""
+    def load(key: Key):
+        path = prediction_path(out_dir, board, key)
+        return load_predictions(path) if path.is_file() else None
+    return Evidence(load)
+
+
+def publish_predictions(results_path: Path, out_dir: Path, sources: Mapping[Key, Path]) -> list[Path]:
+    """Copy each unit's predictions file (``sources``: key -> ``<run dir>/predictions.npz``) to
+    its published place (temporary file + rename), then remove the board's published files
+    that belong to none of its latest units (superseded configurations); the files written."""
+    results_path, board = Path(results_path), Path(results_path).stem
+    written = []
+    for key, src in sorted(sources.items(), key=lambda kv: str(kv[0])):
+        src = Path(src)
+        if not src.is_file():
+            continue
+        dst = prediction_path(out_dir, board, key)
+        with open(src, "rb") as fh_in:
+            write_atomic(dst, lambda fh: shutil.copyfileobj(fh_in, fh))
+        written.append(dst)
+    root = Path(out_dir) / PREDICTIONS / board
+    if root.is_dir():
+        with locked(results_path):
+            rows = read_rows(results_path)
+        keep = {prediction_path(out_dir, board, row_key(r))
+                for rs in latest_units(rows, key=lambda r: (r.get("setting"), r["method"])).values()
+                for r in rs}
+        for path in root.rglob("*-seed*.npz"):
+            if path not in keep:
+                path.unlink()
+    return written
+
+
 def read_board_rows(results_path: Path) -> list[dict]:
     """The rows of one results file, read under its lock."""
     with locked(results_path):
@@ -42,7 +106,8 @@ def render_board_file(results_path: Path, out_dir: Path) -> Path:
     results_path = Path(results_path)
     with locked(results_path):  # never render rows that another run is replacing
         rows = read_rows(results_path)
-        return write_board(rows, Path(out_dir), results_path.stem, where=results_path)
+        return write_board(rows, Path(out_dir), results_path.stem, where=results_path,
+                           evidence=evidence_of(out_dir, results_path.stem))
 
 
 def _selected(out_dir: Path, boards: list[str] | None) -> list[Path]:
@@ -62,7 +127,8 @@ def stale_boards(out_dir: Path, boards: list[str] | None = None) -> list[str]:
     can be checked."""
     stale = []
     for results in _selected(out_dir, boards):
-        why = board_is_stale(read_rows(results), board_path(results, out_dir), source=results)
+        why = board_is_stale(read_rows(results), board_path(results, out_dir), source=results,
+                             evidence=evidence_of(out_dir, results.stem))
         if why:
             stale.append(why)
     return stale

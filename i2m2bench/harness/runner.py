@@ -554,8 +554,11 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
         first.summary += other.summary
         first.failures += other.failures
     if render:
-        from i2m2bench.harness.publish import render_board_file
+        from i2m2bench.harness.publish import publish_predictions, render_board_file
 
+        publish_predictions(first.results_path, first.results_dir,
+                            {(item.setting, item.unit.method, item.unit.unit_hash, item.unit.seed):
+                             item.run_dir / PREDICTIONS_FILE for item in first.plan})
         path = render_board_file(first.results_path, first.results_dir)
         first.log(f"[i2m2bench] leaderboard -> {path}")
     return first

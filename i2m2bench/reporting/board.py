@@ -2,11 +2,13 @@
 robustness sections (missing modalities, curve areas, one table and figure per curve).
 
 For every method the rows of its most recent configuration (``unit_hash``) are used; each
-metric is shown as mean ± sample standard deviation over seeds, with ↑/↓ for its direction and
-the best mean of each column in bold. The main table has a column per plain protocol and
-declared metric (primary first); the robustness sections use the primary metric. A metric that
-is undefined on a split (nan, e.g. AUROC of a label with one class only) shows as "undefined"
-and never wins "best". Rows are grouped by their structured fields
+cell shows a 95% interval (:mod:`i2m2bench.reporting.significance`: Student-t over seeds, or a
+bootstrap over test samples for one seed), with ↑/↓ for the metric's direction; in the main table
+and the missing-modality table the leader of each column is marked best only when its lead is
+significant by a paired bootstrap on the saved predictions, else the leaders are marked tied.
+The main table has a column per plain protocol and declared metric (primary first); the
+robustness sections use the primary metric. A metric that is undefined on a split (nan, e.g.
+AUROC of a label with one class only) shows as "undefined" and never wins "best". Rows are grouped by their structured fields
 (:mod:`i2m2bench.reporting.rows`): plain protocols by ``protocol``, curve points by
 (``curve``, ``level``); no protocol string is parsed.
 """
@@ -20,8 +22,9 @@ from i2m2bench.reporting.layouts import LAYOUTS, Layout
 from i2m2bench.reporting.plots import curve_figures, plot_curves  # noqa: F401  (re-exported)
 from i2m2bench.reporting.rows import FAMILY_ORDER, latest_units  # noqa: F401  (re-exported)
 from i2m2bench.reporting.rows import board_metrics, metric_rows
-from i2m2bench.reporting.scores import (BoardData, curve_slug, finite_best, is_undefined,
-                                        mean_std_cell)
+from i2m2bench.reporting.scores import BoardData, UnitScores, curve_slug, is_undefined
+from i2m2bench.reporting.significance import (CELLS_NOTE, MARKS_NOTE, NO_EVIDENCE, Entry,
+                                              Evidence, column_cells, entry, interval_text)
 
 TRAIN_INFO = ("samples_per_s", "train_seconds", "epochs_run")
 
@@ -61,8 +64,29 @@ def area_metrics(clean: float, points: dict[float, float], ref_clean: float | No
 
 
 # ------------------------------------------------------------------------------ Markdown
-def render_markdown(rows: list[dict]) -> str:
-    """The leaderboard of one board's rows (pure: same rows, same text)."""
+def _entries(units: dict[str, UnitScores], methods: list[str], evidence: Evidence, protocol: str,
+             metric: str, values=lambda u, p: u.scores.get(p, {})) -> dict[str, Entry]:
+    """Each method's :class:`Entry` in the column (``protocol``, ``metric``)."""
+    out = {}
+    for m in methods:
+        u = units[m]
+        r0 = u.rows[0]
+        out[m] = entry(values(u, protocol),
+                       lambda seed, r0=r0: (r0.get("setting"), r0["method"], r0["unit_hash"], seed),
+                       evidence, protocol, metric)
+    return out
+
+
+def _unmarked_note(count: int, board: str) -> list[str]:
+    if not count:
+        return []
+    return [f"{count} ranked column(s) carry no marks: the per-sample predictions of some method "
+            f"there are not published beside the results (`predictions/{board}/`), or cover "
+            "other test samples. Re-run the suite to publish them.", ""]
+
+
+def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
+    """The leaderboard of one board's rows (pure: same rows and predictions, same text)."""
     if not rows:
         raise ValueError("no result rows to render")
     metrics = board_metrics(rows) or ["metric"]
@@ -78,11 +102,11 @@ def render_markdown(rows: list[dict]) -> str:
     protocols = data.plain_protocols()
     columns = [(p, mt) for p in protocols for mt in metrics]
 
-    best = {}
+    cells, unmarked = {}, 0
     for p, mt in columns:
-        us = per_metric[mt].units
-        means = [statistics.fmean(us[m].score(p)) for m in methods if us[m].score(p)]
-        best[p, mt] = finite_best(means, direction[mt])
+        cells[p, mt], ok = column_cells(_entries(per_metric[mt].units, methods, evidence, p, mt),
+                                        direction[mt])
+        unmarked += not ok
 
     headers = ["Method", "Fusion", "Recipe", "Seeds"]
     headers += [f"{p} {mt} (%) {'↑' if direction[mt] else '↓'}" for p, mt in columns]
@@ -99,7 +123,7 @@ def render_markdown(rows: list[dict]) -> str:
         for p, mt in columns:
             values = per_metric[mt].units[m].score(p)
             undefined = undefined or is_undefined(values)
-            line.append(mean_std_cell(values, 100.0, 2, best[p, mt]))
+            line.append(cells[p, mt][m])
         for k in TRAIN_INFO:
             v = u.figure(k)
             line.append(f"{statistics.fmean(v):.0f}" if v else "—")
@@ -113,14 +137,18 @@ def render_markdown(rows: list[dict]) -> str:
                   "the real dataset, with the (possibly shortened) schedules listed under Settings; "
                   "they are not comparable with published results.", ""]
     lines += [f"Generated by `python -m i2m2bench leaderboard` from "
-              f"`results/{first['board']}.jsonl`. Mean ± sample std over seeds; best mean per "
-              "column in bold. Do not edit by hand.", ""]
+              f"`results/{first['board']}.jsonl` and the per-sample predictions in "
+              f"`predictions/{first['board']}/`. Do not edit by hand.", "",
+              CELLS_NOTE + " " + MARKS_NOTE, ""]
     if undefined:
         lines += ["\"undefined\": the metric has no value on that split for at least one seed "
                   "(e.g. AUROC or average precision of a label whose targets hold one class only); "
                   "such a cell never counts as best.", ""]
     lines.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
-    lines += robustness_sections(data, hib, metric, first["board"])
+    robust, robust_unmarked = robustness_sections(data, hib, metric, first["board"], evidence)
+    lines += robust
+    if unmarked + robust_unmarked:
+        lines += [""] + _unmarked_note(unmarked + robust_unmarked, first["board"])[:-1]
     lines += ["", "## Settings and provenance", ""]
     prov = []
     for m in methods:
@@ -177,13 +205,24 @@ def curve_areas(data: BoardData, ref: str) -> dict[tuple[str, str], tuple[list, 
     return areas
 
 
-def robustness_sections(data: BoardData, hib: bool, metric: str, board: str) -> list[str]:
-    """Missing-modality table, curve-area table and one table + plot per curve (if any rows)."""
+def _interval(values: list[float] | dict[int, float] | None, scale: float, digits: int) -> str:
+    """An unranked cell from per-seed values alone (no predictions: Student-t over seeds)."""
+    if not values:
+        return "—"
+    vals = values if isinstance(values, dict) else dict(enumerate(values))
+    return interval_text(Entry(vals), scale, digits)
+
+
+def robustness_sections(data: BoardData, hib: bool, metric: str, board: str,
+                        evidence: Evidence = NO_EVIDENCE) -> tuple[list[str], int]:
+    """Missing-modality table, curve-area table and one table + plot per curve (if any rows);
+    and how many ranked columns could not be marked (no predictions)."""
     units, methods, curves = data.units, data.methods, data.curves
     missing = data.protocols("missing")
     if not missing and not curves:
-        return []
+        return [], 0
     arrow = "↑" if hib else "↓"
+    unmarked = 0
     out = ["", "## Robustness", "",
            "Every method is evaluated the same way after training (`suite.protocols`); missing "
            "inputs reach a model only as the availability mask, and each strategy handles them its "
@@ -192,12 +231,14 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str) -> 
     if missing:
         out += ["### Missing modalities", "",
                 f"{metric} (%) {arrow} with the modality absent for every test sample; "
-                "`test` repeated for reference.", ""]
+                "`test` repeated for reference. Intervals and marks as in the main table.", ""]
         cols = ["test", *missing]
-        best = {p: finite_best([statistics.fmean(units[m].score(p)) for m in methods
-                                if units[m].score(p)], hib) for p in cols}
-        body = [[f"`{m}`", *(mean_std_cell(units[m].score(p), 100.0, 2, best[p]) for p in cols)]
-                for m in methods if any(units[m].score(p) for p in missing)]
+        shown = [m for m in methods if any(units[m].score(p) for p in missing)]
+        cells = {}
+        for p in cols:
+            cells[p], ok = column_cells(_entries(units, shown, evidence, p, metric), hib)
+            unmarked += not ok
+        body = [[f"`{m}`", *(cells[p][m] for p in cols)] for m in shown]
         out.append(tabulate(body, headers=["Method", *cols], tablefmt="github", disable_numparse=True))
     if curves:
         ref = next((r["reference_method"] for u in units.values() for r in u.rows
@@ -208,7 +249,8 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str) -> 
                 "normalised area under the curve / clean score (1 = no degradation); **ER**, "
                 f"effective robustness = mean gap (points of {metric} %) to the curve of "
                 f"`{ref}` shifted to the method's clean score (0 = degrades like `{ref}`, > 0 "
-                "more gracefully). Both per seed from this board's raw curves, then mean ± std "
+                "more gracefully). Both per seed from this board's raw curves, then mean ± the "
+                "half-width of the 95% Student-t interval over seeds (one seed: the value alone) "
                 "(names after Taori et al., NeurIPS 2020). ER compares the shape of the curves, "
                 "not their level: a method starting from a lower clean score whose curve ends "
                 "near chance, like the reference's, scores a high ER; a method that never reads "
@@ -222,32 +264,34 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str) -> 
             line = [f"`{m}`"]
             for c in sorted(curves):
                 rel, eff = areas[m, c]
-                line += [mean_std_cell(rel, 1.0, 3), mean_std_cell(eff, 100.0, 2)]
+                line += [_interval(rel, 1.0, 3), _interval(eff, 100.0, 2)]
             if any(x != "—" for x in line[1:]):
                 body.append(line)
         out.append(tabulate(body, headers=heads, tablefmt="github", disable_numparse=True))
         for c in sorted(curves):
             levels = sorted(curves[c])
             out += ["", f"#### Curve `{c}`", "",
-                    f"![{c}]({board}-{curve_slug(c)}.png)", ""]
+                    f"![{c}]({board}-{curve_slug(c)}.png)", "",
+                    f"{metric} (%) {arrow} per level; intervals as in the main table, no marks.", ""]
+            protos = ["test", *(data.point_protocol(c, lv) for lv in levels)]
+            cols = [column_cells(_entries(units, methods, evidence, p, metric), hib, ranked=False)[0]
+                    if p is not None else {} for p in protos]
             body = []
             for m in methods:
                 u = units[m]
-                pts = [u.point(c, lv) for lv in levels]
-                if any(pts):
-                    body.append([f"`{m}`", mean_std_cell(u.score("test"), 100.0, 2),
-                                 *(mean_std_cell(v, 100.0, 2) for v in pts)])
+                if any(u.point(c, lv) for lv in levels):
+                    body.append([f"`{m}`", *(col.get(m, "—") for col in cols)])
             out.append(tabulate(body, headers=["Method", "level 0 (test)", *(f"{lv:g}" for lv in levels)],
                                 tablefmt="github", disable_numparse=True))
-    return out
+    return out, unmarked
 
 
 @LAYOUTS.register("standard")
 class StandardLayout(Layout):
     """The standard board (:func:`render_markdown`) and one figure per robustness curve."""
 
-    def markdown(self, rows: list[dict]) -> str:
-        return render_markdown(rows)
+    def markdown(self, rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
+        return render_markdown(rows, evidence)
 
     def figure_bytes(self, rows: list[dict], stem: str) -> dict[str, bytes]:
         return curve_figures(rows, stem)

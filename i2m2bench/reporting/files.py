@@ -7,25 +7,30 @@ from pathlib import Path
 
 from i2m2bench.fileio import write_text_atomic
 from i2m2bench.reporting.layouts import layout_of, render_rows
+from i2m2bench.reporting.significance import NO_EVIDENCE, Evidence
 
 
-def write_board(rows: list[dict], out_dir: Path, stem: str, where: Path | str = "") -> Path:
+def write_board(rows: list[dict], out_dir: Path, stem: str, where: Path | str = "",
+                evidence: Evidence = NO_EVIDENCE) -> Path:
     """Write ``<out_dir>/<stem>.md`` and the board's figures (``<stem>*.png``), each through a
     temporary file and rename, in the layout the rows name; the Markdown's path. ``where``
-    names the rows' origin in error messages."""
+    names the rows' origin in error messages; ``evidence``: the predictions behind the rows."""
     out_dir = Path(out_dir)
     layout = layout_of(rows, where or stem)
+    text = render_rows(rows, where or stem, evidence)  # before any file is replaced
     layout.figures(rows, out_dir, stem)
     path = out_dir / f"{stem}.md"
-    write_text_atomic(path, layout.markdown(rows))
+    write_text_atomic(path, text)
     return path
 
 
-def board_is_stale(rows: list[dict], md_path: Path, source: Path | str | None = None) -> str | None:
-    """Why the committed board ``md_path`` is not a fresh render of ``rows`` (missing, or its
-    text differs), or None when it is. ``source`` names the rows' origin in the message."""
+def board_is_stale(rows: list[dict], md_path: Path, source: Path | str | None = None,
+                   evidence: Evidence = NO_EVIDENCE) -> str | None:
+    """Why the committed board ``md_path`` is not a fresh render of ``rows`` and ``evidence``
+    (missing, or its text differs), or None when it is. ``source`` names the rows' origin in
+    the message."""
     md_path = Path(md_path)
-    fresh = render_rows(rows, source or md_path)
+    fresh = render_rows(rows, source or md_path, evidence)
     if not md_path.exists():
         return f"{md_path}: missing" + (f" (results file {source} exists)" if source else "")
     if md_path.read_text(encoding="utf-8") != fresh:

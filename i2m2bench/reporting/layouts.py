@@ -8,21 +8,25 @@ which :mod:`i2m2bench.reporting` imports; a plugin registers its own with
 """
 from __future__ import annotations
 
+import inspect
 import io
 from pathlib import Path
 
 from i2m2bench.fileio import write_bytes_atomic
 from i2m2bench.registry import Registry
+from i2m2bench.reporting.significance import NO_EVIDENCE, Evidence
 
 
 class Layout:
     """How one board's rows become Markdown (a pure function) and figures.
 
     Subclasses implement :meth:`markdown` and, if the board has figures, :meth:`figure_bytes`;
-    :meth:`figures` writes them.
+    :meth:`figures` writes them. ``evidence`` gives the per-sample predictions behind the rows
+    (:mod:`i2m2bench.reporting.significance`: intervals and significance marks); a layout whose
+    ``markdown`` takes the rows only is called without it.
     """
 
-    def markdown(self, rows: list[dict]) -> str:  # pragma: no cover - abstract
+    def markdown(self, rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:  # pragma: no cover
         raise NotImplementedError
 
     def figure_bytes(self, rows: list[dict], stem: str) -> dict[str, bytes]:
@@ -52,9 +56,13 @@ def layout_of(rows: list[dict], where: Path | str = "") -> Layout:
     return LAYOUTS.get(names.pop())()
 
 
-def render_rows(rows: list[dict], where: Path | str = "") -> str:
-    """The Markdown of a board's rows, in the layout the rows name."""
-    return layout_of(rows, where).markdown(rows)
+def render_rows(rows: list[dict], where: Path | str = "", evidence: Evidence = NO_EVIDENCE) -> str:
+    """The Markdown of a board's rows (and the predictions behind them), in the layout the rows
+    name."""
+    layout = layout_of(rows, where)
+    if len(inspect.signature(layout.markdown).parameters) < 2:  # a layout of rows only
+        return layout.markdown(rows)
+    return layout.markdown(rows, evidence)
 
 
 def png_bytes(fig, **savefig_kw) -> bytes:

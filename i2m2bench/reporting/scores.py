@@ -107,6 +107,7 @@ class BoardData:
     methods: list[str]  # board order: family, then name
     kinds: dict[str, str]  # protocol -> kind (scored protocols of the latest units)
     curves: dict[str, set[float]]  # curve -> its levels
+    point_protocols: dict[tuple[str, float], str] = field(default_factory=dict)  # (curve, level) -> protocol
 
     @classmethod
     def of(cls, rows: list[dict]) -> "BoardData":
@@ -114,6 +115,7 @@ class BoardData:
         methods = sorted(units, key=lambda m: method_order(units[m].family, m))
         kinds: dict[str, str] = {}
         curves: dict[str, set[float]] = defaultdict(set)
+        point_protocols: dict[tuple[str, float], str] = {}
         for u in units.values():
             for r in u.rows:
                 if r["protocol"] == "train":
@@ -122,7 +124,12 @@ class BoardData:
                 cp = curve_point(r)
                 if cp is not None:
                     curves[cp[0]].add(cp[1])
-        return cls(units, methods, kinds, dict(curves))
+                    point_protocols.setdefault(cp, r["protocol"])
+        return cls(units, methods, kinds, dict(curves), point_protocols)
+
+    def point_protocol(self, curve: str, level: float) -> str | None:
+        """The protocol whose rows hold the point (``curve``, ``level``)."""
+        return self.point_protocols.get((curve, level))
 
     def protocols(self, *kinds: str) -> list[str]:
         return sorted(p for p, k in self.kinds.items() if k in kinds)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as _st
@@ -37,24 +37,75 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, fl
     return mean, float(_st.t.ppf(0.5 + level / 2, len(xs) - 1)) * sd / math.sqrt(len(xs))
 
 
-def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) indices drawn with replacement (the same draws for every caller with ``seed``)."""
+#: Resample indices are drawn in chunks of at most this many (rows x samples), so that a large
+#: test set (VQA-VS, FastMRI) never holds all 2,000 x N indices at once.
+CHUNK = 1 << 22
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of ``n`` samples, ``n_boot`` in all, as chunks of (k, n) indices drawn
+    with replacement from ``numpy.random.default_rng(seed)`` (the same draws for every caller
+    with ``seed`` and ``n``)."""
     if n < 1:
         raise ValueError("bootstrap over an empty test set")
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    rng = np.random.default_rng(seed)
+    step, done = max(1, CHUNK // n), 0
+    while done < n_boot:
+        k = min(step, n_boot - done)
+        yield rng.integers(0, n, size=(k, n))
+        done += k
 
 
-def bootstrap_interval(statistic: Callable[[np.ndarray], float], n: int, *, n_boot: int = N_BOOT,
-                       seed: int = SEED, level: float = LEVEL) -> tuple[float, float]:
-    """Percentile interval of ``statistic(idx)`` over bootstrap resamples of ``n`` test samples
-    (``statistic`` evaluates the metric on the samples ``idx``). Undefined resamples (NaN, e.g.
-    a label with one class) are left out; all undefined gives (nan, nan)."""
-    vals = np.array([statistic(idx) for idx in _resamples(n, n_boot, seed)], dtype=float)
+@dataclass(frozen=True)
+class SampleStat:
+    """A metric of one seed's predictions on ``n`` test samples, evaluable on any resample.
+
+    Either the metric is the mean of per-sample values (``values``, (n,): accuracy, VQA score),
+    and a resample's value is the mean of the resampled values (vectorised), or ``fn(idx)``
+    computes it on the samples ``idx`` (ranking metrics: AUROC, average precision; group
+    consistency)."""
+
+    n: int
+    values: np.ndarray | None = None
+    fn: Callable[[np.ndarray], float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.values is None) == (self.fn is None):
+            raise ValueError("SampleStat needs exactly one of values and fn")
+        if self.values is not None and len(self.values) != self.n:
+            raise ValueError(f"SampleStat: {len(self.values)} values for {self.n} samples")
+
+    def full(self) -> float:
+        """The metric on the whole test set."""
+        if self.values is not None:
+            return float(np.mean(self.values, dtype=np.float64))
+        return float(self.fn(np.arange(self.n)))
+
+    def on(self, idx: np.ndarray) -> np.ndarray:
+        """(k,) values of the metric on the k resamples ``idx`` (k, n)."""
+        if self.values is not None:
+            return np.asarray(self.values, dtype=np.float64)[idx].mean(axis=1)
+        return np.array([self.fn(i) for i in idx], dtype=np.float64)
+
+
+def _percentile(vals: np.ndarray, level: float) -> tuple[float, float]:
     vals = vals[np.isfinite(vals)]
     if not len(vals):
         return math.nan, math.nan
     a = (1 - level) / 2
     return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def bootstrap_interval(statistic: Callable[[np.ndarray], float] | SampleStat, n: int | None = None,
+                       *, n_boot: int = N_BOOT, seed: int = SEED,
+                       level: float = LEVEL) -> tuple[float, float]:
+    """Percentile interval of a metric over bootstrap resamples of the test samples: either a
+    :class:`SampleStat`, or ``statistic(idx)`` (the metric on the samples ``idx``) with the number
+    ``n`` of samples. Undefined resamples (NaN, e.g. a label with one class) are left out; all
+    undefined gives (nan, nan)."""
+    stat = statistic if isinstance(statistic, SampleStat) else SampleStat(int(n), fn=statistic)
+    vals = np.concatenate([stat.on(idx) for idx in _resamples(stat.n, n_boot, seed)])
+    return _percentile(vals, level)
 
 
 @dataclass(frozen=True)
@@ -75,32 +126,55 @@ def paired_bootstrap(metric: Callable[[np.ndarray, np.ndarray, np.ndarray], floa
                      preds_a: Sequence[np.ndarray], preds_b: Sequence[np.ndarray],
                      targets: Sequence[np.ndarray], *, higher_is_better: bool = True,
                      n_boot: int = N_BOOT, seed: int = SEED, level: float = LEVEL) -> Paired:
-    """Paired bootstrap over test samples, pooled over seeds.
+    """Paired bootstrap over test samples, pooled over seeds, of ``metric(pred, target, idx)``.
 
     ``preds_a[i]``, ``preds_b[i]``, ``targets[i]``: seed i's predictions of each method on the
-    same test set (same samples, same order) and its targets. Each resample draws one set of
-    sample indices and applies it to every seed; the statistic is the difference of the metric,
-    averaged over seeds (``metric(pred, target, idx)``). The difference is signed so that > 0
-    means A is better (``higher_is_better`` False flips it).
+    same test set (same samples, same order) and its targets. See :func:`paired_bootstrap_stats`.
     """
     if not (len(preds_a) == len(preds_b) == len(targets)) or not targets:
         raise ValueError("paired_bootstrap needs the same (non-zero) number of seeds for A, B and targets")
     n = len(targets[0])
     if any(len(t) != n for t in targets) or any(len(p) != n for p in [*preds_a, *preds_b]):
         raise ValueError("paired_bootstrap: every seed must score the same test samples")
+
+    def stat(p, t):
+        return SampleStat(n, fn=lambda idx: metric(p, t, idx))
+
+    return paired_bootstrap_stats([stat(p, t) for p, t in zip(preds_a, targets)],
+                                  [stat(p, t) for p, t in zip(preds_b, targets)],
+                                  higher_is_better=higher_is_better, n_boot=n_boot, seed=seed,
+                                  level=level)
+
+
+def paired_bootstrap_stats(a: Sequence[SampleStat], b: Sequence[SampleStat], *,
+                           higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = SEED,
+                           level: float = LEVEL) -> Paired:
+    """Paired bootstrap over test samples, pooled over seeds: ``a[i]`` and ``b[i]`` are seed i's
+    metric of methods A and B on the same test samples. Each resample draws one set of sample
+    indices and applies it to every seed; the statistic is the difference of the metric,
+    averaged over seeds. The difference is signed so that > 0 means A is better
+    (``higher_is_better`` False flips it). Two per-sample-mean metrics are compared through
+    their per-sample differences (one gather per resample)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_bootstrap needs the same (non-zero) number of seeds for A and B")
+    n = a[0].n
+    if any(s.n != n for s in [*a, *b]):
+        raise ValueError("paired_bootstrap: every seed must score the same test samples")
     sign = 1.0 if higher_is_better else -1.0
-    full = np.arange(n)
+    if all(s.values is not None for s in [*a, *b]):
+        pairs = [SampleStat(n, values=np.asarray(x.values, np.float64) - np.asarray(y.values, np.float64))
+                 for x, y in zip(a, b)]
+    else:
+        pairs = None
 
-    def diff(idx: np.ndarray) -> float:
-        ds = [metric(a, t, idx) - metric(b, t, idx) for a, b, t in zip(preds_a, preds_b, targets)]
-        return sign * float(np.mean(ds))
+    def diff(idx: np.ndarray) -> np.ndarray:  # (k, n) -> (k,)
+        if pairs is not None:
+            return sign * np.mean([d.on(idx) for d in pairs], axis=0)
+        return sign * np.mean([x.on(idx) - y.on(idx) for x, y in zip(a, b)], axis=0)
 
-    vals = np.array([diff(idx) for idx in _resamples(n, n_boot, seed)], dtype=float)
-    vals = vals[np.isfinite(vals)]
-    a = (1 - level) / 2
-    if not len(vals):
-        return Paired(diff(full), math.nan, math.nan)
-    return Paired(diff(full), float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a)))
+    full = sign * float(np.mean([x.full() - y.full() for x, y in zip(a, b)]))
+    low, high = _percentile(np.concatenate([diff(idx) for idx in _resamples(n, n_boot, seed)]), level)
+    return Paired(full, low, high)
 
 
 def mark_leaders(means: Mapping[str, float], compare: Callable[[str, str], Paired],

@@ -1,0 +1,212 @@
+"""The statistics behind a board's cells and marks, from its rows and their saved predictions.
+
+Every table cell of a board shows a 95% interval and, in the columns that rank methods, a mark:
+
+* **Interval.** With two or more seeds: mean ± the half-width of the Student-t interval of the
+  mean over seeds. With one seed: the value and, in brackets, the 95% percentile-bootstrap
+  interval over the test samples (needs that seed's saved predictions; without them the value
+  stands alone).
+* **Marks.** The leader (best mean) is **best** only when its lead over the runner-up is
+  significant by a paired bootstrap over the test samples, pooled over the seeds both methods
+  share; otherwise the leader and every method not significantly behind it are *tied*
+  (:func:`i2m2bench.reporting.stats.mark_leaders`). A column gets marks only when every method
+  with a value there has its predictions for it, on the same test samples (equal targets);
+  otherwise it gets none, and the board says so.
+
+The predictions come from an :class:`Evidence`: a lookup of a unit's per-sample predictions
+(:class:`i2m2bench.predictions.Predictions`) by (setting, method, unit hash, seed), which the
+harness backs with the files it publishes beside the results (``predictions/<board>/``).
+Reporting reads no files itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Mapping
+
+import numpy as np
+
+from i2m2bench import metrics as M
+from i2m2bench.predictions import Predictions
+from i2m2bench.reporting.scores import UNDEFINED
+from i2m2bench.reporting.stats import (LEVEL, N_BOOT, SampleStat, bootstrap_interval,
+                                       mark_leaders, paired_bootstrap_stats, t_interval)
+
+#: (setting, method, unit hash, seed): what identifies one unit's predictions on a board.
+Key = tuple[Hashable, str, str, int]
+
+#: How the board headers explain cells and marks.
+CELLS_NOTE = (f"Each cell: mean over seeds ± half-width of the {LEVEL:.0%} Student-t interval of "
+              f"the mean (one seed: the value and its {LEVEL:.0%} percentile-bootstrap interval "
+              f"over the test samples, {N_BOOT} resamples, in brackets).")
+MARKS_NOTE = (f"**Bold**: best — the leader's lead over the runner-up is significant (paired "
+              f"bootstrap over the test samples, pooled over the seeds both share, {N_BOOT} "
+              f"resamples, {LEVEL:.0%} interval of the difference above 0). *≈ Italic*: tied for "
+              "best — the leader, when its lead is not significant, and every method not "
+              "significantly behind it.")
+
+
+class Evidence:
+    """Per-sample predictions behind a board, looked up by :data:`Key`; ``load(key)`` returns a
+    unit's :class:`Predictions` or None (loaded once, cached). ``Evidence()`` has none."""
+
+    def __init__(self, load: Callable[[Key], Predictions | None] | None = None) -> None:
+        self._load = load
+        self._cache: dict[Key, Predictions | None] = {}
+
+    def get(self, key: Key) -> Predictions | None:
+        if self._load is None:
+            return None
+        if key not in self._cache:
+            self._cache[key] = self._load(key)
+        return self._cache[key]
+
+
+NO_EVIDENCE = Evidence()
+
+
+def row_key(row: Mapping) -> Key:
+    return row.get("setting"), row["method"], row["unit_hash"], int(row["seed"])
+
+
+@dataclass(frozen=True)
+class SeedEvidence:
+    """One seed's metric on one protocol, resample-ready, and a fingerprint of its targets."""
+
+    stat: SampleStat
+    targets: str
+
+
+def seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence | None:
+    """The resample-ready metric ``metric`` of ``pred`` on ``protocol`` (None when the file has
+    no predictions for it)."""
+    if protocol not in pred.pred:
+        return None
+    p = pred.pred[protocol]
+    split = pred.split[protocol]
+    target, groups = pred.target[split], pred.groups.get(split)
+    fingerprint = hashlib.sha256(np.ascontiguousarray(target).tobytes()
+                                 + str(target.dtype).encode()).hexdigest()
+    values = M.per_sample_values(metric, p, target, pred.problem)
+    if values is not None:
+        return SeedEvidence(SampleStat(len(target), values=values), fingerprint)
+    labels = pred.labels or None
+
+    def fn(idx: np.ndarray) -> float:
+        return M.compute(metric, p[idx], target[idx], pred.problem,
+                         None if groups is None else groups[idx], labels)
+
+    return SeedEvidence(SampleStat(len(target), fn=fn), fingerprint)
+
+
+@dataclass
+class Entry:
+    """One method's values in one column: per seed, and the predictions behind them (if any)."""
+
+    values: dict[int, float]
+    evidence: dict[int, SeedEvidence] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values.values())
+
+    @property
+    def undefined(self) -> bool:
+        return any(v != v for v in self.values.values())
+
+    @property
+    def complete(self) -> bool:
+        """Predictions for every seed."""
+        return set(self.evidence) >= set(self.values)
+
+
+def entry(values: Mapping[int, float], rows_key: Callable[[int], Key] | None, evidence: Evidence,
+          protocol: str, metric: str) -> Entry:
+    """An :class:`Entry` of ``values`` ({seed: value}); ``rows_key(seed)`` names the unit whose
+    predictions back each seed (None: no predictions)."""
+    e = Entry(dict(values))
+    if rows_key is None:
+        return e
+    for seed in e.values:
+        pred = evidence.get(rows_key(seed))
+        ev = None if pred is None else seed_evidence(pred, protocol, metric)
+        if ev is not None:
+            e.evidence[seed] = ev
+    return e
+
+
+def interval_text(e: Entry | None, scale: float, digits: int) -> str:
+    """A cell's text without its mark: "—" (no value), "undefined", "m ± h" over seeds, or one
+    seed's "m [lo, hi]" (bootstrap over test samples; "m" alone without predictions)."""
+    if e is None or not e.values:
+        return "—"
+    if e.undefined:
+        return UNDEFINED
+    mean, half = t_interval(list(e.values.values()))
+    if half is not None:
+        return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
+    (seed, _), = e.values.items()
+    ev = e.evidence.get(seed)
+    if ev is None:
+        return f"{mean * scale:.{digits}f}"
+    lo, hi = bootstrap_interval(ev.stat)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
+
+
+def marked(text: str, mark: str | None) -> str:
+    if mark == "best":
+        return f"**{text}**"
+    if mark == "tied":
+        return f"*≈ {text}*"
+    return text
+
+
+def column_marks(entries: Mapping[str, Entry], higher_is_better: bool) -> dict[str, str] | None:
+    """``{method: "best" | "tied"}`` of one column, or None when the column cannot be marked:
+    some method with a value lacks predictions, or two methods share no seed with predictions on
+    the same test samples."""
+    scored = {m: e for m, e in entries.items() if e.values and not e.undefined}
+    if not scored:
+        return {}
+    if not all(e.complete for e in scored.values()):
+        return None
+    cache: dict[tuple[str, str], object] = {}
+
+    def compare(a: str, b: str):
+        if (a, b) not in cache:
+            ea, eb = scored[a], scored[b]
+            seeds = sorted(set(ea.evidence) & set(eb.evidence))
+            if not seeds or any(ea.evidence[s].targets != eb.evidence[s].targets for s in seeds):
+                raise _Incomparable
+            cache[a, b] = paired_bootstrap_stats([ea.evidence[s].stat for s in seeds],
+                                                 [eb.evidence[s].stat for s in seeds],
+                                                 higher_is_better=higher_is_better)
+        return cache[a, b]
+
+    try:
+        return mark_leaders({m: e.mean for m, e in scored.items()}, compare, higher_is_better)
+    except _Incomparable:
+        return None
+
+
+class _Incomparable(Exception):
+    """Two methods' predictions do not cover the same test samples."""
+
+
+def column_cells(entries: Mapping[str, Entry], higher_is_better: bool, scale: float = 100.0,
+                 digits: int = 2, ranked: bool = True) -> tuple[dict[str, str], bool]:
+    """({method: cell text}, whether the column is marked) of one column; ``ranked`` False:
+    intervals only (curve points, areas)."""
+    marks = column_marks(entries, higher_is_better) if ranked else {}
+    cells = {m: marked(interval_text(e, scale, digits), (marks or {}).get(m))
+             for m, e in entries.items()}
+    return cells, marks is not None
+
+
+__all__ = ["CELLS_NOTE", "MARKS_NOTE", "NO_EVIDENCE", "Entry", "Evidence", "Key", "SeedEvidence",
+           "column_cells", "column_marks", "entry", "interval_text", "marked", "row_key",
+           "seed_evidence"]
