@@ -62,12 +62,37 @@ def test_corrupt_file(tmp_path, write_avmnist):
         build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
 
 
-def test_out_of_range_values_and_labels(tmp_path, write_avmnist):
+def test_any_finite_float_values_are_divided_by_255_as_multibench_does(tmp_path, write_avmnist):
+    """The real images are PCA-reduced MNIST stored as floats: negative values and values above
+    255 are data, not errors; the model sees value / 255 (MultiBench's only transform)."""
+    import torch
+
     d = write_avmnist(tmp_path)
-    np.save(d / "image" / "test_data.npy", np.full((12, 784), 300.0, np.float32))
-    with pytest.raises(DataError, match=r"image/test_data.npy: values span \[300, 300\]; expected 0..255"):
+    rng = np.random.default_rng(0)
+    img = rng.normal(40.0, 90.0, (12, 784)).astype(np.float32)  # negatives and > 255 included
+    img[0, 0], img[0, 1] = -300.5, 400.25
+    np.save(d / "image" / "test_data.npy", img)
+    task = build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
+    test = task.splits["test"]
+    batch = test.batch(torch.arange(12), task.spec)
+    got = batch.inputs["image"].reshape(12, 784)
+    assert float(got.min()) < 0 and float(got.max()) > 1
+    assert torch.allclose(got, torch.from_numpy(img) / 255, rtol=1e-6, atol=0)
+
+
+def test_already_divided_nan_and_bad_labels_are_refused(tmp_path, write_avmnist):
+    d = write_avmnist(tmp_path)
+    np.save(d / "image" / "test_data.npy",
+            np.random.default_rng(0).random((12, 784)).astype(np.float32))  # values in [0, 1)
+    with pytest.raises(DataError, match=r"image/test_data.npy: every value lies in .*already "
+                                        r"divided by 255"):
         build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
-    np.save(d / "image" / "test_data.npy", np.zeros((12, 784), np.float32))
+    bad = np.full((12, 784), 7.0, np.float32)
+    bad[3, 5] = np.nan
+    np.save(d / "image" / "test_data.npy", bad)
+    with pytest.raises(DataError, match=r"image/test_data.npy: 1 NaN/Inf values"):
+        build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)
+    np.save(d / "image" / "test_data.npy", np.full((12, 784), 7.0, np.float32))
     np.save(d / "test_labels.npy", np.full(12, 10, np.int64))
     with pytest.raises(DataError, match=r"test_labels.npy: labels span \[10, 10\]; expected 0..9"):
         build_task("avmnist", data_root=str(tmp_path), split_sizes=SIZES)

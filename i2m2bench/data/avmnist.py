@@ -5,13 +5,16 @@ MNIST digits whose images lost 75% of their energy through PCA with spoken TIDIG
 with ESC-50 noise, as 1x112x112 spectrograms. The loader reads MultiBench's layout under
 ``<data_root>/avmnist/``::
 
-    image/train_data.npy  (60000, 784)  or (60000, 28, 28)      values 0..255
+    image/train_data.npy  (60000, 784)  or (60000, 28, 28)      pixel-scale values
     image/test_data.npy   (10000, 784)  ...
-    audio/train_data.npy  (60000, 112, 112) or (60000, 12544)  values 0..255
+    audio/train_data.npy  (60000, 112, 112) or (60000, 12544)  pixel-scale values
     audio/test_data.npy   (10000, ...)
     train_labels.npy      (60000,)       test_labels.npy (10000,)
 
 train = first 55,000 rows of the train files, validation = the last 5,000, test = 10,000.
+Values: any finite values, divided by 255 on the way to the model, exactly MultiBench's only
+transform (``datasets/avmnist/get_data.py``); files already divided by 255 (every value <= 1)
+are refused rather than divided twice (see :func:`_check_values`).
 The files are not copied into memory: the splits are
 :class:`~i2m2bench.data.disk.DiskSplit` row ranges of them (train and validation share the train
 files), streamed in index batches; the values are checked chunk by chunk when the task is built.
@@ -66,21 +69,34 @@ def _load_npy(path: Path, per_sample: tuple[int, ...], rows: int, what: str) -> 
     return arr
 
 
+#: Above this maximum a file is taken to hold pixel-scale values (MultiBench divides by 255); at
+#: or below it, every value lies in [.., 1]: the file was already divided by 255.
+ALREADY_DIVIDED_MAX = 1.0
+
+
 def _check_values(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> tuple[NpyColumn | None, bool]:
-    """Values must be in [0, 255] (integers, or floats that are). Checked chunk by chunk over
-    the file, never holding a float copy of it. Returns (the file as a column whose
-    rows are viewed as ``shape``, or None for a Fortran-order file, which cannot be streamed by
-    rows; whether every value is an integer)."""
+    """Check a data file's values chunk by chunk (never holding a float copy of the file): every
+    value finite, and pixel-scale. MultiBench's ``get_dataloader`` divides both arrays by 255 in
+    place and applies nothing else, so any finite value is accepted as stored (the images, MNIST
+    with 75% of the energy removed by PCA, may be negative or above 255) and the model sees
+    value / 255 (``ModalitySpec.scale``). Refused: NaN/Inf, and a file whose values all lie at or
+    below 1 -- already divided by 255, which dividing again would silently wreck.
+
+    Returns (the file as a column whose rows are viewed as ``shape``, or None for a
+    Fortran-order file, which cannot be streamed by rows; whether the values are integers in
+    0..255, which are then read as uint8)."""
     try:
         col = open_npy(path, shape)
     except ValueError:  # Fortran order: read whole below
         col = None
-    if arr.dtype == np.uint8:
-        return col, True
     chunks = iter_chunks(col) if col is not None else (np.asarray(arr),)
     n_bad, lo, hi, integral = 0, math.inf, -math.inf, True
     for chunk in chunks:
-        xf = np.asarray(chunk).astype(np.float32, copy=False)
+        if chunk.dtype == np.uint8:
+            if chunk.size:
+                lo, hi = min(lo, int(chunk.min())), max(hi, int(chunk.max()))
+            continue
+        xf = np.asarray(chunk).astype(np.float64, copy=False)
         bad = int(xf.size - np.count_nonzero(np.isfinite(xf)))
         n_bad += bad
         if bad or n_bad or xf.size == 0:
@@ -88,18 +104,22 @@ def _check_values(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> tuple[
         lo, hi = min(lo, float(xf.min())), max(hi, float(xf.max()))
         integral = integral and bool(np.array_equal(np.round(xf), xf))
     if n_bad:
-        raise DataError(f"{path}: {n_bad} NaN/Inf values; expected pixel values 0..255")
-    if lo < 0 or hi > 255:
-        raise DataError(f"{path}: values span [{lo:g}, {hi:g}]; expected 0..255 (the loader "
-                        "divides by 255)")
-    if integral and col is not None:  # integers 0..255 stored wider: read them as uint8
+        raise DataError(f"{path}: {n_bad} NaN/Inf values; expected finite pixel-scale values "
+                        "(MultiBench divides them by 255)")
+    if hi <= ALREADY_DIVIDED_MAX:
+        raise DataError(f"{path}: every value lies in [{lo:g}, {hi:g}], at or below 1: the file "
+                        "looks already divided by 255, and the loader divides by 255 as "
+                        "MultiBench does (it would divide twice). Use the files as MultiBench "
+                        "ships them (pixel-scale values).")
+    as_uint8 = integral and lo >= 0 and hi <= 255
+    if as_uint8 and col is not None and arr.dtype != np.uint8:  # integers 0..255 stored wider
         col = replace(col, cast="u1")
-    return col, integral
+    return col, as_uint8
 
 
 def _in_memory(arr: np.ndarray, shape: tuple[int, ...], integral: bool) -> torch.Tensor:
-    """(N, *shape) tensor copied into memory: uint8 when every value is an integer, else float32
-    (non-integer values kept exactly). Only for files that cannot be read by rows (Fortran order)."""
+    """(N, *shape) tensor copied into memory: uint8 when every value is an integer in 0..255,
+    else float32. Only for files that cannot be read by rows (Fortran order)."""
     x = np.asarray(arr).reshape(arr.shape[0], *shape)
     if x.dtype != np.uint8:
         x = x.astype(np.float32, copy=False)  # checked (and converted) as float32

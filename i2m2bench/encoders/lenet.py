@@ -5,6 +5,11 @@ one 5x5 conv block, then ``additional_layers`` 3x3 conv blocks that double the w
 is conv (no bias) + BatchNorm + ReLU + 2x2 max-pool. The I2M2 paper (Madaan et al., 2024, App. on
 AV-MNIST) uses width c = 6 in the inter model and c = 3 in unimodal experts, with 3 extra blocks
 for 28x28 images and 5 for 112x112 spectrograms, so both end at 1x1 with 8c and 32c features.
+
+Initialisation as the official code: every convolution weight gets ``nn.init.kaiming_uniform_``
+with its default arguments (a = 0, fan_in, leaky_relu gain), BatchNorm PyTorch's default
+(MultiBench ``unimodals/common_models.py`` lines 432-434, copied unchanged into
+divyam3897/I2M2 @ 7742765 ``avmnist_and_mimic/unimodals/common_models.py``).
 """
 from __future__ import annotations
 
@@ -51,6 +56,9 @@ class LeNet(Encoder):
             side_h, side_w = side_h // 2, side_w // 2
         self.out_dim = c * max(side_h, 1) * max(side_w, 1)
         self.extra_blocks = n
+        for mod in self.modules():  # the official LeNet's initialisation
+            if isinstance(mod, nn.Conv2d):
+                nn.init.kaiming_uniform_(mod.weight)
 
     def forward(self, x):  # x: (B, C, H, W)
         return self.net(x).flatten(1)  # (B, out_dim)

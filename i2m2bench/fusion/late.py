@@ -2,7 +2,18 @@
 
 Operators: ``concat`` (features concatenated; MultiBench's AV-MNIST late-fusion model) and
 ``lrtf``, low-rank tensor fusion (Liu et al., ACL 2018, "Efficient Low-rank Multimodal Fusion
-with Modality-Specific Factors"; rank 40 as in the I2M2 paper's AV-MNIST LRTF model).
+with Modality-Specific Factors"). Defaults follow the official I2M2 AV-MNIST model,
+``LowRankTensorFusion([48, 192], 120, 40)`` then ``MLP(120, 100, 10)`` (divyam3897/I2M2 @ 7742765,
+``avmnist_and_mimic/avmnist_main.py`` lines 46-53): rank 40, fused dimension 120, xavier-normal
+factors and rank weights, zero bias.
+
+**Deviation, deliberate.** The official ``LowRankTensorFusion`` (``avmnist_and_mimic/
+common_fusions.py`` lines 305-317, as in MultiBench) keeps its factors in a plain Python list, so
+they are never registered as parameters and never trained; on CUDA, ``nn.Parameter(...).to(device)``
+also leaves its rank weights and bias unregistered, so nothing of the fusion trains there. This
+module trains all of them — the method as Liu et al. publish it. To approximate the official
+behaviour, freeze ``fuse.factors`` (and, for the CUDA behaviour, ``fuse.rank_weights`` and
+``fuse.bias``). Listed in docs/fidelity.md.
 """
 from __future__ import annotations
 
@@ -49,7 +60,7 @@ class LateFusion(Fusion):
     missing = "impute"
 
     def __init__(self, spec: TaskSpec, operator: str = "concat", width: int = 6,
-                 hidden: int = 100, rank: int = 40, fused_dim: int = 100,
+                 hidden: int = 100, rank: int = 40, fused_dim: int = 120,
                  encoders: dict | None = None, impute_with: str = "zeros") -> None:
         super().__init__(spec, impute_with)
         self.encoders = nn.ModuleDict({

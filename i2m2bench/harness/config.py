@@ -21,6 +21,7 @@ from typing import Mapping
 import gin
 
 from i2m2bench.harness.errors import ConfigError
+from i2m2bench.harness.ginfiles import explicit_train_settings
 from i2m2bench.harness.protocols import DEFAULT_LEVELS
 
 _LABEL = re.compile(r"[A-Za-z0-9._-]+")
@@ -42,6 +43,14 @@ class TrainConfig:
     ``'soft_ce'``). ``select_on``: the validation metric that selects the checkpoint and drives
     early stopping (its direction from ``i2m2bench.metrics.METRICS``); None: the task's primary
     metric. Both are checked against the task before any training, naming the binding.
+
+    ``patience``: training stops after this many consecutive epochs without a strict
+    improvement of the selection metric; None never stops early. The default, 11, is the
+    official I2M2 loops' rule ``if early_stop and patience > 10: break`` with the counter raised
+    once per epoch without improvement (divyam3897/I2M2 @ 7742765,
+    ``avmnist_and_mimic/training_structures/inter_modality.py`` lines 223-263; the same in
+    ``intra_modality.py`` and ``inter_and_intra_modality.py``); their unimodal loop never stops
+    early (``unimodal.py``: ``early_stop=False``), which a suite states with ``patience = None``.
     """
 
     lr: float = 0.01
@@ -51,7 +60,7 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 1e-4
     grad_clip: float | None = 8.0
-    patience: int = 10
+    patience: int | None = 11
     eval_batch_size: int = 1000
     loss: str = "auto"
     select_on: str | None = None
@@ -65,6 +74,10 @@ class TrainConfig:
         if self.select_on is not None and (not isinstance(self.select_on, str) or not self.select_on):
             raise ValueError(f"train.select_on must be a metric name (or None: the task's primary "
                              f"metric); got {self.select_on!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
+                                          or self.patience < 1):
+            raise ValueError(f"train.patience must be a whole number >= 1 or None (never stop "
+                             f"early); got {self.patience!r}")
         for name in ("lr", "epochs", "batch_size", "eval_batch_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name} must be > 0; got {getattr(self, name)!r}")
@@ -79,16 +92,19 @@ class EmbeddedSchedule:
     """``train.*`` settings replaced when the task resolves to embedded data (a shorter schedule).
 
     Bound globally or per method (``i2m2_lf/embedded_schedule.overrides = {...}``); the
-    leaderboard shows the schedule each method actually used.
+    leaderboard shows the schedule each method actually used. A setting given explicitly on the
+    command line (``--gin-param "i2m2_lf/train.epochs = 50"`` or ``"train.epochs = 50"``) is not
+    overridden: ``keep`` names those settings.
     """
 
     overrides: Mapping = field(default_factory=dict)
 
-    def apply(self, train: TrainConfig, method: str) -> TrainConfig:
-        if not self.overrides:
+    def apply(self, train: TrainConfig, method: str, keep: set[str] | frozenset = frozenset()) -> TrainConfig:
+        overrides = {k: v for k, v in self.overrides.items() if k not in keep}
+        if not overrides:
             return train
         try:
-            return replace(train, **self.overrides)
+            return replace(train, **overrides)
         except TypeError as exc:
             raise ConfigError(f"{method}/embedded_schedule.overrides: {exc}") from exc
 
@@ -194,4 +210,6 @@ def read_method(name: str, embedded: bool) -> tuple[MethodConfig, TrainConfig]:
         except Exception as exc:
             raise ConfigError(f"method {name!r}: {type(exc).__name__}: {exc} (bind it as "
                               f"{name}/method.fusion = '...' in the gin file)") from exc
-    return method, schedule.apply(train, name) if embedded else train
+    if not embedded:
+        return method, train
+    return method, schedule.apply(train, name, keep=explicit_train_settings(name))

@@ -52,6 +52,24 @@ _parsed_files: list[Path] = []
 _parsed_bindings: list[str] = []
 
 
+_TRAIN_BINDING = re.compile(r"^\s*(?P<scopes>(?:[A-Za-z_][\w.]*/)*)train\.(?P<param>\w+)\s*=")
+
+
+def explicit_train_settings(method: str) -> set[str]:
+    """The ``train.*`` settings of ``method`` that a ``--gin-param`` binding of the last parse
+    set explicitly (``train.epochs = 5`` or ``<method>/train.epochs = 5``): such a setting wins
+    over ``embedded_schedule.overrides``, since the user asked for it on the command line."""
+    found = set()
+    for binding in _parsed_bindings:
+        m = _TRAIN_BINDING.match(binding)
+        if m is None:
+            continue
+        scopes = [s for s in m["scopes"].split("/") if s]
+        if not scopes or method in scopes:
+            found.add(m["param"])
+    return found
+
+
 def suites_dir() -> Path:
     """The folder of the installed gin suites (``i2m2bench/gin``)."""
     return Path(__file__).resolve().parents[1] / "gin"

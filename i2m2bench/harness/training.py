@@ -181,8 +181,8 @@ def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec,
         if (val_score > best_val) if higher else (val_score < best_val):
             best_val, best_epoch, best_pred = val_score, epoch, val_pred
             best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= cfg.patience:
-            break
+        elif cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+            break  # ``patience`` epochs in a row without improvement (None: never stop early)
     if best_state is not None:
         model.load_state_dict(best_state)
     final = best_pred if best_pred is not None else val_pred  # the weights the model ends with

@@ -103,9 +103,10 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
     columns = [(p, mt) for p in protocols for mt in metrics]
 
     cells, unmarked = {}, 0
+    untrained = {m for m in methods if not units[m].trained}
     for p, mt in columns:
         cells[p, mt], ok = column_cells(_entries(per_metric[mt].units, methods, evidence, p, mt),
-                                        direction[mt])
+                                        direction[mt], unranked=untrained)
         unmarked += not ok
 
     headers = ["Method", "Fusion", "Recipe", "Seeds"]
@@ -125,7 +126,7 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
             undefined = undefined or is_undefined(values)
             line.append(cells[p, mt][m])
         for k in TRAIN_INFO:
-            v = u.figure(k)
+            v = u.figure(k) if u.trained else None  # an evaluate-only unit trained nothing
             line.append(f"{statistics.fmean(v):.0f}" if v else "—")
         body.append(line)
 
@@ -156,10 +157,13 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
         t = rs[0]["train"]
         chosen = "".join(f" {k}={t[k]}" for k, default in (("loss", "auto"), ("select_on", None))
                          if t.get(k, default) != default)  # only when not the task's default
+        schedule = (f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "
+                    f"batch={t['batch_size']} epochs≤{t['epochs']} "
+                    f"patience={'none' if t['patience'] is None else t['patience']} "
+                    f"clip={t['grad_clip']}{chosen}"
+                    if units[m].trained else f"— (no training: recipe `{rs[0]['recipe']}`)")
         prov.append([
-            f"`{m}`", f"`{rs[0]['unit_hash']}`",
-            f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} batch={t['batch_size']} "
-            f"epochs≤{t['epochs']} patience={t['patience']} clip={t['grad_clip']}{chosen}",
+            f"`{m}`", f"`{rs[0]['unit_hash']}`", schedule,
             ", ".join(sorted({r["git_commit"] for r in rs})),
             ", ".join(sorted({r["device"] for r in rs})),
             ", ".join(sorted({r["torch_version"] for r in rs})),
@@ -236,7 +240,8 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str,
         shown = [m for m in methods if any(units[m].score(p) for p in missing)]
         cells = {}
         for p in cols:
-            cells[p], ok = column_cells(_entries(units, shown, evidence, p, metric), hib)
+            cells[p], ok = column_cells(_entries(units, shown, evidence, p, metric), hib,
+                                        unranked={m for m in shown if not units[m].trained})
             unmarked += not ok
         body = [[f"`{m}`", *(cells[p][m] for p in cols)] for m in shown]
         out.append(tabulate(body, headers=["Method", *cols], tablefmt="github", disable_numparse=True))

@@ -82,6 +82,13 @@ class UnitScores:
     def family(self) -> str:
         return self.rows[0]["family"]
 
+    @property
+    def trained(self) -> bool:
+        """Whether the unit trained (an ``evaluate_only`` unit evaluates another's weights; rows
+        written before the store recorded ``trained`` are judged by their recipe)."""
+        r0 = self.rows[0]
+        return bool(r0.get("trained", r0.get("recipe") != "evaluate_only"))
+
     def score(self, protocol: str) -> list[float] | None:
         v = self.scores.get(protocol)
         return list(v.values()) if v else None
