@@ -96,7 +96,7 @@ def _check_values(arr: np.ndarray, path: Path, shape: tuple[int, ...]) -> tuple[
             if chunk.size:
                 lo, hi = min(lo, int(chunk.min())), max(hi, int(chunk.max()))
             continue
-        xf = np.asarray(chunk).astype(np.float64, copy=False)
+        xf = np.asarray(chunk).astype(np.float32, copy=False)  # as the model will see them
         bad = int(xf.size - np.count_nonzero(np.isfinite(xf)))
         n_bad += bad
         if bad or n_bad or xf.size == 0:
