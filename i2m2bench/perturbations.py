@@ -9,6 +9,8 @@ tensor (never modifying ``x``). Always call it through :func:`apply_perturbation
 the shared rules:
 
 * level 0 is the identity (``x`` itself is returned);
+* by default a perturbation applies to every kind whose inputs are values (:data:`VALUE_KINDS`),
+  not to ``tokens`` (integer ids), which a suite's protocols then refuse before anything runs;
 * the level must lie in [0, 1], and the modality's kind must be one the perturbation supports;
 * with ``fraction < 1`` only that share of the samples (drawn from ``gen``) is perturbed — the
   others are returned bit for bit, never zeroed (MultiBench's audio-noise function zeroes the
@@ -27,11 +29,15 @@ import torch
 import torch.nn.functional as F
 
 from i2m2bench.registry import Registry, origin_of
-from i2m2bench.types import ModalitySpec
+from i2m2bench.types import MODALITY_KINDS, ModalitySpec
 
 PerturbFn = Callable[[torch.Tensor, float, torch.Generator, ModalitySpec], torch.Tensor]
 
-ALL_KINDS = ("image", "spectrogram", "vector", "sequence")
+ALL_KINDS = MODALITY_KINDS  # every modality kind (i2m2bench.types.MODALITY_KINDS)
+#: The kinds whose inputs are values (floats): every kind but ``tokens``, whose integer ids noise,
+#: zeroing or blurring would turn into other words or invalid ids. The default of
+#: :func:`perturbation`, so a perturbation applies to token ids only when it says so.
+VALUE_KINDS = tuple(k for k in MODALITY_KINDS if k != "tokens")
 SPATIAL = ("image", "spectrogram")
 
 
@@ -42,10 +48,14 @@ class Perturbation:
 
     name: str
     fn: PerturbFn
-    kinds: tuple[str, ...] = ALL_KINDS
+    kinds: tuple[str, ...] = VALUE_KINDS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", tuple(self.kinds))
+        unknown = [k for k in self.kinds if k not in ALL_KINDS]
+        if unknown:
+            raise ValueError(f"perturbation {self.name!r}: unknown modality kinds {unknown}; "
+                             f"the kinds are {', '.join(ALL_KINDS)}")
 
 
 PERTURBATIONS: Registry[Perturbation] = Registry("perturbation")
@@ -55,7 +65,7 @@ class PerturbationError(ValueError):
     """A perturbation asked for something it cannot do (level, modality kind)."""
 
 
-def perturbation(name: str, kinds: tuple[str, ...] = ALL_KINDS):
+def perturbation(name: str, kinds: tuple[str, ...] = VALUE_KINDS):
     """Register ``fn`` under ``name`` for modalities of the given ``kinds``.
 
     The registry holds a :class:`Perturbation` record; ``fn`` itself is returned unchanged, and
@@ -74,9 +84,11 @@ def check_applicable(name: str, modality: ModalitySpec) -> Perturbation:
                                 f"registered as a bare {type(p).__name__}; register perturbations "
                                 "with @i2m2bench.perturbation(name, kinds=...)")
     if modality.kind not in p.kinds:
+        hint = (" (token ids are not values: noise or zeroing would turn them into other or "
+                "invalid ids)" if modality.kind == "tokens" else "")
         raise PerturbationError(f"perturbation {name!r} applies to {', '.join(p.kinds)} "
                                 f"modalities; {modality.name!r} is a {modality.kind} "
-                                f"{modality.shape}")
+                                f"{modality.shape}{hint}")
     return p
 
 
@@ -144,13 +156,14 @@ def dropout(x, level, gen, modality):
 
 def _time_axis(modality: ModalitySpec) -> int:
     """Sample axis (batch excluded) that holds time: the last for spectrograms/images (columns),
-    the first for sequences (T, d)."""
-    return 0 if modality.kind == "sequence" else len(modality.shape) - 1
+    the first for sequences (T, d) and time series (T, F)."""
+    return 0 if modality.kind in ("sequence", "timeseries") else len(modality.shape) - 1
 
 
-@perturbation("frames", kinds=("spectrogram", "image", "sequence"))
+@perturbation("frames", kinds=("spectrogram", "image", "sequence", "timeseries"))
 def frames(x, level, gen, modality):
-    """Whole time frames (spectrogram/image columns, sequence steps) zeroed with prob ``level``."""
+    """Whole time frames (spectrogram/image columns, sequence and time-series steps) zeroed with
+    probability ``level``."""
     axis = 1 + _time_axis(modality)
     shape = [x.shape[0]] + [1] * (x.dim() - 1)
     shape[axis] = x.shape[axis]

@@ -4,7 +4,8 @@ Modalities are addressed by name everywhere. A split comes in two kinds behind o
 (:class:`DataSplit`): in memory (:class:`Split`, whole tensors in the compact dtype they are stored
 in, uint8 for AV-MNIST-style data) and on disk (:class:`i2m2bench.data.disk.DiskSplit`,
 ``.npy`` files read in place, streamed by a DataLoader in index batches). Either way a batch is
-normalised to float when it is drawn (``ModalitySpec.scale``), so the hot loop never collates
+normalised when it is drawn, by one function (:func:`model_input`: ``ModalitySpec.scale``,
+``offset``, per-channel ``mean``/``std``; token ids stay int64), so the hot loop never collates
 per-sample Python objects, and the loop never knows which kind it iterates.
 """
 from __future__ import annotations
@@ -19,15 +20,171 @@ ProblemType = Literal["multiclass", "multilabel", "soft-score"]
 ExpertLogits = dict[str, torch.Tensor]  # expert name -> logits (B, C)
 
 
+ModalityKind = Literal["image", "spectrogram", "vector", "sequence", "volume", "timeseries", "tokens",
+                       "image_pair"]
+
+#: Every modality kind, and what its per-sample ``shape`` is:
+#: image (C, H, W); spectrogram (C, F, T); vector (D,) — or precomputed features of any shape;
+#: sequence (T, d); volume (C, D, H, W); timeseries (T, F); tokens (T,) integer ids, padded with
+#: ``pad_id``; image_pair (2, C, H, W) — two images per sample (NLVR2).
+MODALITY_KINDS: tuple[str, ...] = ("image", "spectrogram", "vector", "sequence", "volume",
+                                   "timeseries", "tokens", "image_pair")
+
+#: The per-sample rank each newer kind requires (the older kinds are not checked: loaders in the
+#: wild use them loosely, e.g. ``vector`` for precomputed (K, d) features).
+KIND_SHAPES: dict[str, str] = {"volume": "(C, D, H, W)", "timeseries": "(T, F)", "tokens": "(T,)",
+                               "image_pair": "(2, C, H, W)"}
+
+#: The per-sample axis that holds channels (what ``ModalitySpec.mean`` / ``std`` are given per):
+#: the first for images, spectrograms and volumes, the channel axis of each image of a pair,
+#: the feature axis (last) for vectors, sequences and time series (MIMIC's per-feature z-score).
+CHANNEL_AXIS: dict[str, int] = {"image": 0, "spectrogram": 0, "volume": 0, "image_pair": 1,
+                                "vector": -1, "sequence": -1, "timeseries": -1}
+
+
 @dataclass(frozen=True)
 class ModalitySpec:
-    """One input modality: ``shape`` is per sample (no batch dim), ``kind`` guides encoders."""
+    """One input modality: ``shape`` is per sample (no batch dim), ``kind`` (one of
+    :data:`MODALITY_KINDS`) says what the axes mean and guides encoders and perturbations.
+
+    Normalisation (:func:`model_input`, applied when a batch is drawn, in this order): stored
+    values × ``scale``, + ``offset``, then per channel (``mean``, ``std``: one value per channel
+    — the axis :data:`CHANNEL_AXIS` names — or a single value for all) ``(x − mean) / std``.
+    Every step is skipped at its default, so a spec with defaults gives exactly ``x.float()``.
+    E.g. uint8 pixels: ``scale=1/255``; MR phase in [−π, π] to [0, 1]: ``scale=1/(2π),
+    offset=0.5`` (or to [−1, 1]: ``std=(π,)``); per-feature z-scores: ``mean=..., std=...``.
+
+    ``tokens`` modalities hold integer ids (stored in any integer dtype, handed to the model as
+    int64, never scaled): ``pad_id`` pads them (the padding mask is ``x != pad_id``; a missing
+    modality is imputed with it) and ``vocab_size`` (ids in [0, vocab_size)) sizes the text
+    encoders' embeddings. ``encoder_options``: options for the modality's own ``encoder`` (used
+    only when that encoder is built, e.g. ``{"inner": "lenet"}`` for ``pair``); options a
+    strategy passes (``width``) win.
+    """
 
     name: str
     shape: tuple[int, ...]
-    kind: Literal["image", "spectrogram", "vector", "sequence"]
+    kind: ModalityKind
     encoder: str = "mlp"  # default encoder registry name for this modality
     scale: float = 1.0  # multiply stored values by this to get model inputs (1/255 for uint8)
+    offset: float = 0.0  # then add this
+    mean: tuple[float, ...] | None = None  # then subtract this per channel (CHANNEL_AXIS)
+    std: tuple[float, ...] | None = None  # then divide by this per channel
+    pad_id: int = 0  # tokens: the padding id
+    vocab_size: int | None = None  # tokens: ids lie in [0, vocab_size)
+    encoder_options: tuple[tuple[str, object], ...] = ()  # options for ``encoder`` (a dict is accepted)
+
+    def __post_init__(self) -> None:
+        where = f"modality {self.name!r}"
+        set_ = lambda f, v: object.__setattr__(self, f, v)  # noqa: E731 (frozen dataclass)
+        set_("shape", tuple(int(s) for s in self.shape))
+        if self.kind not in MODALITY_KINDS:
+            raise ValueError(f"{where}: unknown kind {self.kind!r}; expected one of "
+                             f"{', '.join(MODALITY_KINDS)}")
+        want = KIND_SHAPES.get(self.kind)
+        rank = None if want is None else len(want.strip("()").rstrip(",").split(","))
+        if rank is not None and len(self.shape) != rank or (
+                self.kind == "image_pair" and self.shape[:1] != (2,)):
+            raise ValueError(f"{where}: a {self.kind} modality has per-sample shape {want}; got "
+                             f"{self.shape}")
+        if isinstance(self.encoder_options, Mapping):
+            set_("encoder_options", tuple(sorted(self.encoder_options.items())))
+        for field_ in ("mean", "std"):
+            v = getattr(self, field_)
+            if v is None:
+                continue
+            if self.kind == "tokens":
+                break
+            v = (float(v),) if isinstance(v, (int, float)) else tuple(float(t) for t in v)
+            set_(field_, v)
+            channels = self.shape[CHANNEL_AXIS[self.kind]] if self.shape else 1
+            if len(v) not in (1, channels):
+                raise ValueError(
+                    f"{where}: {field_} has {len(v)} values; expected one per channel ({channels}: "
+                    f"axis {CHANNEL_AXIS[self.kind]} of {self.kind} shape {self.shape}) or a single "
+                    "value for all")
+            if field_ == "std" and any(not s > 0 for s in v):
+                raise ValueError(f"{where}: std must be > 0 for every channel; got {v}")
+        if self.kind == "tokens":
+            if (self.scale, self.offset, self.mean, self.std) != (1.0, 0.0, None, None):
+                raise ValueError(f"{where}: a tokens modality holds integer ids and is never "
+                                 "normalised; leave scale, offset, mean and std at their defaults")
+            if self.vocab_size is not None and not 0 <= self.pad_id < self.vocab_size:
+                raise ValueError(f"{where}: pad_id {self.pad_id} is not an id of its vocabulary "
+                                 f"[0, {self.vocab_size})")
+
+    @property
+    def options(self) -> dict:
+        """``encoder_options`` as a dict."""
+        return dict(self.encoder_options)
+
+
+def _per_channel(values: tuple[float, ...], spec: ModalitySpec, dim: int, batched: bool,
+                 like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a tensor that broadcasts over ``spec``'s channel axis of a (B, *shape)
+    (``batched``) or (*shape) tensor of ``dim`` dimensions."""
+    t = torch.tensor(values, dtype=like.dtype, device=like.device)
+    if len(values) == 1:
+        return t.view(*([1] * dim)) if dim else t.view(())
+    axis = CHANNEL_AXIS[spec.kind] % len(spec.shape) + int(batched)
+    shape = [1] * dim
+    shape[axis] = len(values)
+    return t.view(shape)
+
+
+def model_input(x: torch.Tensor, spec: ModalitySpec, *, inplace: bool = False) -> torch.Tensor:
+    """The model input of a batch ``x`` (B, *shape) of stored values of ``spec``: float32,
+    × ``scale``, + ``offset``, then ``(x − mean) / std`` per channel — each step only where it
+    is not at its default, so defaults give exactly ``x.float()`` (and ``scale`` alone exactly
+    ``x.float().mul_(scale)``). Tokens come back as int64 ids, untouched.
+
+    ``inplace``: ``x`` is a fresh gathered batch the caller owns, so a float32 ``x`` may be
+    normalised in place (what :meth:`Split.batch` and ``DiskSplit`` do); else ``x`` is never
+    modified. Both :class:`Split` and ``DiskSplit`` call this, so they give bit-identical
+    batches."""
+    if spec.kind == "tokens":
+        if torch.is_floating_point(x) or x.dtype == torch.bool:
+            raise ValueError(f"modality {spec.name!r} holds tokens and must be stored as integer "
+                             f"ids; got {x.dtype}")
+        return x if x.dtype == torch.int64 else x.long()
+    y = x.float()
+    if not inplace and y is x and (spec.scale != 1.0 or spec.offset != 0.0
+                                   or spec.mean is not None or spec.std is not None):
+        y = y.clone()
+    if spec.scale != 1.0:
+        y = y.mul_(spec.scale)
+    if spec.offset != 0.0:
+        y = y.add_(spec.offset)
+    if spec.mean is not None:
+        y = y.sub_(_per_channel(spec.mean, spec, y.dim(), True, y))
+    if spec.std is not None:
+        y = y.div_(_per_channel(spec.std, spec, y.dim(), True, y))
+    return y
+
+
+def model_input_mean(stored_mean: torch.Tensor | None, spec: ModalitySpec,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """The mean model input (float32, per-sample shape) given the mean stored value
+    ``stored_mean`` (float64, per-sample shape): :func:`model_input`'s affine steps applied in
+    float64 (with defaults exactly ``(stored_mean * scale).float()``). For tokens, the value a
+    missing sample is imputed with: ``pad_id`` everywhere (int64; ``stored_mean`` unused, may be
+    None), never an average of ids."""
+    if spec.kind == "tokens":
+        dev = device if device is not None else (None if stored_mean is None else stored_mean.device)
+        return torch.full(spec.shape, spec.pad_id, dtype=torch.int64, device=dev)
+    m = stored_mean * spec.scale
+    if spec.offset != 0.0:
+        m = m + spec.offset
+    if spec.mean is not None:
+        m = m - _per_channel(spec.mean, spec, m.dim(), False, m)
+    if spec.std is not None:
+        m = m / _per_channel(spec.std, spec, m.dim(), False, m)
+    return m.float()
+
+
+def padding_mask(x: torch.Tensor, spec: ModalitySpec) -> torch.Tensor:
+    """Bool (B, T): the real (non-padding) tokens of a tokens batch ``x`` (B, T)."""
+    return x != spec.pad_id
 
 
 @dataclass(frozen=True)
@@ -68,7 +225,7 @@ class TaskSpec:
 
 @dataclass
 class Batch:
-    inputs: dict[str, torch.Tensor]  # modality -> float tensor (B, *shape)
+    inputs: dict[str, torch.Tensor]  # modality -> float model input (B, *shape); int64 ids for tokens
     target: torch.Tensor  # (B,) int64 multiclass; (B, L) 0/1 multilabel; (B, C) in [0, 1] soft-score
     present: dict[str, torch.Tensor] | None = None  # modality -> bool (B,); None = all present
 
@@ -123,6 +280,14 @@ class DataSplit(ABC):
         """Mean stored value of ``modality`` per input position (float64, on the split's device;
         before ``ModalitySpec.scale``), summed in float64 without a float copy of the data."""
 
+    def input_mean(self, spec: ModalitySpec) -> torch.Tensor:
+        """The mean model input of modality ``spec`` per input position (float32; what a missing
+        sample is imputed with under ``impute_with='mean'``): :func:`model_input_mean` of
+        :meth:`mean`. For tokens: ``pad_id`` everywhere (int64), and no data are read."""
+        if spec.kind == "tokens":
+            return model_input_mean(None, spec, self.device)
+        return model_input_mean(self.mean(spec.name), spec)
+
 
 @dataclass
 class Split(DataSplit):
@@ -153,11 +318,10 @@ class Split(DataSplit):
                      self.name, self.groups)
 
     def batch(self, index: torch.Tensor, spec: TaskSpec) -> Batch:
-        """Gather rows ``index`` and normalise to float model inputs."""
+        """Gather rows ``index`` and normalise them to model inputs (:func:`model_input`)."""
         inputs = {}
         for m in spec.modalities:
-            x = self.inputs[m.name].index_select(0, index)
-            inputs[m.name] = x.float().mul_(m.scale) if m.scale != 1.0 else x.float()
+            inputs[m.name] = model_input(self.inputs[m.name].index_select(0, index), m, inplace=True)
         return Batch(inputs, self.target.index_select(0, index))
 
     def batches(self, spec: TaskSpec, batch_size: int,

@@ -99,7 +99,8 @@ def test_no_marks_when_predictions_are_missing_or_cover_other_samples(make_row, 
     assert "2 ranked column(s) carry no marks" in render_markdown(rows, other)
 
 
-def test_undefined_auroc_is_never_marked():
+def test_undefined_auroc_is_never_marked(monkeypatch):
+    monkeypatch.setattr("i2m2bench.reporting.significance.RESAMPLE_RANKING_METRICS", True)
     y = np.array([1, 1, 1, 1])[:, None]  # one class only: AUROC undefined
     p = Predictions("multilabel", ("auroc",))
     p.add("test", "test", np.linspace(-1, 1, 4, dtype=np.float32)[:, None], y)
@@ -139,7 +140,12 @@ def test_vectorised_and_generic_paired_bootstraps_agree(target):
     assert (fast.low, fast.high) == pytest.approx((slow.low, slow.high), abs=1e-9)
 
 
-def test_a_generic_metric_is_resampled_through_compute():
+def test_a_generic_metric_is_resampled_through_compute(monkeypatch):
+    y0 = np.array([[0], [1]])
+    p0 = Predictions("multilabel", ("auroc",))
+    p0.add("test", "test", np.zeros((2, 1), np.float32), y0)
+    assert seed_evidence(p0, "test", "auroc") is None  # by default ranking metrics get no marks
+    monkeypatch.setattr("i2m2bench.reporting.significance.RESAMPLE_RANKING_METRICS", True)
     rng = np.random.default_rng(6)
     y = (rng.random((200, 2)) < 0.5).astype(int)
     logits = (y * 2.0 - 1.0 + rng.normal(0, 1.5, size=y.shape)).astype(np.float32)

@@ -22,7 +22,7 @@ SPECS = {
                     "multiclass", 4),
     "dependency_spectrum": spectrum_spec(classes=4, dim=16),
     **{name: i2m2bench.build_task(name, n_train=4, n_eval=4).spec
-       for name in ("toy_multilabel", "toy_soft")},
+       for name in ("toy_multilabel", "toy_soft", "toy_kinds")},
 }
 
 

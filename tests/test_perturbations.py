@@ -15,6 +15,9 @@ MODALITIES = {
     "spectrogram": ModalitySpec("spec", (1, 16, 20), "spectrogram", "lenet"),
     "vector": ModalitySpec("vec", (12,), "vector"),
     "sequence": ModalitySpec("seq", (9, 3), "sequence"),
+    "volume": ModalitySpec("vol", (1, 4, 8, 8), "volume", "preact_resnet18_gn"),
+    "timeseries": ModalitySpec("ts", (9, 3), "timeseries", "gru"),
+    "image_pair": ModalitySpec("pair", (2, 1, 8, 8), "image_pair", "pair"),
 }
 ZEROING = {"dropout", "frames", "patches", "occlusion"}  # select entries and zero them
 
@@ -77,7 +80,7 @@ def test_zeroing_kinds_zero_what_they_select_and_keep_the_rest(name, kind):
 
 
 def test_frames_drop_whole_time_steps():
-    for kind, axis in (("spectrogram", -1), ("sequence", 1)):
+    for kind, axis in (("spectrogram", -1), ("sequence", 1), ("timeseries", 1)):
         x = _x(kind)
         z = apply_perturbation("frames", x, 0.5, _gen(), MODALITIES[kind]) == 0
         per_frame = z.movedim(axis, -1).flatten(1, -2)  # (B, entries per frame, frames)
@@ -152,7 +155,8 @@ def test_registered_perturbations_are_records_whose_kinds_drive_check_applicable
                                                             rf"{', '.join(p.kinds)} modalities"):
                     check_applicable(name, modality)
     assert PERTURBATIONS.get("patches").kinds == ("image", "spectrogram")
-    assert PERTURBATIONS.get("frames").kinds == ("spectrogram", "image", "sequence")
+    assert PERTURBATIONS.get("frames").kinds == ("spectrogram", "image", "sequence", "timeseries")
+    assert all("tokens" not in PERTURBATIONS.get(n).kinds for n in PERTURBATIONS.names())
     with pytest.raises(dataclasses.FrozenInstanceError):
         PERTURBATIONS.get("gaussian").kinds = ALL_KINDS
 

@@ -169,7 +169,10 @@ def test_protocol_rows_resume_and_board(tmp_path):
             assert secs[seed, "eval_seconds"] >= secs[seed, "robustness_eval_seconds"] > 0
     png = tmp_path / "lb" / "toy_smoke-embedded-toy-perturb-a-gaussian.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert render_markdown(rows) == md  # the board is a pure function of the rows
+    from i2m2bench.harness.publish import evidence_of
+
+    # the board is a pure function of the rows and the predictions published beside them
+    assert render_markdown(rows, evidence_of(tmp_path / "lb", "toy_smoke-embedded-toy")) == md
 
 
 @pytest.mark.slow

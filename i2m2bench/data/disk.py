@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from i2m2bench.types import Batch, DataSplit, Split, TaskSpec
+from i2m2bench.types import Batch, DataSplit, Split, TaskSpec, model_input
 
 # Rows per chunk of a sequential scan (means, validation): about this many bytes.
 CHUNK_BYTES = 64 << 20
@@ -413,13 +413,12 @@ class DiskSplit(DataSplit):
     # -- batches ---------------------------------------------------------------------------
     def _finish(self, flat: torch.Tensor, index: np.ndarray, spec: TaskSpec) -> Batch:
         """Move a gathered batch (one flat buffer) to the device and normalise it as
-        ``Split.batch`` does."""
+        ``Split.batch`` does (the same :func:`~i2m2bench.types.model_input`)."""
         dev = self.device
         arrays = _unpack(flat.to(dev, non_blocking=True), self.columns, len(index))
         inputs = {}
-        for m in spec.modalities:
-            x = arrays[m.name]
-            inputs[m.name] = x.float().mul_(m.scale) if m.scale != 1.0 else x.float()
+        for m in spec.modalities:  # views of this batch's own buffer: normalised in place
+            inputs[m.name] = model_input(arrays[m.name], m, inplace=True)
         return Batch(inputs, self.target.index_select(0, torch.from_numpy(index).to(dev)))
 
     def batch(self, index: torch.Tensor, spec: TaskSpec) -> Batch:

@@ -1,4 +1,6 @@
-"""Multi-layer perceptron encoder for vector inputs (anything is flattened first)."""
+"""Multi-layer perceptron encoder for vector inputs (anything is flattened first), and the
+identity encoder for precomputed features. Both read float values of any kind and shape except
+``tokens`` (integer ids mean nothing as numbers: use ``text_gru`` or ``text_transformer``)."""
 from __future__ import annotations
 
 import math
@@ -7,6 +9,12 @@ from torch import nn
 
 from i2m2bench.encoders.base import ENCODERS, Encoder
 from i2m2bench.types import ModalitySpec
+
+
+def _not_tokens(spec: ModalitySpec, encoder: str) -> None:
+    if spec.kind == "tokens":
+        raise ValueError(f"encoder {encoder!r} reads float features; modality {spec.name!r} holds "
+                         f"token ids {spec.shape} (use 'text_gru' or 'text_transformer')")
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int | None, dropout: float = 0.0) -> nn.Sequential:
@@ -27,6 +35,7 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int | None, dropout: floa
 class MLPEncoder(Encoder):
     def __init__(self, spec: ModalitySpec, width: int = 64, depth: int = 2) -> None:
         super().__init__(spec)
+        _not_tokens(spec, "mlp")
         self.net = mlp(math.prod(spec.shape), (width,) * depth, None)
         self.out_dim = width
 
@@ -40,6 +49,7 @@ class IdentityEncoder(Encoder):
 
     def __init__(self, spec: ModalitySpec, width: int = 0) -> None:
         super().__init__(spec)
+        _not_tokens(spec, "identity")
         self.out_dim = math.prod(spec.shape)
 
     def forward(self, x):

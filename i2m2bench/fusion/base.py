@@ -98,7 +98,11 @@ class Fusion(nn.Module):
         x = batch.inputs[modality]
         if batch.present is None or modality not in batch.present:
             return x
-        fill = getattr(self, f"_mean_{modality}") if self.impute_with == "mean" else 0.0
+        if self.impute_with == "mean":
+            fill = getattr(self, f"_mean_{modality}")
+        else:  # zeros; token ids are "imputed" with padding, whatever its id
+            m = self.spec.modality(modality)
+            fill = m.pad_id if m.kind == "tokens" else 0.0
         return impute(x, batch.present[modality], fill)
 
     def expert_weights(self) -> torch.Tensor | None:

@@ -425,11 +425,12 @@ class SuiteRun:
             writer.close()
 
     def input_means(self) -> dict[str, torch.Tensor]:
-        """Per-modality training-set mean input (for mean imputation), computed once per run."""
+        """Per-modality training-set mean model input (for mean imputation), computed once per
+        run; for a tokens modality the padding id everywhere (``DataSplit.input_mean``)."""
         if not self._means:
             train = self.task.splits["train"]
-            self._means = {m.name: (train.mean(m.name) * m.scale).float()
-                           for m in self.task.spec.modalities}  # float64 sums, no float copy
+            self._means = {m.name: train.input_mean(m)  # float64 sums, no float copy
+                           for m in self.task.spec.modalities}
         return self._means
 
     # -- records ---------------------------------------------------------------------------

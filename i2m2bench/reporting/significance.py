@@ -10,8 +10,9 @@ Every table cell of a board shows a 95% interval and, in the columns that rank m
   significant by a paired bootstrap over the test samples, pooled over the seeds both methods
   share; otherwise the leader and every method not significantly behind it are *tied*
   (:func:`i2m2bench.reporting.stats.mark_leaders`). A column gets marks only when every method
-  with a value there has its predictions for it, on the same test samples (equal targets);
-  otherwise it gets none, and the board says so.
+  with a value there has its predictions for it, on the same test samples (equal targets), and
+  its metric is a mean of per-sample values (accuracy, VQA score; see
+  :data:`RESAMPLE_RANKING_METRICS`); otherwise it gets none, and the board says so.
 
 The predictions come from an :class:`Evidence`: a lookup of a unit's per-sample predictions
 (:class:`i2m2bench.predictions.Predictions`) by (setting, method, unit hash, seed), which the
@@ -33,6 +34,13 @@ from i2m2bench.predictions import Predictions
 from i2m2bench.reporting.scores import UNDEFINED
 from i2m2bench.reporting.stats import (LEVEL, N_BOOT, SampleStat, bootstrap_interval,
                                        mark_leaders, paired_bootstrap_stats, t_interval)
+
+#: Whether boards resample metrics that are not a mean of per-sample values (AUROC, AUPRC,
+#: group consistency) by recomputing them on every resample. Off: that costs 2,000 metric calls
+#: per seed and comparison (minutes per board with scikit-learn's AUROC), so such columns get
+#: intervals over seeds but no marks until a vectorised resampled AUROC lands.
+#: :func:`i2m2bench.reporting.stats.bootstrap_interval` and ``paired_bootstrap`` take them.
+RESAMPLE_RANKING_METRICS = False
 
 #: (setting, method, unit hash, seed): what identifies one unit's predictions on a board.
 Key = tuple[Hashable, str, str, int]
@@ -92,6 +100,8 @@ def seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence
     values = M.per_sample_values(metric, p, target, pred.problem)
     if values is not None:
         return SeedEvidence(SampleStat(len(target), values=values), fingerprint)
+    if not RESAMPLE_RANKING_METRICS:
+        return None  # see RESAMPLE_RANKING_METRICS
     labels = pred.labels or None
 
     def fn(idx: np.ndarray) -> float:
