@@ -142,9 +142,9 @@ def test_vectorised_and_generic_paired_bootstraps_agree(target):
 
 def test_a_generic_metric_is_resampled_through_compute(monkeypatch):
     y0 = np.array([[0], [1]])
-    p0 = Predictions("multilabel", ("auroc",))
+    p0 = Predictions("multilabel", ("auprc",))
     p0.add("test", "test", np.zeros((2, 1), np.float32), y0)
-    assert seed_evidence(p0, "test", "auroc") is None  # by default ranking metrics get no marks
+    assert seed_evidence(p0, "test", "auprc") is None  # by default AUPRC gets no marks yet
     monkeypatch.setattr("i2m2bench.reporting.significance.RESAMPLE_RANKING_METRICS", True)
     rng = np.random.default_rng(6)
     y = (rng.random((200, 2)) < 0.5).astype(int)
@@ -218,3 +218,36 @@ def test_a_run_publishes_its_predictions_and_the_board_is_marked(tmp_path):
     table = _cells(md)
     assert table.count("**") + table.count("*≈") > 0 and " [" in table  # one seed: bootstrap
     assert stale_boards(lb) == []
+
+
+def test_vectorised_resampled_auroc_equals_scikit_learn_on_each_resample():
+    from sklearn.metrics import roc_auc_score
+
+    from i2m2bench.reporting.stats import resampled_auroc
+
+    rng = np.random.default_rng(8)
+    n = 60
+    y = rng.random(n) < 0.4
+    s = np.round(rng.normal(size=n) + y, 1)  # rounded: many ties
+    idx = rng.integers(0, n, size=(25, n))
+    got = resampled_auroc(s, y, idx)
+    want = [roc_auc_score(y[i], s[i]) if 0 < y[i].sum() < n else np.nan for i in idx]
+    assert np.allclose(got, want, equal_nan=True)
+    one_class = resampled_auroc(s, y, np.full((1, n), np.flatnonzero(y)[0]))
+    assert np.isnan(one_class[0])
+
+
+def test_auroc_columns_are_resampled_vectorised_and_match_compute():
+    rng = np.random.default_rng(9)
+    y = (rng.random((120, 3)) < 0.5).astype(int)
+    y[:, 2] = 1  # one label undefined on the whole split: left out of the macro mean
+    logits = (y * 1.5 - 0.75 + rng.normal(0, 1.0, size=y.shape)).astype(np.float32)
+    p = Predictions("multilabel", ("auroc",), ("a", "b", "c"))
+    p.add("test", "test", logits, y)
+    for name in ("auroc", "auroc/b"):
+        ev = seed_evidence(p, "test", name)
+        assert ev.stat.batch is not None
+        assert ev.stat.full() == pytest.approx(M.compute(name, logits, y, "multilabel", labels=p.labels))
+        idx = rng.integers(0, 120, size=(5, 120))
+        want = [M.compute(name, logits[i], y[i], "multilabel", labels=p.labels) for i in idx]
+        assert np.allclose(ev.stat.on(idx), want)

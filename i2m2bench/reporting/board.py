@@ -82,8 +82,8 @@ def _unmarked_note(count: int, board: str) -> list[str]:
         return []
     return [f"{count} ranked column(s) carry no marks: the per-sample predictions of some method "
             f"there are not published beside the results (`predictions/{board}/`), or cover "
-            "other test samples (re-run the suite to publish them), or the column's metric is a "
-            "ranking metric (AUROC, average precision, consistency), not yet resampled.", ""]
+            "other test samples (re-run the suite to publish them), or the column's metric is "
+            "average precision or consistency, not yet resampled.", ""]
 
 
 def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:

@@ -11,8 +11,8 @@ Every table cell of a board shows a 95% interval and, in the columns that rank m
   share; otherwise the leader and every method not significantly behind it are *tied*
   (:func:`i2m2bench.reporting.stats.mark_leaders`). A column gets marks only when every method
   with a value there has its predictions for it, on the same test samples (equal targets), and
-  its metric is a mean of per-sample values (accuracy, VQA score; see
-  :data:`RESAMPLE_RANKING_METRICS`); otherwise it gets none, and the board says so.
+  its metric is a mean of per-sample values (accuracy, VQA score) or AUROC (resampled
+  vectorised; see :data:`RESAMPLE_RANKING_METRICS`); otherwise it gets none, and the board says so.
 
 The predictions come from an :class:`Evidence`: a lookup of a unit's per-sample predictions
 (:class:`i2m2bench.predictions.Predictions`) by (setting, method, unit hash, seed), which the
@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import statistics
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Mapping
 
@@ -33,12 +34,14 @@ from i2m2bench import metrics as M
 from i2m2bench.predictions import Predictions
 from i2m2bench.reporting.scores import UNDEFINED
 from i2m2bench.reporting.stats import (LEVEL, N_BOOT, SampleStat, bootstrap_interval,
-                                       mark_leaders, paired_bootstrap_stats, t_interval)
+                                       mark_leaders, paired_bootstrap_stats, resampled_auroc,
+                                       t_interval)
 
-#: Whether boards resample metrics that are not a mean of per-sample values (AUROC, AUPRC,
-#: group consistency) by recomputing them on every resample. Off: that costs 2,000 metric calls
-#: per seed and comparison (minutes per board with scikit-learn's AUROC), so such columns get
-#: intervals over seeds but no marks until a vectorised resampled AUROC lands.
+#: Whether boards resample the metrics that are neither a mean of per-sample values nor AUROC
+#: (vectorised: :func:`i2m2bench.reporting.stats.resampled_auroc`) -- AUPRC, group consistency --
+#: by recomputing them on every resample. Off: that costs 2,000 metric calls per seed and
+#: comparison (minutes per board with scikit-learn), so such columns get intervals over seeds
+#: but no marks.
 #: :func:`i2m2bench.reporting.stats.bootstrap_interval` and ``paired_bootstrap`` take them.
 RESAMPLE_RANKING_METRICS = False
 
@@ -100,6 +103,9 @@ def seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence
     values = M.per_sample_values(metric, p, target, pred.problem)
     if values is not None:
         return SeedEvidence(SampleStat(len(target), values=values), fingerprint)
+    batch = _auroc_batch(metric, p, target, pred)
+    if batch is not None:
+        return SeedEvidence(SampleStat(len(target), batch=batch), fingerprint)
     if not RESAMPLE_RANKING_METRICS:
         return None  # see RESAMPLE_RANKING_METRICS
     labels = pred.labels or None
@@ -109,6 +115,35 @@ def seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence
                          None if groups is None else groups[idx], labels)
 
     return SeedEvidence(SampleStat(len(target), fn=fn), fingerprint)
+
+
+def _auroc_batch(metric: str, p: np.ndarray, target: np.ndarray, pred: Predictions):
+    """A vectorised resampled AUROC (macro over labels, or one ``auroc/<label>``) of these
+    predictions, or None for another metric."""
+    base, _, label = metric.partition("/")
+    if base != "auroc" or pred.problem not in ("multiclass", "multilabel"):
+        return None
+    if pred.problem == "multiclass":
+        y = np.zeros(p.shape, dtype=bool)
+        y[np.arange(len(target)), np.asarray(target, dtype=np.int64)] = True
+    else:
+        y = np.asarray(target) > 0.5
+    names = list(pred.labels) if pred.labels else [str(i) for i in range(p.shape[1])]
+    cols = [names.index(label)] if label else range(p.shape[1])
+    if label and label not in names:
+        return None
+    full = [j for j in cols if 0 < y[:, j].sum() < len(y)]  # labels defined on the whole split
+    scores = np.asarray(p, dtype=np.float64)
+
+    def batch(idx: np.ndarray) -> np.ndarray:
+        if not full:
+            return np.full(len(idx), np.nan)
+        per = np.stack([resampled_auroc(scores[:, j], y[:, j], idx) for j in full])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(per, axis=0)
+
+    return batch
 
 
 @dataclass

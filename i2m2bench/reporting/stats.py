@@ -68,10 +68,11 @@ class SampleStat:
     n: int
     values: np.ndarray | None = None
     fn: Callable[[np.ndarray], float] | None = None
+    batch: Callable[[np.ndarray], np.ndarray] | None = None  # (k, n) resamples -> (k,) values
 
     def __post_init__(self) -> None:
-        if (self.values is None) == (self.fn is None):
-            raise ValueError("SampleStat needs exactly one of values and fn")
+        if sum(x is not None for x in (self.values, self.fn, self.batch)) != 1:
+            raise ValueError("SampleStat needs exactly one of values, fn and batch")
         if self.values is not None and len(self.values) != self.n:
             raise ValueError(f"SampleStat: {len(self.values)} values for {self.n} samples")
 
@@ -79,13 +80,44 @@ class SampleStat:
         """The metric on the whole test set."""
         if self.values is not None:
             return float(np.mean(self.values, dtype=np.float64))
+        if self.batch is not None:
+            return float(self.batch(np.arange(self.n)[None, :])[0])
         return float(self.fn(np.arange(self.n)))
 
     def on(self, idx: np.ndarray) -> np.ndarray:
         """(k,) values of the metric on the k resamples ``idx`` (k, n)."""
         if self.values is not None:
             return np.asarray(self.values, dtype=np.float64)[idx].mean(axis=1)
+        if self.batch is not None:
+            return np.asarray(self.batch(idx), dtype=np.float64)
         return np.array([self.fn(i) for i in idx], dtype=np.float64)
+
+
+def resampled_auroc(scores: np.ndarray, positive: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """ROC AUC of one label on each of the k resamples ``idx`` (k, n) at once: the Mann-Whitney
+    statistic with each sample weighted by how often the resample draws it, ties counted one
+    half -- what ``sklearn.metrics.roc_auc_score`` gives on the resampled rows. nan where a
+    resample holds one class only."""
+    n = len(scores)
+    order = np.argsort(scores, kind="stable")
+    s, y = scores[order], positive[order].astype(bool)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first sorted position of each tie group
+    group = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1
+    first = starts[group]
+    last = np.r_[starts[1:], n][group] - 1
+    rank_of = np.empty(n, np.int64)
+    rank_of[order] = np.arange(n)
+    k = idx.shape[0]
+    w = np.zeros((k, n))
+    np.add.at(w, (np.repeat(np.arange(k), idx.shape[1]), rank_of[idx.ravel()]), 1.0)
+    neg, pos = w * ~y, w * y
+    cum = np.cumsum(neg, axis=1)
+    below = np.where(first > 0, cum[:, np.maximum(first - 1, 0)], 0.0)
+    tied = cum[:, last] - below
+    num = (pos * (below + 0.5 * tied)).sum(axis=1)
+    p_, n_ = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((p_ > 0) & (n_ > 0), num / (p_ * n_), np.nan)
 
 
 def _percentile(vals: np.ndarray, level: float) -> tuple[float, float]:
