@@ -21,7 +21,6 @@ from typing import Mapping
 import gin
 
 from i2m2bench.harness.errors import ConfigError
-from i2m2bench.harness.ginfiles import explicit_train_settings
 from i2m2bench.harness.protocols import DEFAULT_LEVELS
 
 _LABEL = re.compile(r"[A-Za-z0-9._-]+")
@@ -198,8 +197,11 @@ def read_suite() -> SuiteConfig:
         raise ConfigError(f"suite definition: {type(exc).__name__}: {exc}") from exc
 
 
-def read_method(name: str, embedded: bool) -> tuple[MethodConfig, TrainConfig]:
-    """Method ``name``'s settings under its gin scope, with the embedded schedule applied."""
+def read_method(name: str, embedded: bool, explicit: set[str] | frozenset = frozenset()
+                ) -> tuple[MethodConfig, TrainConfig]:
+    """Method ``name``'s settings under its gin scope, with the embedded schedule applied except
+    to the ``train.*`` settings in ``explicit`` (given on the command line:
+    :func:`i2m2bench.harness.ginfiles.explicit_train_settings`)."""
     with gin.config_scope(name):
         try:
             method = MethodConfig()
@@ -212,4 +214,4 @@ def read_method(name: str, embedded: bool) -> tuple[MethodConfig, TrainConfig]:
                               f"{name}/method.fusion = '...' in the gin file)") from exc
     if not embedded:
         return method, train
-    return method, schedule.apply(train, name, keep=explicit_train_settings(name))
+    return method, schedule.apply(train, name, keep=explicit)

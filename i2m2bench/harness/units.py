@@ -30,6 +30,7 @@ from i2m2bench.data import DATASETS
 from i2m2bench.fusion.base import Fusion, build_fusion
 from i2m2bench.harness.config import MethodConfig, SuiteConfig, TrainConfig, read_method
 from i2m2bench.harness.errors import ConfigError
+from i2m2bench.harness.ginfiles import explicit_train_settings
 from i2m2bench.harness.recipes import RECIPES, Recipe
 from i2m2bench.harness.store import stable_hash
 from i2m2bench.perturbations import PERTURBATIONS
@@ -149,7 +150,8 @@ class UnitResolver:
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise ConfigError(f"unknown method {name!r}.{hint} The suite's methods are: "
                               f"{', '.join(self.suite.methods)}")
-        method, train = read_method(name, embedded=self.task.spec.source == "embedded")
+        method, train = read_method(name, embedded=self.task.spec.source == "embedded",
+                                    explicit=explicit_train_settings(name))
         recipe = RECIPES.get(method.recipe)
         if bool(method.pretrain) != recipe.uses_pretrain:
             raise ConfigError(f"method {name!r}: recipe {method.recipe!r} "
