@@ -23,6 +23,32 @@ def _clean_gin():
     gin.clear_config()
 
 
+# ------------------------------------------------------------------------ pretrained experts
+def _check_experts_loaded(run, method_name: str, runs_dir) -> None:
+    """Build ``method_name`` of ``run``'s suite, initialise it from the seed-0 checkpoints of the
+    methods its ``method.pretrain`` names (under ``runs_dir``), and assert every expert's weights
+    equal its donor's, tensor for tensor."""
+    import i2m2bench
+    from i2m2bench.harness.recipes import Checkpoint
+
+    method, _ = run.resolver.method(method_name)
+    ckpts = {m: next(runs_dir.rglob(f"{m}/*/seed0/model.pt")) for m in method.pretrain.values()}
+    model = i2m2bench.build_fusion(method.fusion, run.task.spec, **method.options)
+    i2m2bench.RECIPES.get(method.recipe).init(
+        model, {e: Checkpoint(m, 0, ckpts[m]) for e, m in method.pretrain.items()})
+    for expert, m in method.pretrain.items():
+        donor = torch.load(ckpts[m], weights_only=True)
+        got = model.experts()[expert].state_dict()
+        assert set(got) == set(donor) and all(torch.equal(got[k], donor[k]) for k in donor)
+
+
+@pytest.fixture
+def check_experts_loaded():
+    """``check_experts_loaded(run, method, runs_dir)``: the method's experts start from the
+    weights of the units its ``method.pretrain`` names."""
+    return _check_experts_loaded
+
+
 # ------------------------------------------------------------------------ leaderboard rows
 def _row(method, seed, protocol, value, unit="u1", family="inter", date="2026-01-01T00:00:00+00:00",
          metric="accuracy"):

@@ -82,24 +82,13 @@ def test_avmnist_intra_only_fine_tunes_the_unimodal_units(tmp_path):
     assert lrtf.options["fused_dim"] == 120 and lrtf.options["rank"] == 40
 
 
-def test_intra_only_experts_start_from_the_unimodal_weights(tmp_path):
-    import i2m2bench
-    from i2m2bench.harness.recipes import Checkpoint
-
+def test_intra_only_experts_start_from_the_unimodal_weights(tmp_path, check_experts_loaded):
     bindings = ["intra_only/method.recipe = 'pretrain_then_finetune'",
                 "intra_only/method.pretrain = {'a': 'a_only', 'b': 'b_only'}"]
     run = run_suite([TOY], bindings, seeds=[0], methods=["intra_only"], out=tmp_path / "runs",
                     results_dir=tmp_path / "lb", progress=False)
     assert [s["unit"] for s in run.summary] == ["a_only/seed0", "b_only/seed0", "intra_only/seed0"]
-    ckpts = {m: next((tmp_path / "runs").rglob(f"{m}/*/seed0/model.pt")) for m in ("a_only", "b_only")}
-    method, _ = run.resolver.method("intra_only")
-    model = i2m2bench.build_fusion("intra_only", run.task.spec, **method.options)
-    i2m2bench.RECIPES.get("pretrain_then_finetune").init(
-        model, {e: Checkpoint(m, 0, ckpts[m]) for e, m in method.pretrain.items()})
-    for expert, m in method.pretrain.items():
-        donor = torch.load(ckpts[m], weights_only=True)
-        got = model.experts()[expert].state_dict()
-        assert set(got) == set(donor) and all(torch.equal(got[k], donor[k]) for k in donor)
+    check_experts_loaded(run, "intra_only", tmp_path / "runs")
 
 
 # --- LeNet initialisation -------------------------------------------------------------------
@@ -126,20 +115,16 @@ def test_lenet_convolutions_are_kaiming_uniform():
 def _train_flat(patience, epochs=20):
     """A model whose validation score cannot improve after its first epoch (lr ~ 0)."""
     from i2m2bench import build_task
+    from i2m2bench.fusion.base import build_fusion
     from i2m2bench.harness.config import TrainConfig
     from i2m2bench.harness.training import train_model
 
     task = build_task("toy")
     torch.manual_seed(0)
-    model = i2m2bench_fusion("late_fusion", task.spec)
+    model = build_fusion("late_fusion", task.spec)
     cfg = TrainConfig(lr=1e-30, epochs=epochs, batch_size=256, patience=patience)
     return train_model(model, task.splits["train"], task.splits["val"], task.spec, cfg,
                        torch.Generator().manual_seed(0), progress=False)
-
-
-def i2m2bench_fusion(name, spec):
-    from i2m2bench.fusion.base import build_fusion
-    return build_fusion(name, spec)
 
 
 def test_training_stops_after_exactly_patience_epochs_without_improvement():

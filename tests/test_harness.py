@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import i2m2bench
-from i2m2bench.harness.recipes import Checkpoint
 from i2m2bench.harness.runner import ConfigError, run_suite
 from i2m2bench.harness.store import read_rows
 from i2m2bench.harness.training import TrainConfig, predict, train_model
@@ -41,21 +40,12 @@ def test_different_seeds_differ(tmp_path):
     assert [v for *_, v in _values(a)] != [v for *_, v in _values(b)]
 
 
-def test_pretrained_experts_are_trained_once_and_reused(tmp_path):
+def test_pretrained_experts_are_trained_once_and_reused(tmp_path, check_experts_loaded):
     first = _run(tmp_path, seeds=[0], methods=["i2m2"])
     assert [s["unit"] for s in first.summary] == ["a_only/seed0", "b_only/seed0", "late_fusion/seed0",
                                                  "i2m2/seed0"]
-    # I2M2's image expert starts from a_only's checkpoint: check the loaded weights match
-    ckpts = {m: next((tmp_path / "a" / "runs").rglob(f"{m}/*/seed0/model.pt"))
-             for m in ("a_only", "b_only", "late_fusion")}
-    method, _ = first.resolver.method("i2m2")
-    model = i2m2bench.build_fusion("i2m2", first.task.spec, **method.options)
-    i2m2bench.RECIPES.get("pretrain_then_finetune").init(
-        model, {e: Checkpoint(m, 0, ckpts[m]) for e, m in method.pretrain.items()})
-    for expert, m in method.pretrain.items():
-        donor = torch.load(ckpts[m], weights_only=True)
-        got = model.experts()[expert].state_dict()
-        assert set(got) == set(donor) and all(torch.equal(got[k], donor[k]) for k in donor)
+    # I2M2's experts start from a_only's, b_only's and late_fusion's checkpoints
+    check_experts_loaded(first, "i2m2", tmp_path / "a" / "runs")
     # a second run of the full suite trains only what is missing
     second = _run(tmp_path, seeds=[0])
     assert sorted(s["unit"] for s in second.summary) == ["early_fusion/seed0", "intra_only/seed0"]
