@@ -85,6 +85,10 @@ class Metric:
     #: ``per_sample_problems`` (bootstraps resample them instead of recomputing the metric)
     per_sample: Callable[[np.ndarray, np.ndarray, str], np.ndarray] | None = None
     per_sample_problems: tuple[str, ...] = ()
+    #: optional: (G,) per-group values whose mean is the metric (``fn(pred, target, problem,
+    #: groups)``; groups in ``numpy.unique`` order), for metrics that average over sample groups
+    #: (consistency): bootstraps resample the groups
+    per_group: Callable[[np.ndarray, np.ndarray, str, np.ndarray], np.ndarray] | None = None
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -194,13 +198,18 @@ def _vqa_score_per_sample(pred, target, problem) -> np.ndarray:
 
 
 def _consistency(pred, target, problem, groups=None) -> float:
+    return float(np.mean(_consistency_per_group(pred, target, problem, groups)))
+
+
+def _consistency_per_group(pred, target, problem, groups=None) -> np.ndarray:
+    """1.0 for each group (in ``numpy.unique`` order) whose samples are all answered right."""
     if groups is None:
         raise MetricError("consistency needs the split's sample groups (Split.groups)")
     correct = pred.argmax(1) == target
     ids, inverse = np.unique(groups, return_inverse=True)
     wrong = np.zeros(len(ids), dtype=bool)
     np.logical_or.at(wrong, inverse, ~correct)
-    return float(np.mean(~wrong))
+    return (~wrong).astype(np.float64)
 
 
 def _macro_of(per_label):
@@ -236,6 +245,7 @@ METRICS.add("vqa_score", Metric(
     origin=f"{_ORIGIN}._vqa_score")
 METRICS.add("consistency", Metric(
     "consistency", _consistency, True, ("multiclass",), needs_groups=True,
+    per_group=_consistency_per_group,
     description="share of sample groups answered correctly throughout (NLVR2)"),
     origin=f"{_ORIGIN}._consistency")
 
@@ -350,6 +360,17 @@ def per_sample_values(name: str, pred, target, problem: str) -> np.ndarray | Non
     return np.asarray(metric.per_sample(as_numpy(pred), as_numpy(target), problem), dtype=np.float64)
 
 
+def per_group_values(name: str, pred, target, problem: str, groups) -> np.ndarray | None:
+    """(G,) per-group values whose mean is metric ``name`` (consistency: one per sample group,
+    groups in ``numpy.unique`` order), or None when the metric is no mean over groups or the
+    split has no groups."""
+    metric, label = resolve(name)
+    if label is not None or metric.per_group is None or groups is None:
+        return None
+    return np.asarray(metric.per_group(as_numpy(pred), as_numpy(target), problem, as_numpy(groups)),
+                      dtype=np.float64)
+
+
 def is_defined(name: str, target, problem: str, groups=None, width: int | None = None,
                labels: TaskSpec | Sequence[str] | None = None) -> bool:
     """Whether metric ``name`` has a value on a split with these targets (for AUROC/AUPRC that
@@ -362,5 +383,5 @@ def is_defined(name: str, target, problem: str, groups=None, width: int | None =
 
 __all__ = ["METRICS", "Metric", "MetricError", "as_numpy", "check_metric", "check_spec", "compute",
            "compute_all", "declared_metrics", "direction", "is_defined", "per_label_values",
-           "per_sample_values",
+           "per_group_values", "per_sample_values",
            "resolve"]

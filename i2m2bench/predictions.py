@@ -78,6 +78,15 @@ class Predictions:
                           {**self.target, **newer.target}, {**self.groups, **newer.groups})
         return out
 
+    def only(self, protocols) -> "Predictions":
+        """These predictions restricted to ``protocols`` (and the splits they read)."""
+        keep = [p for p in self.pred if p in set(protocols)]
+        splits = {self.split[p] for p in keep}
+        return Predictions(self.problem, self.metrics, self.labels,
+                           {p: self.pred[p] for p in keep}, {p: self.split[p] for p in keep},
+                           {s: t for s, t in self.target.items() if s in splits},
+                           {s: g for s, g in self.groups.items() if s in splits})
+
     def to_bytes(self) -> bytes:
         protocols = list(self.pred)
         arrays = {"format": np.array(FORMAT), "problem": np.array(self.problem),

@@ -9,7 +9,7 @@ from i2m2bench import metrics as M
 from i2m2bench.harness.publish import (evidence_of, prediction_path, publish_predictions,
                                        render_all, stale_boards)
 from i2m2bench.harness.store import upsert_unit_rows
-from i2m2bench.predictions import Predictions, save_predictions
+from i2m2bench.predictions import Predictions, load_predictions, save_predictions
 from i2m2bench.reporting import render_markdown
 from i2m2bench.reporting.significance import (Entry, Evidence, column_cells, entry,
                                               seed_evidence)
@@ -99,8 +99,7 @@ def test_no_marks_when_predictions_are_missing_or_cover_other_samples(make_row, 
     assert "2 ranked column(s) carry no marks" in render_markdown(rows, other)
 
 
-def test_undefined_auroc_is_never_marked(monkeypatch):
-    monkeypatch.setattr("i2m2bench.reporting.significance.RESAMPLE_RANKING_METRICS", True)
+def test_undefined_auroc_is_never_marked():
     y = np.array([1, 1, 1, 1])[:, None]  # one class only: AUROC undefined
     p = Predictions("multilabel", ("auroc",))
     p.add("test", "test", np.linspace(-1, 1, 4, dtype=np.float32)[:, None], y)
@@ -140,20 +139,24 @@ def test_vectorised_and_generic_paired_bootstraps_agree(target):
     assert (fast.low, fast.high) == pytest.approx((slow.low, slow.high), abs=1e-9)
 
 
-def test_a_generic_metric_is_resampled_through_compute(monkeypatch):
-    y0 = np.array([[0], [1]])
-    p0 = Predictions("multilabel", ("auprc",))
-    p0.add("test", "test", np.zeros((2, 1), np.float32), y0)
-    assert seed_evidence(p0, "test", "auprc") is None  # by default AUPRC gets no marks yet
-    monkeypatch.setattr("i2m2bench.reporting.significance.RESAMPLE_RANKING_METRICS", True)
+def test_a_plugin_metric_without_a_vectorised_form_is_resampled_only_on_request(monkeypatch):
+    """A registered metric that is neither a mean nor a built-in ranking metric gets no marks by
+    default; with RESAMPLE_OTHER_METRICS it is recomputed on every resample through compute."""
+    from i2m2bench.metrics import METRICS, Metric
+
+    def top2(pred, target, problem, groups=None):  # share of targets among the two best classes
+        return float(np.mean((np.argsort(-pred, 1)[:, :2] == target[:, None]).any(1)))
+
+    monkeypatch.setitem(METRICS._items, "top2", Metric("top2", top2, True, ("multiclass",)))
     rng = np.random.default_rng(6)
-    y = (rng.random((200, 2)) < 0.5).astype(int)
-    logits = (y * 2.0 - 1.0 + rng.normal(0, 1.5, size=y.shape)).astype(np.float32)
-    p = Predictions("multilabel", ("auroc",))
+    y = rng.integers(0, 4, 200)
+    logits = rng.normal(size=(200, 4)).astype(np.float32)
+    p = Predictions("multiclass", ("top2",))
     p.add("test", "test", logits, y)
-    ev = seed_evidence(p, "test", "auroc")
-    assert ev.stat.values is None  # no per-sample decomposition of AUROC
-    assert ev.stat.full() == pytest.approx(M.compute("auroc", logits, y, "multilabel"))
+    assert seed_evidence(p, "test", "top2") is None
+    monkeypatch.setattr("i2m2bench.reporting.significance.RESAMPLE_OTHER_METRICS", True)
+    ev = seed_evidence(p, "test", "top2")
+    assert ev.stat.fn is not None and ev.stat.full() == pytest.approx(top2(logits, y, "multiclass"))
     lo, hi = bootstrap_interval(ev.stat, n_boot=200)
     assert lo < ev.stat.full() < hi
 
@@ -187,6 +190,25 @@ def test_published_predictions_back_the_committed_board(tmp_path, make_row, targ
     save_predictions(prediction_path(tmp_path, "demo", (None, "beta", "u1", 0)),
                      _predictions(masks["alpha"][0], target))
     assert "differs" in stale_boards(tmp_path)[0]
+
+
+def test_published_predictions_keep_the_protocols_outside_curves(tmp_path, make_row, target):
+    """Curve points are tabled from the rows, so the published copy drops them (the run
+    directory keeps every protocol): the board's predictions stay small."""
+    mask = np.random.default_rng(8).random(N) < 0.8
+    curve_point = {**make_row("alpha", 0, "perturb:x@1", 0.5), "curve": "perturb:x", "level": 1.0}
+    results = tmp_path / "results" / "demo.jsonl"
+    upsert_unit_rows(results, [make_row("alpha", 0, "test", float(mask.mean())), curve_point])
+    full = _predictions(mask, target)
+    full.add("perturb:x@1", "test", _pred(~mask, target), target)
+    src = tmp_path / "runs" / "predictions.npz"
+    src.parent.mkdir(parents=True)
+    save_predictions(src, full)
+    publish_predictions(results, tmp_path, {(None, "alpha", "u1", 0): src})
+    published = evidence_of(tmp_path, "demo").get((None, "alpha", "u1", 0))
+    assert set(published.pred) == {"test"}  # shift:x has no row here, perturb:x@1 is a curve
+    assert np.array_equal(published.pred["test"], full.pred["test"])
+    assert set(load_predictions(src).pred) == {"test", "shift:x", "perturb:x@1"}
 
 
 def test_a_method_name_cannot_escape_the_predictions_folder(tmp_path):
@@ -251,3 +273,89 @@ def test_auroc_columns_are_resampled_vectorised_and_match_compute():
         idx = rng.integers(0, 120, size=(5, 120))
         want = [M.compute(name, logits[i], y[i], "multilabel", labels=p.labels) for i in idx]
         assert np.allclose(ev.stat.on(idx), want)
+
+
+def test_vectorised_average_precision_and_balanced_accuracy_equal_scikit_learn():
+    import warnings
+
+    from sklearn.metrics import average_precision_score, balanced_accuracy_score
+
+    from i2m2bench.reporting.stats import (resampled_average_precision,
+                                           resampled_balanced_accuracy)
+
+    rng = np.random.default_rng(10)
+    n = 50
+    y = rng.random(n) < 0.3
+    s = np.round(rng.normal(size=n) + y, 1)  # many ties
+    idx = rng.integers(0, n, size=(25, n))
+    idx[0] = np.flatnonzero(~y)[0]  # a resample with no positive: undefined
+    got = resampled_average_precision(s, y, idx)
+    assert np.isnan(got[0])
+    assert np.allclose(got[1:], [average_precision_score(y[i], s[i]) for i in idx[1:]])
+    cls = rng.integers(0, 4, n)
+    said = np.where(rng.random(n) < 0.6, cls, rng.integers(0, 4, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn: "y_pred contains classes not in y_true"
+        want = [balanced_accuracy_score(cls[i], said[i]) for i in idx]
+    assert np.allclose(resampled_balanced_accuracy(said == cls, cls, idx), want)
+
+
+@pytest.mark.parametrize("problem", ["multiclass", "multilabel"])
+@pytest.mark.parametrize("name", ["auprc", "auprc/b", "balanced_accuracy"])
+def test_every_builtin_metric_column_resamples_vectorised_and_matches_compute(problem, name):
+    rng = np.random.default_rng(11)
+    if problem == "multiclass":
+        y = rng.integers(0, 3, 90)
+        logits = (np.eye(3)[y] * 1.5 + rng.normal(0, 1.0, size=(90, 3))).astype(np.float32)
+    else:
+        y = (rng.random((90, 3)) < 0.5).astype(int)
+        y[:, 2] = 0  # one label with no positive: AP undefined there, left out of the mean
+        logits = (y * 1.5 - 0.75 + rng.normal(0, 1.0, size=y.shape)).astype(np.float32)
+    p = Predictions(problem, (name,), ("a", "b", "c"))
+    p.add("test", "test", logits, y)
+    ev = seed_evidence(p, "test", name)
+    assert ev.stat.batch is not None
+    assert ev.stat.full() == pytest.approx(M.compute(name, logits, y, problem, labels=p.labels))
+    idx = rng.integers(0, 90, size=(6, 90))
+    want = [M.compute(name, logits[i], y[i], problem, labels=p.labels) for i in idx]
+    assert np.allclose(ev.stat.on(idx), want, equal_nan=True)
+
+
+def test_consistency_resamples_whole_groups():
+    """Consistency averages over sample groups, so its bootstrap draws groups: the evidence
+    holds one all-right value per group, and two files whose groups differ are not compared."""
+    rng = np.random.default_rng(12)
+    groups = np.repeat(np.arange(40), 4)  # 40 sentences x 4 image pairs
+    y = rng.integers(0, 2, 160)
+    right = rng.random(160) < 0.85
+    logits = np.where(right, y, 1 - y)[:, None] == np.arange(2)
+    p = Predictions("multiclass", ("consistency",))
+    p.add("test", "test", logits.astype(np.float32), y, groups=groups)
+    ev = seed_evidence(p, "test", "consistency")
+    assert ev.stat.n == 40
+    assert ev.stat.full() == pytest.approx(M.compute("consistency", logits.astype(np.float32), y,
+                                                     "multiclass", groups))
+    q = Predictions("multiclass", ("consistency",))
+    q.add("test", "test", logits.astype(np.float32), y, groups=np.repeat(np.arange(80), 2))
+    assert seed_evidence(q, "test", "consistency").targets != ev.targets
+
+
+def test_a_lead_that_one_seed_reverses_is_not_significant():
+    """The seed stage: alpha leads beta by 4 points on two seeds and trails by 4 on the third.
+    Pooling the seeds' test samples alone would call alpha's lead significant; drawing seeds
+    with replacement does not. A lead every seed shows stays significant."""
+    n = 4000
+    base = np.random.default_rng(13).random(n) < 0.8
+
+    def shifted(points):  # a copy of base with |points|% of the samples flipped
+        out = base.copy()
+        k = int(abs(points) / 100 * n)
+        out[np.flatnonzero(base if points < 0 else ~base)[:k]] = points > 0
+        return SampleStat(n, values=out.astype(float))
+
+    ref = [SampleStat(n, values=base.astype(float))] * 3
+    mixed = [shifted(4), shifted(4), shifted(-4)]
+    pooled = SampleStat(n, values=np.mean([m.values for m in mixed], axis=0))
+    assert paired_bootstrap_stats([pooled], ref[:1]).significant  # test samples alone: yes
+    assert not paired_bootstrap_stats(mixed, ref).significant
+    assert paired_bootstrap_stats([shifted(2), shifted(4), shifted(3)], ref).significant

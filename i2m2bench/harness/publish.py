@@ -13,13 +13,11 @@ and :func:`export_board` (``--format csv|json``).
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Mapping
 
-from i2m2bench.fileio import write_atomic
 from i2m2bench.harness.store import locked, read_rows
-from i2m2bench.predictions import load_predictions
+from i2m2bench.predictions import load_predictions, save_predictions
 from i2m2bench.reporting import (board_is_stale, board_table, latest_units, summary_table, to_csv,
                                  to_json, write_board)
 from i2m2bench.reporting.significance import Evidence, Key, row_key
@@ -69,23 +67,32 @@ def evidence_of(out_dir: Path, board: str) -> Evidence:
 
 
 def publish_predictions(results_path: Path, out_dir: Path, sources: Mapping[Key, Path]) -> list[Path]:
-    """Copy each unit's predictions file (``sources``: key -> ``<run dir>/predictions.npz``) to
-    its published place (temporary file + rename), then remove the board's published files
-    that belong to none of its latest units (superseded configurations); the files written."""
+    """Publish each unit's predictions (``sources``: key -> ``<run dir>/predictions.npz``) at
+    its place under ``out_dir`` (temporary file + rename), keeping the protocols its rows score
+    outside robustness curves -- the ones a board ranks and marks (curve points are tabled from
+    the rows, and the run directory keeps every protocol) -- then remove the board's published
+    files that belong to none of its latest units (superseded configurations); the files
+    written."""
     results_path, board = Path(results_path), Path(results_path).stem
+    with locked(results_path):
+        rows = read_rows(results_path)
+    ranked: dict[Key, set[str]] = {}  # unit -> the protocols its rows score outside curves
+    for r in rows:
+        if r.get("curve") is None and r.get("protocol"):
+            ranked.setdefault(row_key(r), set()).add(r["protocol"])
     written = []
     for key, src in sorted(sources.items(), key=lambda kv: str(kv[0])):
         src = Path(src)
         if not src.is_file():
             continue
+        pred = load_predictions(src)
+        if key in ranked:
+            pred = pred.only(ranked[key])
         dst = prediction_path(out_dir, board, key)
-        with open(src, "rb") as fh_in:
-            write_atomic(dst, lambda fh: shutil.copyfileobj(fh_in, fh))
+        save_predictions(dst, pred)
         written.append(dst)
     root = Path(out_dir) / PREDICTIONS / board
     if root.is_dir():
-        with locked(results_path):
-            rows = read_rows(results_path)
         keep = {prediction_path(out_dir, board, row_key(r))
                 for rs in latest_units(rows, key=lambda r: (r.get("setting"), r["method"])).values()
                 for r in rs}

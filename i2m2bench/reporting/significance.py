@@ -7,12 +7,15 @@ Every table cell of a board shows a 95% interval and, in the columns that rank m
   interval over the test samples (needs that seed's saved predictions; without them the value
   stands alone).
 * **Marks.** The leader (best mean) is **best** only when its lead over the runner-up is
-  significant by a paired bootstrap over the test samples, pooled over the seeds both methods
-  share; otherwise the leader and every method not significantly behind it are *tied*
-  (:func:`i2m2bench.reporting.stats.mark_leaders`). A column gets marks only when every method
-  with a value there has its predictions for it, on the same test samples (equal targets), and
-  its metric is a mean of per-sample values (accuracy, VQA score) or AUROC (resampled
-  vectorised; see :data:`RESAMPLE_RANKING_METRICS`); otherwise it gets none, and the board says so.
+  significant by a two-stage paired bootstrap -- the seeds both methods share, drawn with
+  replacement, then the test samples -- so that the spread between training runs counts as well
+  as the finite test set; otherwise the leader and every method not significantly behind it are
+  *tied* (:func:`i2m2bench.reporting.stats.mark_leaders`). A column gets marks only when every
+  method with a value there has its predictions for it, on the same test samples (equal targets
+  and groups), and its metric can be resampled: every built-in metric can (a mean of per-sample
+  values -- accuracy, VQA score; a mean over sample groups -- consistency, whose resamples draw
+  groups; AUROC, average precision and balanced accuracy, vectorised); a plugin's other metric
+  gets none (see :data:`RESAMPLE_OTHER_METRICS`), and the board says so.
 
 The predictions come from an :class:`Evidence`: a lookup of a unit's per-sample predictions
 (:class:`i2m2bench.predictions.Predictions`) by (setting, method, unit hash, seed), which the
@@ -35,15 +38,15 @@ from i2m2bench.predictions import Predictions
 from i2m2bench.reporting.scores import UNDEFINED
 from i2m2bench.reporting.stats import (LEVEL, N_BOOT, SampleStat, bootstrap_interval,
                                        mark_leaders, paired_bootstrap_stats, resampled_auroc,
-                                       t_interval)
+                                       resampled_average_precision,
+                                       resampled_balanced_accuracy, t_interval)
 
-#: Whether boards resample the metrics that are neither a mean of per-sample values nor AUROC
-#: (vectorised: :func:`i2m2bench.reporting.stats.resampled_auroc`) -- AUPRC, group consistency --
-#: by recomputing them on every resample. Off: that costs 2,000 metric calls per seed and
-#: comparison (minutes per board with scikit-learn), so such columns get intervals over seeds
-#: but no marks.
-#: :func:`i2m2bench.reporting.stats.bootstrap_interval` and ``paired_bootstrap`` take them.
-RESAMPLE_RANKING_METRICS = False
+#: Whether boards resample a metric that has none of the vectorised forms of
+#: :func:`seed_evidence` (a metric registered by a plugin, say) by recomputing it on every
+#: resample: 2,000 metric calls per seed and comparison, minutes per board, so off -- such a
+#: column gets intervals over seeds but no marks, and the board says so. Every built-in metric
+#: has a vectorised form.
+RESAMPLE_OTHER_METRICS = False
 
 #: (setting, method, unit hash, seed): what identifies one unit's predictions on a board.
 Key = tuple[Hashable, str, str, int]
@@ -52,11 +55,11 @@ Key = tuple[Hashable, str, str, int]
 CELLS_NOTE = (f"Each cell: mean over seeds ± half-width of the {LEVEL:.0%} Student-t interval of "
               f"the mean (one seed: the value and its {LEVEL:.0%} percentile-bootstrap interval "
               f"over the test samples, {N_BOOT} resamples, in brackets).")
-MARKS_NOTE = (f"**Bold**: best — the leader's lead over the runner-up is significant (paired "
-              f"bootstrap over the test samples, pooled over the seeds both share, {N_BOOT} "
-              f"resamples, {LEVEL:.0%} interval of the difference above 0). *≈ Italic*: tied for "
-              "best — the leader, when its lead is not significant, and every method not "
-              "significantly behind it.")
+MARKS_NOTE = (f"**Bold**: best — the leader's lead over the runner-up is significant (two-stage "
+              f"paired bootstrap: the seeds both share, drawn with replacement, then the test "
+              f"samples; {N_BOOT} resamples, {LEVEL:.0%} interval of the difference above 0). "
+              "*≈ Italic*: tied for best — the leader, when its lead is not significant, and "
+              "every method not significantly behind it.")
 
 
 class Evidence:
@@ -92,22 +95,30 @@ class SeedEvidence:
 
 def seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence | None:
     """The resample-ready metric ``metric`` of ``pred`` on ``protocol`` (None when the file has
-    no predictions for it)."""
+    no predictions for it, or the metric cannot be resampled; see
+    :data:`RESAMPLE_OTHER_METRICS`).
+
+    What a resample draws: test samples, except for a metric that averages over sample groups
+    (consistency), whose resamples draw whole groups (NLVR2: sentences)."""
     if protocol not in pred.pred:
         return None
     p = pred.pred[protocol]
     split = pred.split[protocol]
     target, groups = pred.target[split], pred.groups.get(split)
-    fingerprint = hashlib.sha256(np.ascontiguousarray(target).tobytes()
-                                 + str(target.dtype).encode()).hexdigest()
+    digest = hashlib.sha256(np.ascontiguousarray(target).tobytes() + str(target.dtype).encode())
+    if groups is not None:
+        digest.update(np.ascontiguousarray(groups).tobytes())
+    fingerprint = digest.hexdigest()
     values = M.per_sample_values(metric, p, target, pred.problem)
+    if values is None:
+        values = M.per_group_values(metric, p, target, pred.problem, groups)
     if values is not None:
-        return SeedEvidence(SampleStat(len(target), values=values), fingerprint)
-    batch = _auroc_batch(metric, p, target, pred)
+        return SeedEvidence(SampleStat(len(values), values=values), fingerprint)
+    batch = _vectorised_batch(metric, p, target, pred)
     if batch is not None:
         return SeedEvidence(SampleStat(len(target), batch=batch), fingerprint)
-    if not RESAMPLE_RANKING_METRICS:
-        return None  # see RESAMPLE_RANKING_METRICS
+    if not RESAMPLE_OTHER_METRICS:
+        return None
     labels = pred.labels or None
 
     def fn(idx: np.ndarray) -> float:
@@ -117,11 +128,17 @@ def seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence
     return SeedEvidence(SampleStat(len(target), fn=fn), fingerprint)
 
 
-def _auroc_batch(metric: str, p: np.ndarray, target: np.ndarray, pred: Predictions):
-    """A vectorised resampled AUROC (macro over labels, or one ``auroc/<label>``) of these
-    predictions, or None for another metric."""
+#: Per-label ranking metrics resampled vectorised, and when a label is defined on a split.
+_RANKING = {"auroc": (resampled_auroc, lambda y: 0 < y.sum() < len(y)),
+            "auprc": (resampled_average_precision, lambda y: y.sum() > 0)}
+
+
+def _vectorised_batch(metric: str, p: np.ndarray, target: np.ndarray, pred: Predictions):
+    """``batch(idx)`` -> (k,) values of ``metric`` on the k resamples ``idx`` (k, n), computed
+    at once: AUROC / average precision (macro over the labels defined on the whole split, or
+    one ``<metric>/<label>``) and balanced accuracy; None for another metric."""
     base, _, label = metric.partition("/")
-    if base != "auroc" or pred.problem not in ("multiclass", "multilabel"):
+    if pred.problem not in ("multiclass", "multilabel"):
         return None
     if pred.problem == "multiclass":
         y = np.zeros(p.shape, dtype=bool)
@@ -129,21 +146,35 @@ def _auroc_batch(metric: str, p: np.ndarray, target: np.ndarray, pred: Predictio
     else:
         y = np.asarray(target) > 0.5
     names = list(pred.labels) if pred.labels else [str(i) for i in range(p.shape[1])]
-    cols = [names.index(label)] if label else range(p.shape[1])
     if label and label not in names:
         return None
-    full = [j for j in cols if 0 < y[:, j].sum() < len(y)]  # labels defined on the whole split
+    cols = [names.index(label)] if label else list(range(p.shape[1]))
+    if base == "balanced_accuracy":
+        if pred.problem == "multiclass":
+            if label:
+                return None
+            truth = np.asarray(target, dtype=np.int64)
+            return lambda idx: resampled_balanced_accuracy(p.argmax(1) == truth, truth, idx)
+        per_label = [((p[:, j] > 0) == y[:, j], y[:, j]) for j in cols]
+        return lambda idx: _nanmean_rows([resampled_balanced_accuracy(c, t, idx)
+                                          for c, t in per_label])
+    if base not in _RANKING:
+        return None
+    resample, defined = _RANKING[base]
+    full = [j for j in cols if defined(y[:, j])]
     scores = np.asarray(p, dtype=np.float64)
+    return lambda idx: _nanmean_rows([resample(scores[:, j], y[:, j], idx) for j in full],
+                                     len(idx))
 
-    def batch(idx: np.ndarray) -> np.ndarray:
-        if not full:
-            return np.full(len(idx), np.nan)
-        per = np.stack([resampled_auroc(scores[:, j], y[:, j], idx) for j in full])
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(per, axis=0)
 
-    return batch
+def _nanmean_rows(per_label: list[np.ndarray], k: int = 0) -> np.ndarray:
+    """Mean over labels of (k,) per-label values, ignoring undefined (nan) ones; nan where none
+    is defined."""
+    if not per_label:
+        return np.full(k, np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.stack(per_label), axis=0)
 
 
 @dataclass
