@@ -80,6 +80,10 @@ def test_avmnist_intra_only_fine_tunes_the_unimodal_units(tmp_path):
     assert run.resolver.method("image_only")[1].patience is None
     lrtf, _ = run.resolver.method("lrtf")
     assert lrtf.options["fused_dim"] == 120 and lrtf.options["rank"] == 40
+    # the embedded schedule (no data root: AV-Digits): unimodal experts 10 epochs, multimodal
+    # models from scratch 6, fine-tuning 2
+    epochs = {item.unit.method: item.unit.train.epochs for item in run.plan}
+    assert epochs == {"image_only": 10, "audio_only": 10, "late_fusion": 6, "intra_only": 2}
 
 
 def test_intra_only_experts_start_from_the_unimodal_weights(tmp_path, check_experts_loaded):
