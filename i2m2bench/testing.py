@@ -34,11 +34,31 @@ def tiny_spec(num_classes: int = 3, problem: str = "multiclass") -> TaskSpec:
                     problem, num_classes, metric=metric)
 
 
+#: A small per-sample shape of every modality kind, for contract checks.
+EXAMPLE_SHAPES: dict[str, tuple[int, ...]] = {
+    "image": (1, 12, 12), "spectrogram": (1, 16, 16), "vector": (10,), "sequence": (8, 3),
+    "volume": (1, 4, 8, 8), "timeseries": (8, 3), "tokens": (12,), "image_pair": (2, 1, 8, 8)}
+
+
+def _random_input(m, batch_size: int, g: torch.Generator) -> torch.Tensor:
+    """Uniform values in [0, 1) of modality ``m``'s shape; for a ``tokens`` modality, int64 ids
+    of its vocabulary (100 ids without ``vocab_size``) with the tail of each sequence padded."""
+    if m.kind != "tokens":
+        return torch.rand((batch_size, *m.shape), generator=g)
+    vocab = m.vocab_size or max(100, m.pad_id + 1)
+    ids = torch.randint(0, vocab - 1, (batch_size, *m.shape), generator=g)
+    ids = ids + (ids >= m.pad_id).long()  # every id but the padding one
+    length = m.shape[-1]
+    keep = torch.randint(1, length + 1, (batch_size, 1), generator=g)  # >= 1 real token each
+    return torch.where(torch.arange(length) < keep, ids, torch.full_like(ids, m.pad_id))
+
+
 def random_batch(spec: TaskSpec, batch_size: int = 6, seed: int = 0) -> Batch:
-    """Uniform inputs and targets of the spec's problem type: class indices (multiclass), 0/1
-    per label (multilabel), scores in {0, 0.3, 0.6, 0.9, 1} per class (soft-score, as VQA's)."""
+    """Uniform inputs (token ids, padded, for ``tokens`` modalities) and targets of the spec's
+    problem type: class indices (multiclass), 0/1 per label (multilabel), scores in
+    {0, 0.3, 0.6, 0.9, 1} per class (soft-score, as VQA's)."""
     g = torch.Generator().manual_seed(seed)
-    inputs = {m.name: torch.rand((batch_size, *m.shape), generator=g) for m in spec.modalities}
+    inputs = {m.name: _random_input(m, batch_size, g) for m in spec.modalities}
     if spec.problem == "multilabel":
         target = torch.randint(0, 2, (batch_size, spec.num_classes), generator=g).float()
     elif spec.problem == "soft-score":
@@ -153,11 +173,11 @@ def check_perturbation(name: str, modality=None, batch_size: int = 64, level: fl
     p = PERTURBATIONS.get(name)  # a Perturbation record: name, fn, kinds
     if modality is None:
         kind = p.kinds[0]
-        shape = {"image": (1, 12, 12), "spectrogram": (1, 16, 16), "vector": (10,),
-                 "sequence": (8, 3)}[kind]
-        modality = ModalitySpec("m", shape, kind)
+        modality = ModalitySpec("m", EXAMPLE_SHAPES[kind], kind)
     where = f"perturbation {name!r} on {modality.kind} {modality.shape}"
-    x = torch.rand((batch_size, *modality.shape), generator=torch.Generator().manual_seed(0)) + 0.1
+    x = _random_input(modality, batch_size, torch.Generator().manual_seed(0))
+    if modality.kind != "tokens":
+        x = x + 0.1
     before = x.clone()
 
     def run(seed: int, lv: float = level, fraction: float = 1.0) -> torch.Tensor:

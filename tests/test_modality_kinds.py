@@ -265,3 +265,30 @@ def test_zero_imputation_fills_missing_tokens_with_the_padding_id():
     got = model.imputed(batch, "text")
     assert got.dtype == torch.int64 and got[0].tolist() == [1, 2, 4, 3, 3] and got[1].tolist() == [3] * 5
     assert torch.isfinite(model(batch)["inter"]).all()
+
+
+# ------------------------------------------------------------------ contract checks, every kind
+def test_random_batches_hold_padded_token_ids_and_fusions_pass_their_contract_on_every_kind():
+    from i2m2bench.data.toy_kinds import task_spec
+    from i2m2bench.testing import check_fusion, random_batch
+
+    spec = task_spec(4, 8, 3, 12, 50, 16)  # time series, tokens, image pair
+    text = random_batch(spec, batch_size=32).inputs["text"]
+    assert text.dtype == torch.int64 and int(text.min()) >= 0 and int(text.max()) < 50
+    real = text != spec.modality("text").pad_id
+    assert bool(real[:, 0].all())  # every sequence has a token, then padding only at its tail
+    assert bool((real.long().diff(dim=1) <= 0).all())
+    for name in ("late_fusion", "early_fusion", "intra_only", "i2m2"):
+        check_fusion(name, spec)
+
+
+def test_every_perturbation_passes_its_contract_on_every_kind_it_declares():
+    from i2m2bench.perturbations import PERTURBATIONS
+    from i2m2bench.testing import EXAMPLE_SHAPES, check_perturbation
+
+    checked = 0
+    for name in PERTURBATIONS.names():
+        for kind in PERTURBATIONS.get(name).kinds:
+            check_perturbation(name, ModalitySpec("m", EXAMPLE_SHAPES[kind], kind))
+            checked += 1
+    assert checked >= 10
