@@ -126,3 +126,39 @@ def test_a_recorded_kind_places_a_protocol_in_the_missing_table(make_row):
     rows += [{**make_row("a", s, "no modality b", 0.3), "kind": "missing"} for s in (0, 1)]
     md = render_markdown(rows)
     assert "### Missing modalities" in md and "no modality b accuracy" not in md
+
+
+def test_the_board_names_the_machines_whose_numerics_made_its_rows(demo_rows):
+    """Rows carry the numerics of their run (CPU, kernel capability, threads); the board names
+    the machine, and warns when its rows mix machines (a unit hash names settings, not numbers)."""
+    avx512 = {"cpu": "AMD EPYC", "cpu_capability": "AVX512", "threads": 2, "deterministic": True,
+              "torch": "2.9.1"}
+    avx2 = {**avx512, "cpu_capability": "AVX2"}
+    one = [{**r, "numerics": avx512} for r in demo_rows]
+    md = render_markdown(one)
+    assert "Made on cpu: AMD EPYC, AVX512, 2 threads" in md and "machines" not in md
+    mixed = [{**r, "numerics": avx2 if r["method"] == "beta" and r["seed"] == 1 else avx512}
+             for r in demo_rows]
+    md = render_markdown(mixed)
+    assert "**Rows from 2 machines**: cpu: AMD EPYC, AVX2, 2 threads; cpu: AMD EPYC, AVX512" in md
+    beta = next(ln for ln in md.split("## Settings")[1].splitlines() if ln.startswith("| `beta`"))
+    assert "AVX2" in beta and "AVX512" in beta  # the method whose seeds mix machines
+
+
+def test_every_run_records_the_numerics_that_decide_its_numbers():
+    import subprocess
+    import sys
+
+    import torch
+
+    from i2m2bench.harness.store import provenance
+
+    n = provenance(torch.device("cpu"))["numerics"]
+    assert n["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert n["threads"] == torch.get_num_threads() and n["deterministic"] is True
+    forced = subprocess.run(
+        [sys.executable, "-c", "import torch; from i2m2bench.numerics import numerics; "
+         "print(numerics(torch.device('cpu'))['cpu_capability'])"],
+        env={**__import__("os").environ, "ATEN_CPU_CAPABILITY": "default"},
+        capture_output=True, text=True, check=True)
+    assert forced.stdout.strip() == "DEFAULT"  # the kernels PyTorch was forced onto

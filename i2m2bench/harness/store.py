@@ -86,13 +86,16 @@ def plugin_versions() -> dict[str, str]:
 
 
 def provenance(device: torch.device) -> dict:
-    """What produced a run: the suite's commit, device, torch, Python and plugin versions."""
+    """What produced a run: the suite's commit, device, torch, Python and plugin versions, and
+    the settings that decide its floating-point numbers (:mod:`i2m2bench.numerics`)."""
+    from i2m2bench.numerics import numerics
+
     name = str(device)
     if device.type == "cuda":
         name = f"cuda:{torch.cuda.get_device_name(device)}"
     return {"git_commit": git_commit(), "device": name, "torch_version": torch.__version__,
             "i2m2bench_version": __version__, "python_version": platform.python_version(),
-            "plugins": plugin_versions()}
+            "plugins": plugin_versions(), "numerics": numerics(device)}
 
 
 # ----------------------------------------------------------------------------- records <-> rows
@@ -138,7 +141,7 @@ def records_from_rows(rows: list[dict]) -> tuple[dict, list[dict]]:
     groups: dict[str, dict] = {}
     for r in rows:
         prov = {k: r[k] for k in r if k in PROVENANCE_FIELDS or k in (
-            "i2m2bench_version", "python_version", "plugins")}
+            "i2m2bench_version", "python_version", "plugins", "numerics")}
         base = {k: v for k, v in r.items()
                 if k not in SCORE_FIELDS and k not in prov and k not in ("date", "error")}
         date = r.get("date")

@@ -21,7 +21,7 @@ from tabulate import tabulate
 from i2m2bench.reporting.layouts import LAYOUTS, Layout
 from i2m2bench.reporting.plots import curve_figures, plot_curves  # noqa: F401  (re-exported)
 from i2m2bench.reporting.rows import FAMILY_ORDER, latest_units  # noqa: F401  (re-exported)
-from i2m2bench.reporting.rows import board_metrics, metric_rows
+from i2m2bench.reporting.rows import board_metrics, machine_of, machines_note, metric_rows
 from i2m2bench.reporting.scores import BoardData, UnitScores, curve_slug, is_undefined
 from i2m2bench.reporting.significance import (CELLS_NOTE, MARKS_NOTE, NO_EVIDENCE, Entry,
                                               Evidence, column_cells, entry, interval_text)
@@ -166,13 +166,14 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
         prov.append([
             f"`{m}`", f"`{rs[0]['unit_hash']}`", schedule,
             ", ".join(sorted({r["git_commit"] for r in rs})),
-            ", ".join(sorted({r["device"] for r in rs})),
+            ", ".join(sorted({machine_of(r) for r in rs})),
             ", ".join(sorted({r["torch_version"] for r in rs})),
             max(r["date"] for r in rs)[:10],
         ])
     lines.append(tabulate(prov, headers=["Method", "Unit hash", "Schedule", "Commit", "Device",
                                          "torch", "Date"], tablefmt="github", disable_numparse=True))
     every = [r for u in units.values() for r in u.rows]
+    lines += machines_note(every)
     peaks = [r["value"] for r in every if r["metric"] == "peak_memory_mb"]
     if peaks:
         lines += ["", f"Peak memory of the training process (CPU: resident set; CUDA: allocated), "

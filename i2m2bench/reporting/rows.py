@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Callable, Hashable
 
+from i2m2bench.numerics import numerics_label
+
 #: Kinds of protocol. ``train`` rows hold training figures (samples/s, seconds, epochs, ...).
 KINDS = ("test", "shift", "missing", "missing_rate", "perturb", "val", "train")
 #: The robustness protocols: evaluated after training on transformed test inputs.
@@ -132,3 +134,24 @@ def per_seed(rows: list[dict], select: Callable[[dict], Hashable | None]) -> dic
         if k is not None:
             out[k][r["seed"]] = r["value"]
     return {k: dict(sorted(v.items())) for k, v in out.items()}
+
+
+def machine_of(row: dict) -> str:
+    """The machine a row came from: its recorded numerics (CPU or GPU, kernel capability,
+    threads), or its device for rows made before numerics were recorded."""
+    return numerics_label(row.get("numerics"), row["device"])
+
+
+def machines_note(rows: list[dict]) -> list[str]:
+    """Lines naming the machine(s) whose numerics made these rows (none when no row recorded
+    them); with several, a warning that the board mixes them."""
+    seen = sorted({machine_of(r) for r in rows if r.get("numerics")})
+    if not seen:
+        return []
+    if len(seen) == 1:
+        return ["", f"Made on {seen[0]} (the numerics every row records; the same command on "
+                    "another CPU or GPU, or with another thread count, may give other numbers: "
+                    "README, Reproducibility)."]
+    return ["", f"**Rows from {len(seen)} machines**: " + "; ".join(seen) + ". A unit hash names "
+                "the settings, not the numbers: cells that mix machines mix their floating-point "
+                "noise (README, Reproducibility)."]

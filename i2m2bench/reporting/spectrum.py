@@ -14,7 +14,8 @@ from tabulate import tabulate
 from i2m2bench.data.spectrum import (BAYES_MC_SAMPLES, BAYES_MC_SEED, DEFAULTS, SHIFTS,
                                      bayes_ceiling)
 from i2m2bench.reporting.layouts import LAYOUTS, Layout, png_bytes
-from i2m2bench.reporting.rows import board_metrics, latest_units, method_order, metric_rows
+from i2m2bench.reporting.rows import (board_metrics, latest_units, machine_of, machines_note,
+                                      method_order, metric_rows)
 from i2m2bench.reporting.significance import (CELLS_NOTE, MARKS_NOTE, NO_EVIDENCE, Evidence,
                                               column_cells, entry)
 
@@ -141,10 +142,11 @@ class DependencySpectrumLayout(Layout):
                          f"batch={t['batch_size']} epochs≤{t['epochs']} patience={t['patience']}",
                          str(len({r["seed"] for r in rs})),
                          ", ".join(sorted({r["git_commit"] for r in rs})),
-                         ", ".join(sorted({r["device"] for r in rs})),
+                         ", ".join(sorted({machine_of(r) for r in rs})),
                          max(r["date"] for r in rs)[:10]])
         lines.append(_table(["Method", "Label", "Fusion", "Recipe", "Schedule", "Seeds", "Commit",
                              "Device", "Date"], prov))
+        lines += machines_note(rows)
         lines.append("")
         return "\n".join(lines)
 
