@@ -3,7 +3,9 @@
 The benchmark JSON written by pytest-benchmark is kept in ``leaderboards/bench/poe_kernel.json``
 and ``leaderboards/poe_kernel.md`` is a pure function of it
 (:func:`i2m2bench.reporting.poe_kernel.render_poe_markdown`), so ``leaderboard --check`` can
-verify the committed table like the others (:func:`stale_poe`).
+verify the committed table like the others (:func:`stale_poe`). ``bench --quick`` (a tiny grid
+that checks the code, not a measurement) writes to :data:`QUICK_DIR` unless a folder is named
+(:func:`default_out_dir`), so it never replaces the published table.
 """
 from __future__ import annotations
 
@@ -17,6 +19,16 @@ from i2m2bench.fileio import write_text_atomic
 from i2m2bench.reporting.poe_kernel import render_poe_markdown
 
 BENCH_FILE = "benchmarks/test_poe_throughput.py"
+#: Where ``bench`` writes: the published folder, and the scratch folder of ``--quick`` (relative
+#: to the working directory, like ``run --out runs``).
+PUBLISHED_DIR = Path("leaderboards")
+QUICK_DIR = Path("runs") / "bench-quick"
+
+
+def default_out_dir(quick: bool) -> Path:
+    """The folder ``bench`` writes to when none is named: a quick check's tiny grid goes to
+    :data:`QUICK_DIR`, never over the published table in :data:`PUBLISHED_DIR`."""
+    return QUICK_DIR if quick else PUBLISHED_DIR
 
 
 def json_path(out_dir: Path) -> Path:
@@ -26,6 +38,7 @@ def json_path(out_dir: Path) -> Path:
 def run_benchmarks(out_dir: Path, quick: bool = False, extra: list[str] = ()) -> Path:
     """Run the benchmark suite (from a source checkout) and render ``poe_kernel.md``."""
     root = Path(__file__).resolve().parents[1]
+    out_dir = Path(out_dir).resolve()  # pytest runs in ``root``: its --benchmark-json must not be relative
     if not (root / BENCH_FILE).is_file():
         raise FileNotFoundError(f"{root / BENCH_FILE} not found: `bench` runs from a source "
                                 "checkout (pip install -e .)")

@@ -1,7 +1,12 @@
 """Command line: ``python -m i2m2bench run|list|leaderboard|bench``.
 
 Errors in configs or data are reported as one clear message with a non-zero exit code; pass
-``--debug`` for the Python traceback.
+``--debug`` for the Python traceback. ``run`` checks its own arguments before reading any gin
+file (:func:`i2m2bench.harness.config.check_run_arguments`): an empty ``--out`` or
+``--leaderboard-dir``, a ``--data-root`` that is not an existing folder, a ``--device`` this machine
+does not have, the same method or seed twice. ``bench --quick`` writes to a scratch folder
+(:data:`i2m2bench.bench.QUICK_DIR`) unless ``--leaderboard-dir`` is given, so a quick check never
+replaces the published kernel table.
 """
 from __future__ import annotations
 
@@ -23,8 +28,11 @@ EPILOG = """examples:
 
 
 def _cmd_run(args) -> int:
+    from i2m2bench.harness.config import CLI_NAMES, check_run_arguments
     from i2m2bench.harness.runner import run_suite
 
+    check_run_arguments(args.gin, args.methods, args.seeds, data_root=args.data_root, out=args.out,
+                        results_dir=args.leaderboard_dir, device=args.device, names=CLI_NAMES)
     run = run_suite(args.gin, args.gin_param, methods=args.methods, seeds=args.seeds,
                     data_root=args.data_root, device=args.device, out=args.out,
                     results_dir=args.leaderboard_dir, force=args.force,
@@ -48,7 +56,7 @@ def _print_plan(run) -> int:
     """``run --dry-run``: what a run would do with each unit; nothing was trained or written."""
     from tabulate import tabulate
 
-    verbs = {"train": "train", "evaluate": "re-evaluate (new protocols)", "skip": "skip (done)"}
+    verbs = {"train": "train", "evaluate": "re-evaluate (new protocols, or metrics.json unreadable)", "skip": "skip (done)"}
     sweep = any(item.setting is not None for item in run.plan)
     body = [[verbs[item.action], *([item.setting] if sweep else []), item.unit.key,
              item.unit.unit_hash, ", ".join(f"{s} <- {d.key}" for s, d in item.unit.deps.items()),
@@ -63,13 +71,16 @@ def _print_plan(run) -> int:
 
 def _print_summary(run) -> None:
     """The board's numbers (method x protocol, mean ± std over seeds) on the console."""
-    from i2m2bench.harness.store import read_rows
+    from i2m2bench.harness import store
     from i2m2bench.reporting import summary_table
 
-    rows = read_rows(run.results_path)
+    rows = store.read_rows(run.results_path, report=store.quiet)  # damaged lines: reported already
     if rows:
-        print(f"{len(run.summary)} unit(s) trained or evaluated now; board {run.results_path.stem} "
-              "(mean ± std over seeds, %):")
+        repaired = sum("repaired" in s for s in run.summary)
+        done = len(run.summary) - repaired
+        print(f"{done} unit(s) trained or evaluated now"
+              + (f", {repaired} repaired in the results file" if repaired else "")
+              + f"; board {run.results_path.stem} (mean ± std over seeds, %):")
         print(summary_table(rows))
 
 
@@ -90,7 +101,8 @@ def _cmd_list(args) -> int:
         for name in reg.names():
             print(f"  {name:<20} {reg.origin(name)}")
     if args.kind in (None, "suites"):
-        from i2m2bench.harness.ginfiles import installed_suites, suites_dir
+        from i2m2bench.harness.config import installed_suites
+        from i2m2bench.harness.ginfiles import suites_dir
 
         print(f"suites (installed in {suites_dir()}; run one with --gin NAME.gin, or "
               "`include 'NAME.gin'` it from your own gin file):")
@@ -108,7 +120,9 @@ def _cmd_list(args) -> int:
 def _cmd_leaderboard(args) -> int:
     from i2m2bench.bench import json_path, render_poe_file, stale_poe
     from i2m2bench.harness import publish
+    from i2m2bench.harness.config import check_folder_argument
 
+    check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
     out = Path(args.leaderboard_dir)
     if args.format != "md":
         if args.check:
@@ -128,6 +142,10 @@ def _cmd_leaderboard(args) -> int:
                          "--leaderboard-dir")
     boards = [args.board] if args.board else None
     if args.check:
+        problem = publish.folder_problem(out) if boards is None else None
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
         stale = publish.stale_boards(out, boards) + (stale_poe(out) if boards is None else [])
         for s in stale:
             print(f"stale: {s}", file=sys.stderr)
@@ -144,10 +162,19 @@ def _cmd_leaderboard(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from i2m2bench.bench import run_benchmarks
+    from i2m2bench.bench import default_out_dir, run_benchmarks
+    from i2m2bench.harness.config import check_folder_argument
 
-    path = run_benchmarks(Path(args.leaderboard_dir), quick=args.quick, extra=args.pytest_args)
+    if args.leaderboard_dir is not None:
+        check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
+        out = Path(args.leaderboard_dir)
+    else:
+        out = default_out_dir(args.quick)
+    path = run_benchmarks(out, quick=args.quick, extra=args.pytest_args)
     print(f"wrote {path}")
+    if args.quick and args.leaderboard_dir is None:
+        print(f"(--quick: a scratch table in {out}/; the published leaderboards/poe_kernel.md is "
+              "untouched; pass --leaderboard-dir to choose the folder)")
     return 0
 
 
@@ -217,8 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="run the PoE kernel benchmarks and render leaderboards/poe_kernel.md",
                         parents=[common])
-    bn.add_argument("--quick", action="store_true", help="tiny grid: checks the code in seconds")
-    bn.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR")
+    bn.add_argument("--quick", action="store_true",
+                    help="tiny grid: checks the code in seconds; writes to runs/bench-quick/ "
+                         "(not leaderboards/) unless --leaderboard-dir is given")
+    bn.add_argument("--leaderboard-dir", default=None, metavar="DIR",
+                    help="where bench/poe_kernel.json and poe_kernel.md go (default: "
+                         "leaderboards/, with --quick runs/bench-quick/)")
     bn.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
                     help="extra pytest arguments after --, e.g. -- -k fwdbwd")
     bn.set_defaults(func=_cmd_bench)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
-from i2m2bench.data.base import DATASETS, DataError
+from i2m2bench.data.base import DATASETS, DataError, check_count
 from i2m2bench.types import Split, Task, TaskSpec
 
 VERSION = "1"
@@ -80,6 +80,8 @@ def build_avdigits(image_energy: float = 0.25, audio_snr_db: float = -9.0, noise
         raise ValueError(f"avdigits is embedded data; source must be 'embedded', got {source!r}")
     if not 0 < image_energy <= 1:
         raise ValueError(f"avdigits: image_energy must be in (0, 1]; got {image_energy}")
+    check_count("avdigits", "max_train", max_train, optional=True)
+    check_count("avdigits", "max_eval", max_eval, optional=True)
     return _build(float(image_energy), float(audio_snr_db), int(noise_seed), max_train, max_eval)
 
 

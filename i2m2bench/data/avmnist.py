@@ -19,9 +19,15 @@ The files are not copied into memory: the splits are
 :class:`~i2m2bench.data.disk.DiskSplit` row ranges of them (train and validation share the train
 files), streamed in index batches; the values are checked chunk by chunk when the task is built.
 
-``source`` = ``auto`` (real files when ``<data_root>/avmnist`` exists, else the embedded AV-Digits),
-``real`` or ``embedded``. Under ``auto``, real files that are present but broken are an error —
-never a silent fall-back to embedded data.
+``source`` = ``auto`` (real files when a data root is given, the embedded AV-Digits when none is),
+``real`` or ``embedded``. Under ``auto``, a data root that was given (``--data-root``,
+``$I2M2BENCH_DATA``, ``data_root=``) but does not exist, is not a folder or holds no ``avmnist/``,
+and real files that are present but broken, are errors — never a silent fall-back to embedded data.
+
+Each file is checked before it is used, and a refusal names the path and what was expected: a
+missing file, a folder where the file belongs, a symlink loop or dangling link, an ``.npz``
+archive renamed ``.npy``, an object array (never loaded: it would need pickle), a non-numeric
+dtype (strings, structured, complex), a wrong shape, NaN/Inf values, labels outside 0..9.
 """
 from __future__ import annotations
 
@@ -36,7 +42,8 @@ import torch
 
 from i2m2bench.data.avdigits import build_avdigits
 from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
-from i2m2bench.data.base import DATASETS, DataError, resolve_data_root
+from i2m2bench.data.base import (DATASETS, DataError, check_count, path_problem,
+                                 resolve_data_root)
 from i2m2bench.data.disk import DiskSplit, NpyColumn, iter_chunks, open_npy
 from i2m2bench.types import Split, Task, TaskSpec
 
@@ -45,20 +52,41 @@ REAL_URL_HINT = ("get AV-MNIST from MultiBench (https://github.com/pliang279/Mul
                  "'AV-MNIST' data link) and unpack it so that <data_root>/avmnist/image/ exists")
 
 
+#: dtype kinds a data file may hold (signed, unsigned integers, floats); labels: see _labels.
+_NUMERIC = "iuf"
+_KIND_NAMES = {"U": "strings", "S": "byte strings", "O": "Python objects", "V": "structured records",
+               "c": "complex numbers", "b": "booleans", "M": "datetimes", "m": "timedeltas"}
+
+
 def _load_npy(path: Path, per_sample: tuple[int, ...], rows: int, what: str) -> np.ndarray:
-    """Load ``path`` and check it holds ``rows`` samples of ``prod(per_sample)`` values each."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; expected {what} with shape "
-                        f"({rows}, {', '.join(map(str, per_sample))}). To use the real data, "
-                        f"{REAL_URL_HINT}.")
+    """Load ``path`` and check it holds ``rows`` samples of ``prod(per_sample)`` numeric values
+    each."""
+    shape = f"({rows}, {', '.join(map(str, per_sample))})" if per_sample else f"({rows},)"
+    problem = path_problem(path, "file")
+    if problem == "not found":
+        raise DataError(f"{path}: file not found; expected {what} with shape {shape}. To use the "
+                        f"real data, {REAL_URL_HINT}.")
+    if problem is not None:
+        raise DataError(f"{path}: {problem}; expected a .npy file of {what} with shape {shape}")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # truncated, not an .npy, object array, ...
-        hint = ""
-        if "Python objects" in str(exc) or "pickle" in str(exc).lower():
-            hint = " (an object array: loading it would need pickle, which is never used on data files)"
-        raise DataError(f"{path}: cannot read as a .npy array ({type(exc).__name__}: {exc}){hint}; "
+        if any(k in str(exc) for k in ("Object arrays", "Python objects", "pickle")):
+            raise DataError(f"{path}: cannot read as a .npy array: an object array (dtype object), "
+                            f"expected numeric {what} (loading it would need pickle, which is "
+                            "never used on data files)") from exc
+        raise DataError(f"{path}: cannot read as a .npy array ({type(exc).__name__}: {exc}); "
                         f"expected {what}") from exc
+    if isinstance(arr, np.lib.npyio.NpzFile):  # np.load opens a zip archive whatever its name
+        names = ", ".join(arr.files[:6]) or "none"
+        arr.close()
+        raise DataError(f"{path}: an .npz archive (arrays: {names}) named .npy, not an .npy "
+                        f"array; expected a .npy file of {what} with shape {shape}")
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{path}: not a .npy array; expected {what}")
+    if arr.dtype.kind not in _NUMERIC:
+        kind = _KIND_NAMES.get(arr.dtype.kind, f"dtype kind {arr.dtype.kind!r}")
+        raise DataError(f"{path}: dtype {arr.dtype} ({kind}), expected numeric {what}")
     n_values = int(np.prod(per_sample))
     per = int(np.prod(arr.shape[1:])) if arr.ndim >= 1 else -1
     if arr.ndim < 1 or arr.shape[0] != rows or (per_sample and per != n_values):
@@ -177,6 +205,16 @@ def load_avmnist_real(root: Path, split_sizes: tuple[int, int, int] = (N_TRAIN, 
                                            "split_sizes": list(split_sizes)})
 
 
+def _check_split_sizes(split_sizes) -> tuple[int, int, int]:
+    if isinstance(split_sizes, (str, bytes)) or not isinstance(split_sizes, (list, tuple)) \
+            or len(split_sizes) != 3:
+        raise ValueError(f"avmnist: option 'split_sizes' must be (train, val, test) row counts; "
+                         f"got {split_sizes!r}")
+    for name, n in zip(("train", "val", "test"), split_sizes):
+        check_count("avmnist", f"split_sizes ({name} rows)", n)
+    return tuple(split_sizes)
+
+
 @DATASETS.register("avmnist")
 def build_avmnist(source: str = "auto", data_root: str | None = None,
                   split_sizes: tuple[int, int, int] = (N_TRAIN, N_VAL, N_TEST),
@@ -184,21 +222,24 @@ def build_avmnist(source: str = "auto", data_root: str | None = None,
     """AV-MNIST from ``<data_root>/avmnist`` or, under ``auto`` when absent, embedded AV-Digits."""
     if source not in ("auto", "real", "embedded"):
         raise ValueError(f"avmnist: source must be 'auto', 'real' or 'embedded'; got {source!r}")
-    root = resolve_data_root(data_root)
-    folder = root / "avmnist" if root is not None else None
-    if source == "real" or (source == "auto" and folder is not None and folder.exists()):
-        if folder is None:
+    sizes = _check_split_sizes(split_sizes)
+    # The data root is read only when real data may be wanted: an embedded run ignores it.
+    root = None if source == "embedded" else resolve_data_root(data_root, check=True)
+    if root is not None or source == "real":
+        if root is None:
             raise DataError("avmnist: source='real' needs a data root (--data-root DIR or "
                             f"$I2M2BENCH_DATA) holding avmnist/; {REAL_URL_HINT}")
-        if not folder.is_dir():
-            raise DataError(f"{folder}: not a directory; {REAL_URL_HINT}")
+        folder = root / "avmnist"
+        problem = path_problem(folder, "folder")
+        if problem is not None:  # a data root was given: never a silent fall-back
+            origin = "data_root" if data_root is not None else "$I2M2BENCH_DATA"
+            raise DataError(f"{folder}: {problem}; the data root ({origin} {root}) must hold the "
+                            f"AV-MNIST folder avmnist/ ({REAL_URL_HINT}), or give no data root "
+                            "(or source='embedded') for the embedded AV-Digits stand-in")
         if embedded_options:
             raise TypeError(f"avmnist: options {sorted(embedded_options)} apply to embedded data only")
-        return load_avmnist_real(folder, tuple(split_sizes))
-    if source == "auto":
-        why = f"{folder} not found" if folder is not None else "no data root given"
-    else:
-        why = "source='embedded'"
+        return load_avmnist_real(folder, sizes)
+    why = "no data root given" if source == "auto" else "source='embedded'"
     print(f"[i2m2bench] avmnist: {why}; using the EMBEDDED AV-Digits stand-in, not AV-MNIST "
           "(see README: 'Real data').", file=sys.stderr)
     return build_avdigits(**embedded_options)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from i2m2bench.data.base import DATASETS
+from i2m2bench.data.base import DATASETS, check_count
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 
@@ -24,10 +24,12 @@ def _make(n: int, classes: int, dim: int, noise: float, gen: torch.Generator):
     return a, b, y
 
 
-def _check_source(name: str, source: str) -> None:
+def _check_source(name: str, source: str, n_train: int, n_eval: int) -> None:
     if source not in ("auto", "embedded"):
         raise ValueError(f"{name}: source must be 'auto' or 'embedded' (it has no real files); got "
                          f"{source!r}")
+    check_count(name, "n_train", n_train)
+    check_count(name, "n_eval", n_eval)
 
 
 def _splits(make, n_train: int, n_eval: int, noise: float) -> tuple[dict, dict]:
@@ -45,7 +47,7 @@ def _splits(make, n_train: int, n_eval: int, noise: float) -> tuple[dict, dict]:
 def build_toy(n_train: int = 512, n_eval: int = 256, classes: int = 4, dim: int = 16,
               noise: float = 1.5, data_seed: int = 0, source: str = "embedded") -> Task:
     """Toy data are generated, always embedded: there is no ``data_root`` option."""
-    _check_source("toy", source)
+    _check_source("toy", source, n_train, n_eval)
     gen = torch.Generator().manual_seed(data_seed)
     spec = TaskSpec(
         name="toy", version="1",
@@ -87,7 +89,7 @@ def build_toy_multilabel(n_train: int = 512, n_eval: int = 256, labels: int = 4,
     even labels are u_j (intra-modality: ``a`` alone suffices), odd labels u_j XOR v_j (only the
     pair predicts them). Primary metric: macro AUROC; also AUPRC and accuracy at p > 0.5.
     Generated, always embedded; a ``noisier`` shift set (noise × 1.5)."""
-    _check_source("toy_multilabel", source)
+    _check_source("toy_multilabel", source, n_train, n_eval)
     gen = torch.Generator().manual_seed(data_seed)
     names = tuple(f"{'intra' if j % 2 == 0 else 'inter'}{j}" for j in range(labels))
     spec = TaskSpec(
@@ -128,7 +130,7 @@ def build_toy_soft(n_train: int = 512, n_eval: int = 256, answers: int = 6, dim:
     mostly the next answer, else one at random, and each answer's target is VQA's score of its
     count (0, 0.3, 0.6, 0.9, 1). Primary metric: VQA score. Generated, always embedded; a
     ``noisier`` shift set (noise × 1.5)."""
-    _check_source("toy_soft", source)
+    _check_source("toy_soft", source, n_train, n_eval)
     if not 0.0 <= agree <= 1.0:
         raise ValueError(f"toy_soft: agree must be in [0, 1]; got {agree}")
     gen = torch.Generator().manual_seed(data_seed)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from i2m2bench.data.base import DATASETS
+from i2m2bench.data.base import DATASETS, check_count
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 PAD = 0
@@ -94,6 +94,8 @@ def build_toy_kinds(n_train: int = 384, n_eval: int = 192, classes: int = 4, ste
     if source not in ("auto", "synthetic"):
         raise ValueError(f"toy_kinds: option 'source' must be 'auto' or 'synthetic' (the data are "
                          f"generated, there are no files); got {source!r}")
+    check_count("toy_kinds", "n_train", n_train)
+    check_count("toy_kinds", "n_eval", n_eval)
     if classes > 4:
         raise ValueError(f"toy_kinds: option 'classes' must be <= 4 (the pair shows the code as one "
                          f"of 4 quadrants); got {classes}")

@@ -9,13 +9,26 @@
   the task resolves to embedded data.
 
 Each default lives in one place — the dataclass field — and nothing re-reads a setting with a
-``.get(key, default)``. Settings are validated when the dataclass is built; errors name the
-binding.
+``.get(key, default)``. Settings are validated when the dataclass is built, before any data is
+loaded or any unit trained: types (a whole-number setting given ``2.5``, ``'3'`` or ``True`` is
+refused, never rounded), signs and ranges, NaN/Inf, empty or duplicate lists, and names that
+become folders (:func:`check_plain_name`). A refused setting raises :class:`SettingError`, which
+:func:`read_suite` and :func:`read_method` turn into one line naming the binding as gin resolved
+it (``a_only/train.lr`` or ``train.lr``) and the file and line that set it
+(:func:`i2m2bench.harness.ginfiles.binding_location`).
+
+:func:`check_run_arguments` checks the arguments of a run (``run_suite``'s or the command line's:
+gin files, methods, seeds, data root, output folders, device) the same way, before gin is parsed;
+:func:`check_device` names the devices this machine has.
 """
 from __future__ import annotations
 
+import difflib
+import math
+import numbers
+import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Mapping
 
 import gin
@@ -26,6 +39,98 @@ from i2m2bench.harness.protocols import DEFAULT_LEVELS
 _LABEL = re.compile(r"[A-Za-z0-9._-]+")
 #: ``train.loss`` values; which apply to a task depends on its problem type (fusion.base.LOSSES).
 LOSS_NAMES = ("auto", "nll", "bce", "soft_ce")
+#: Protocol heads that draw robustness curves, whose effective robustness compares with
+#: ``suite.reference`` (:mod:`i2m2bench.harness.protocols`).
+CURVE_PROTOCOLS = ("perturb:", "missing_rate:")
+
+
+class SettingError(ConfigError, ValueError):
+    """A setting with a wrong type or value. ``binding``: the gin binding it came from, unscoped
+    (``train.epochs``); ``message``: what is wrong (gin appends its own context to ``str``)."""
+
+    def __init__(self, binding: str, message: str) -> None:
+        super().__init__(message)
+        self.binding = binding
+        self.message = message
+
+
+# ------------------------------------------------------------------------------ value checks
+def _kind(value) -> str:
+    return type(value).__name__
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _whole(binding: str, value) -> None:
+    """``value`` is an int (not a bool, not a float such as 1.0 or 2.5: never rounded) > 0."""
+    if not _is_int(value):
+        raise SettingError(binding, f"{binding} must be a whole number, not a {_kind(value)} "
+                           f"(never rounded or converted); got {value!r}")
+    if value < 1:
+        raise SettingError(binding, f"{binding} must be > 0; got {value!r}")
+
+
+def _real(binding: str, value, *, low: float = -math.inf, high: float = math.inf,
+          low_open: bool = False, high_open: bool = False, rng: str = "") -> None:
+    """``value`` is a finite number (an int or float, not a bool) in the given range."""
+    if not _is_real(value):
+        raise SettingError(binding, f"{binding} must be a number; got {value!r} (a {_kind(value)})")
+    if not math.isfinite(value):
+        raise SettingError(binding, f"{binding} must be a finite number{rng and ' ' + rng}; got "
+                           f"{value!r}")
+    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        raise SettingError(binding, f"{binding} must be {rng}; got {value!r}")
+
+
+def _sequence(binding: str, value, what: str, *, empty_ok: bool = False) -> tuple:
+    """A list or tuple (not a string, which gin would otherwise split into characters)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise SettingError(binding, f"{binding} must be a list of {what}; got {value!r}")
+    if not value and not empty_ok:
+        raise SettingError(binding, f"{binding} must be a non-empty list of {what}; got {value!r}")
+    return tuple(value)
+
+
+def _no_duplicates(binding: str, values: tuple) -> None:
+    seen, dup = set(), []
+    for v in values:
+        if v in seen and v not in dup:
+            dup.append(v)
+        seen.add(v)
+    if dup:
+        raise SettingError(binding, f"{binding} lists {', '.join(map(repr, dup))} more than once; "
+                           f"got {list(values)!r}")
+
+
+def _finite_everywhere(binding: str, value, path: str = "") -> None:
+    """No NaN/Inf float anywhere in a (nested) option value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingError(binding, f"{binding}{path} = {value!r}: NaN/Inf is not a setting; give a "
+                           "finite number")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _finite_everywhere(binding, v, f"{path}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _finite_everywhere(binding, v, f"{path}[{i}]")
+
+
+def check_plain_name(value, what: str, binding: str | None = None) -> str:
+    """A name that becomes a file or folder name (suite name, method name, sweep label) must be
+    a plain name: letters, digits, ``.``, ``_`` or ``-``, not empty and not only dots (``.``,
+    ``..``), so no ``/``, ``\\`` or NUL. Returns it; :class:`SettingError` (a ConfigError and a
+    ValueError) otherwise, naming ``what`` (and ``binding``)."""
+    if isinstance(value, str) and _LABEL.fullmatch(value) and set(value) != {"."}:
+        return value
+    where = f"{binding}: " if binding else ""
+    raise SettingError(binding or what, f"{where}{what} {value!r} must be letters, digits, '.', '_' "
+                       "or '-' (not empty, not '.' or '..', no '/' or '\\'): it names a folder")
 
 
 @gin.configurable("train")
@@ -65,21 +170,28 @@ class TrainConfig:
     select_on: str | None = None
 
     def __post_init__(self) -> None:
+        """Every field's type and range (:class:`SettingError` naming ``train.<field>``); values
+        are kept as given (the unit hash covers them)."""
         if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"train.optimizer must be 'sgd', 'adam' or 'adamw'; got {self.optimizer!r}")
+            raise SettingError("train.optimizer", f"train.optimizer must be 'sgd', 'adam' or "
+                               f"'adamw'; got {self.optimizer!r}")
         if self.loss not in LOSS_NAMES:
-            raise ValueError(f"train.loss must be one of {', '.join(map(repr, LOSS_NAMES))}; got "
-                             f"{self.loss!r}")
+            raise SettingError("train.loss", f"train.loss must be one of "
+                               f"{', '.join(map(repr, LOSS_NAMES))}; got {self.loss!r}")
         if self.select_on is not None and (not isinstance(self.select_on, str) or not self.select_on):
-            raise ValueError(f"train.select_on must be a metric name (or None: the task's primary "
-                             f"metric); got {self.select_on!r}")
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
-                                          or self.patience < 1):
-            raise ValueError(f"train.patience must be a whole number >= 1 or None (never stop "
-                             f"early); got {self.patience!r}")
-        for name in ("lr", "epochs", "batch_size", "eval_batch_size"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"train.{name} must be > 0; got {getattr(self, name)!r}")
+            raise SettingError("train.select_on", f"train.select_on must be a metric name (or None: "
+                               f"the task's primary metric); got {self.select_on!r}")
+        if self.patience is not None and (not _is_int(self.patience) or self.patience < 1):
+            raise SettingError("train.patience", f"train.patience must be a whole number >= 1 or "
+                               f"None (never stop early); got {self.patience!r}")
+        _real("train.lr", self.lr, low=0.0, low_open=True, rng="> 0")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            _whole(f"train.{name}", getattr(self, name))
+        _real("train.momentum", self.momentum, low=0.0, high=1.0, high_open=True, rng="in [0, 1)")
+        _real("train.weight_decay", self.weight_decay, low=0.0, rng=">= 0")
+        if self.grad_clip is not None:
+            _real("train.grad_clip", self.grad_clip, low=0.0, low_open=True,
+                  rng="> 0, or None for no clipping")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,12 +210,32 @@ class EmbeddedSchedule:
 
     overrides: Mapping = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        binding = "embedded_schedule.overrides"
+        if not isinstance(self.overrides, Mapping):
+            raise SettingError(binding, f"{binding} must be a dict of train.* settings; got "
+                               f"{self.overrides!r}")
+        names = [f.name for f in fields(TrainConfig)]
+        for key in self.overrides:
+            if key not in names:
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise SettingError(binding, f"{binding}: {key!r} is no train.* setting{hint}; the "
+                                   f"settings are {', '.join(names)}")
+
     def apply(self, train: TrainConfig, method: str, keep: set[str] | frozenset = frozenset()) -> TrainConfig:
+        """``train`` with the overrides (except those in ``keep``) replaced, checked as
+        ``train.*`` settings are (:class:`SettingError` naming the override)."""
         overrides = {k: v for k, v in self.overrides.items() if k not in keep}
         if not overrides:
             return train
         try:
             return replace(train, **overrides)
+        except SettingError as exc:
+            key = exc.binding.split(".", 1)[1]
+            raise SettingError("embedded_schedule.overrides",
+                               f"embedded_schedule.overrides[{key!r}] = {overrides.get(key)!r}: "
+                               f"{exc.message}") from exc
         except TypeError as exc:
             raise ConfigError(f"{method}/embedded_schedule.overrides: {exc}") from exc
 
@@ -128,11 +260,29 @@ class MethodConfig:
     def __post_init__(self) -> None:
         for name in ("options", "pretrain"):
             if not isinstance(getattr(self, name), Mapping):
-                raise ConfigError(f"method.{name} must be a dict; got {getattr(self, name)!r}")
+                raise SettingError(f"method.{name}", f"method.{name} must be a dict; got "
+                                   f"{getattr(self, name)!r}")
+        for name in ("fusion", "recipe"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise SettingError(f"method.{name}", f"method.{name} must be a name; got "
+                                   f"{getattr(self, name)!r}")
+        if self.label is not None and not isinstance(self.label, str):
+            raise SettingError("method.label", f"method.label must be a string or None; got "
+                               f"{self.label!r}")
+        for slot, source in self.pretrain.items():
+            if not isinstance(slot, str) or not isinstance(source, str):
+                raise SettingError("method.pretrain", "method.pretrain must map slot names to "
+                                   f"method names; got {dict(self.pretrain)!r}")
+        _finite_everywhere("method.options", self.options)
         object.__setattr__(self, "options", dict(self.options))
         object.__setattr__(self, "pretrain", dict(self.pretrain))
         if self.protocols is not None:
-            object.__setattr__(self, "protocols", tuple(self.protocols))
+            protocols = _sequence("method.protocols", self.protocols, "protocol names",
+                                  empty_ok=True)
+            if not all(isinstance(p, str) for p in protocols):
+                raise SettingError("method.protocols", "method.protocols must be a list of "
+                                   f"protocol names; got {self.protocols!r}")
+            object.__setattr__(self, "protocols", protocols)
 
 
 @gin.configurable("suite")
@@ -147,6 +297,13 @@ class SuiteConfig:
     :mod:`i2m2bench.harness.protocols`. ``reference``: the method whose robustness curves the
     effective-robustness metric compares against (late fusion: the most common inter-only
     baseline of the suite, and I2M2's default inter expert).
+
+    Checked here: ``name`` and each of ``methods`` and the ``sweep`` labels are plain names
+    (:func:`check_plain_name`: they name folders); ``methods`` and ``seeds`` are non-empty lists
+    without duplicates, seeds whole numbers (``1.0`` or ``0.5`` are refused, not truncated);
+    ``levels`` are numbers in (0, 1] (level 0 is the test score itself, see
+    :mod:`~i2m2bench.harness.protocols`); ``dataset_options`` and each sweep entry are dicts with
+    no NaN/Inf. :func:`read_suite` then checks ``reference`` against ``methods``.
     """
 
     name: str = gin.REQUIRED
@@ -161,22 +318,51 @@ class SuiteConfig:
     reference: str = "late_fusion"
 
     def __post_init__(self) -> None:
+        check_plain_name(self.name, "suite name", "suite.name")  # names the board and run folders
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise SettingError("suite.dataset", f"suite.dataset must be a dataset name; got "
+                               f"{self.dataset!r}")
+        methods = _sequence("suite.methods", self.methods, "method names")
+        for m in methods:  # each names a run folder
+            check_plain_name(m, "method name", "suite.methods")
+        _no_duplicates("suite.methods", methods)
+        seeds = _sequence("suite.seeds", self.seeds, "whole numbers")
+        for s in seeds:
+            if not _is_int(s):
+                raise SettingError("suite.seeds", f"suite.seeds must be whole numbers, not a "
+                                   f"{_kind(s)} such as {s!r} (never rounded); got {list(seeds)!r}")
+        _no_duplicates("suite.seeds", seeds)
+        protocols = _sequence("suite.protocols", self.protocols, "protocol names", empty_ok=True)
+        if not all(isinstance(p, str) for p in protocols):
+            raise SettingError("suite.protocols", f"suite.protocols must be a list of protocol "
+                               f"names; got {list(protocols)!r}")
+        levels = _sequence("suite.levels", self.levels, "levels in (0, 1]")
+        for v in levels:
+            _real("suite.levels", v, low=0.0, high=1.0, low_open=True,
+                  rng="in (0, 1] (level 0 is the test score itself)")
+        _no_duplicates("suite.levels", levels)
+        for name in ("layout", "reference"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise SettingError(f"suite.{name}", f"suite.{name} must be a name; got "
+                                   f"{getattr(self, name)!r}")
         sweep = self.sweep
         if sweep is not None and (not isinstance(sweep, Mapping) or not sweep
                                   or not all(isinstance(v, Mapping) for v in sweep.values())):
-            raise ConfigError(f"suite.sweep must map setting labels to dicts of dataset options; "
-                              f"got {sweep!r}")
+            raise SettingError("suite.sweep", f"suite.sweep must map setting labels to dicts of "
+                               f"dataset options; got {sweep!r}")
         for label in sweep or {}:  # labels become folder names under --out
-            if not isinstance(label, str) or not _LABEL.fullmatch(label) or set(label) == {"."}:
-                raise ConfigError(f"suite.sweep: setting label {label!r} must be letters, digits, "
-                                  "'.', '_' or '-' (it names a run folder)")
+            check_plain_name(label, "setting label", "suite.sweep")
         if not isinstance(self.dataset_options, Mapping):
-            raise ConfigError(f"suite.dataset_options must be a dict; got {self.dataset_options!r}")
+            raise SettingError("suite.dataset_options", f"suite.dataset_options must be a dict of "
+                               f"dataset options; got {self.dataset_options!r}")
+        _finite_everywhere("suite.dataset_options", self.dataset_options)
+        for label, options in (sweep or {}).items():
+            _finite_everywhere("suite.sweep", options, f"[{label!r}]")
         set_ = object.__setattr__
-        set_(self, "methods", tuple(self.methods))
-        set_(self, "seeds", tuple(int(s) for s in self.seeds))
-        set_(self, "protocols", tuple(self.protocols))
-        set_(self, "levels", tuple(float(v) for v in self.levels))
+        set_(self, "methods", methods)
+        set_(self, "seeds", tuple(int(s) for s in seeds))
+        set_(self, "protocols", protocols)
+        set_(self, "levels", tuple(float(v) for v in levels))
         set_(self, "dataset_options", dict(self.dataset_options))
         set_(self, "sweep", {k: dict(v) for k, v in sweep.items()} if sweep else None)
 
@@ -187,31 +373,245 @@ class SuiteConfig:
         return {label: {**self.dataset_options, **o} for label, o in self.sweep.items()}
 
 
+def _located(exc: SettingError, scope: str | None = None, prefix: str = "") -> SettingError:
+    """``exc`` as one line: its message, the binding as written and where it was set."""
+    from i2m2bench.harness.ginfiles import binding_location
+
+    found = binding_location(exc.binding, scope)
+    where = f"; set at {found[1]}: {found[0]}" if found else ""
+    return SettingError(exc.binding, f"{prefix}{exc.message}{where}")
+
+
+def _message(exc: Exception) -> str:
+    """An exception's own message, without the context gin appends to it."""
+    return getattr(exc, "message", None) or str(exc).split("\n  In call to configurable")[0]
+
+
+def _curve_protocols(protocols) -> list[str]:
+    return [p for p in protocols or () if str(p).startswith(CURVE_PROTOCOLS)]
+
+
+def _check_reference(suite: SuiteConfig) -> None:
+    """``suite.reference`` must name a method of ``suite.methods`` when the user set it, or when
+    it is the default and the suite's protocols draw curves (whose effective robustness compares
+    with it). A reference inherited from an installed suite that the user's file includes and
+    keeps only some methods of is allowed: the board's ER column then reads "—" until the
+    reference's rows are in the results file. ``--methods`` may leave the reference out (its rows
+    may come from an earlier run)."""
+    from i2m2bench.harness.ginfiles import binding_location
+
+    if suite.reference in suite.methods:
+        return
+    mine = binding_location("suite.reference", user_only=True)
+    anywhere = binding_location("suite.reference")
+    curves = _curve_protocols(suite.protocols)
+    if mine is None and (anywhere is not None or not curves):
+        return
+    close = difflib.get_close_matches(suite.reference, list(suite.methods), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if mine is not None:
+        why = f"set at {mine[1]}: {mine[0]}"
+    else:
+        why = (f"suite.reference = {suite.reference!r} (the default), and suite.protocols "
+               f"{curves} draw curves whose effective robustness is measured against it")
+    raise SettingError("suite.reference", f"suite.reference {suite.reference!r} names no method "
+                       f"of suite.methods {list(suite.methods)}{hint}: {why}; set "
+                       "suite.reference to one of them")
+
+
 def read_suite() -> SuiteConfig:
-    """The parsed suite (gin must have been parsed)."""
+    """The parsed suite (gin must have been parsed), with every method's settings checked too
+    (:func:`read_method`), so that a bad setting is refused before any data is loaded; a refused
+    setting names its binding and the file and line that set it."""
+    from i2m2bench.harness.ginfiles import explicit_train_settings
+
     try:
-        return SuiteConfig()
-    except ConfigError:
-        raise
+        suite = SuiteConfig()
+    except SettingError as exc:
+        raise _located(exc) from exc
+    except ConfigError as exc:
+        raise ConfigError(_message(exc)) from exc
     except Exception as exc:
         raise ConfigError(f"suite definition: {type(exc).__name__}: {exc}") from exc
+    _check_reference(suite)
+    for name in suite.methods:
+        read_method(name, embedded=False, explicit=explicit_train_settings(name))
+    return suite
 
 
 def read_method(name: str, embedded: bool, explicit: set[str] | frozenset = frozenset()
                 ) -> tuple[MethodConfig, TrainConfig]:
     """Method ``name``'s settings under its gin scope, with the embedded schedule applied except
     to the ``train.*`` settings in ``explicit`` (given on the command line:
-    :func:`i2m2bench.harness.ginfiles.explicit_train_settings`)."""
+    :func:`i2m2bench.harness.ginfiles.explicit_train_settings`). The schedule is checked even when
+    the data are not embedded. A refused setting names the binding as gin resolved it
+    (``<name>/train.lr`` or ``train.lr``) and the file and line that set it."""
+    prefix = f"method {name!r}: "
     with gin.config_scope(name):
         try:
             method = MethodConfig()
             train = TrainConfig()
             schedule = EmbeddedSchedule()
+        except SettingError as exc:
+            raise _located(exc, name, prefix) from exc
         except ConfigError as exc:
-            raise ConfigError(f"method {name!r}: {exc}") from exc
+            raise ConfigError(prefix + _message(exc)) from exc
         except Exception as exc:
-            raise ConfigError(f"method {name!r}: {type(exc).__name__}: {exc} (bind it as "
-                              f"{name}/method.fusion = '...' in the gin file)") from exc
-    if not embedded:
-        return method, train
-    return method, schedule.apply(train, name, keep=explicit)
+            msg = _message(exc)
+            hint = (f" (bind it as {name}/method.fusion = '...' in the gin file)"
+                    if "Required bindings" in msg and "fusion" in msg else "")
+            raise ConfigError(f"{prefix}{type(exc).__name__}: {msg}{hint}") from exc
+    try:
+        scheduled = schedule.apply(train, name, keep=explicit)
+    except SettingError as exc:
+        raise _located(exc, name, prefix) from exc
+    return method, (scheduled if embedded else train)
+
+
+# ------------------------------------------------------------------------------ run arguments
+_API_NAMES = {"gin_files": "run_suite: gin_files", "methods": "run_suite: methods",
+              "seeds": "run_suite: seeds", "data_root": "run_suite: data_root",
+              "out": "run_suite: out", "results_dir": "run_suite: results_dir",
+              "device": "run_suite: device"}
+CLI_NAMES = {"gin_files": "--gin", "methods": "--methods", "seeds": "--seeds",
+             "data_root": "--data-root", "out": "--out", "results_dir": "--leaderboard-dir",
+             "device": "--device"}
+
+
+def check_folder_argument(value, what: str) -> None:
+    """An output folder argument: a non-empty path (``''`` would silently mean the working
+    directory)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a folder path; got {value!r}")
+    if not str(os.fspath(value)).strip():
+        raise ValueError(f"{what} is empty; name a folder (an empty path would mean the working "
+                         "directory)")
+
+
+def check_run_arguments(gin_files, methods=None, seeds=None, *, data_root=None, out="runs",
+                        results_dir="leaderboards", device=None, names: Mapping | None = None) -> None:
+    """The arguments of a run, checked before gin is parsed or any data is loaded: a non-empty
+    list of gin files (not one string), methods and seeds as non-empty lists without duplicates
+    (seeds whole numbers: ``0.5`` or ``1.0`` are refused, not truncated), output folders that are
+    not empty paths, an explicit data root that exists and is a folder, a device this machine has
+    (:func:`check_device`). TypeError for a wrong type, ValueError for a wrong value, DataError
+    for the data root, ConfigError for the device. ``names``: how the messages name the arguments
+    (default ``run_suite``'s parameters; :data:`CLI_NAMES` for the command line)."""
+    n = {**_API_NAMES, **(names or {})}
+    if isinstance(gin_files, (str, bytes, os.PathLike)) or not isinstance(gin_files, (list, tuple)) \
+            or not gin_files:
+        raise TypeError(f"{n['gin_files']} must be a non-empty list of gin files; got {gin_files!r}")
+    for f in gin_files:
+        if not isinstance(f, (str, os.PathLike)):
+            raise TypeError(f"{n['gin_files']} must be a list of gin file paths; got {f!r} in "
+                            f"{list(gin_files)!r}")
+    if methods is not None:
+        if isinstance(methods, (str, bytes)) or not isinstance(methods, (list, tuple)) or not methods:
+            raise TypeError(f"{n['methods']} must be a non-empty list of method names; got "
+                            f"{methods!r}")
+        if not all(isinstance(m, str) and m for m in methods):
+            raise TypeError(f"{n['methods']} must be a list of method names; got {list(methods)!r}")
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"{n['methods']} names a method more than once; got {list(methods)!r}")
+    if seeds is not None:
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)) or not seeds:
+            raise TypeError(f"{n['seeds']} must be a non-empty list of integers; got {seeds!r}")
+        bad = [s for s in seeds if not _is_int(s)]
+        if bad:
+            raise TypeError(f"{n['seeds']} must be a list of integers, not a {_kind(bad[0])} "
+                            f"such as {bad[0]!r} (never rounded); got {list(seeds)!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{n['seeds']} lists a seed more than once; got {list(seeds)!r}")
+    check_folder_argument(out, n["out"])
+    check_folder_argument(results_dir, n["results_dir"])
+    if data_root is not None:
+        from i2m2bench.data.base import check_data_root
+
+        check_data_root(data_root, n["data_root"])
+    check_device(device, n["device"])
+
+
+def available_devices() -> list[str]:
+    """The devices this machine has, as ``--device`` takes them: ``cpu``, then ``cuda:N (name)``
+    for each GPU, ``mps`` and ``xpu:N`` where available."""
+    import torch
+
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        out += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return out
+
+
+def check_device(device, what: str = "--device") -> None:
+    """``device`` (None, ``''`` or ``'auto'``: CUDA when available, else CPU, as
+    :func:`i2m2bench.harness.seeding.resolve_device` takes them) names a device this machine
+    has: ``cpu``, ``cuda`` / ``cuda:N`` (N below the GPU count), ``mps`` or ``xpu`` when
+    available. Otherwise one ConfigError line listing what the machine has."""
+    if device is None or device in ("", "auto"):
+        return
+    import torch
+
+    have = available_devices()
+    listed = f"; available: {', '.join(have)}"
+    if not isinstance(device, (str, torch.device)) or not str(device).strip():
+        raise ConfigError(f"{what} {device!r}: not a device name{listed}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{what} {device}: unknown device type{listed}") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{what} {device}: CUDA is not available on this machine{listed}")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"{what} {device}: this machine has {count} CUDA device(s){listed}")
+        return
+    if dev.type == "mps" and "mps" in have:
+        return
+    if dev.type == "xpu" and any(d.startswith("xpu") for d in have):
+        count = sum(d.startswith("xpu") for d in have)
+        if dev.index is None or dev.index < count:
+            return
+    raise ConfigError(f"{what} {device}: not a device to train on, on this machine{listed}")
+
+
+# ------------------------------------------------------------------------------ installed suites
+def _query(key: str, default=None):
+    try:
+        return gin.query_parameter(key)
+    except ValueError:  # not bound
+        return default
+
+
+def installed_suites() -> list[dict]:
+    """Every installed gin file that defines a suite (binds ``suite.name``), parsed with gin:
+    ``{"file": Path, "name", "dataset", "methods": [...], "error": None}``. A file that fails to
+    parse is listed with ``"error"`` (its message) and its stem as name. Clears gin's config
+    before and after (the caller's parsed config is gone)."""
+    from i2m2bench.harness.ginfiles import parse_gin, suites_dir
+
+    out = []
+    try:
+        for path in sorted(suites_dir().glob("*.gin")):
+            try:
+                parse_gin([path])
+            except ConfigError as exc:
+                out.append({"file": path, "name": path.stem, "dataset": None, "methods": [],
+                            "error": str(exc)})
+                continue
+            name = _query("suite.name")
+            if name is None:  # shared defaults (base.gin), not a suite
+                continue
+            out.append({"file": path, "name": name, "dataset": _query("suite.dataset"),
+                        "methods": list(_query("suite.methods", [])), "error": None})
+    finally:
+        gin.clear_config()
+    return out

@@ -12,6 +12,10 @@ the first of:
 5. otherwise gin's own lookup (its working directory and any folder added with
    ``gin.add_config_file_search_path``), which reports the file and line of a missing include.
 
+A circular include (``a.gin -> b.gin -> a.gin``) is refused before gin reads anything, in one
+line naming the cycle. The files' lines are kept, in gin's reading order, so that a setting refused
+later can be traced to the line that set it (:func:`binding_location`).
+
 Only gin's public API is used. Steps 1-4 are done by a file reader registered once with
 ``gin.config.register_file_reader``: the files this module hands to gin carry a name that only
 this reader claims; it serves the real file with each resolvable ``include`` rewritten, on the
@@ -33,8 +37,8 @@ import gin
 
 from i2m2bench.harness.errors import ConfigError
 
-__all__ = ["suites_dir", "parse_gin", "check_scopes", "bound_scopes", "installed_suites",
-           "resolve_gin_file"]
+__all__ = ["suites_dir", "parse_gin", "check_scopes", "bound_scopes",
+           "resolve_gin_file", "binding_location"]
 
 # The names this module hands to gin: ``i2m2bench/@ginfile@<absolute path, %-quoted>``. gin
 # tries its own readers first: `open` finds no such file, and its package-resource reader
@@ -50,6 +54,12 @@ _PARAMETERS_FOR = re.compile(r"^# Parameters for (\S+):$", re.M)  # gin.config_s
 # and the --gin-param bindings; check_scopes points at the line that bound an unknown scope.
 _parsed_files: list[Path] = []
 _parsed_bindings: list[str] = []
+# Every line the last parse_gin call read, in gin's order (an included file's lines where its
+# `include` stands, then the --gin-param bindings): (where, text, installed suite?).
+# binding_location() finds the line that set a binding; the last one wins, as in gin.
+_parsed_lines: list[tuple[str, str, bool]] = []
+# gin.config_str() right after that parse: locations are only given while gin still holds it.
+_parsed_config: list[str] = []
 
 
 _TRAIN_BINDING = re.compile(r"^\s*(?P<scopes>(?:[A-Za-z_][\w.]*/)*)train\.(?P<param>\w+)\s*=")
@@ -124,6 +134,8 @@ def _suite_names() -> list[str]:
 def resolve_gin_file(f: str | Path) -> Path:
     """A ``--gin`` argument as a file: an existing file, else the installed suite of that name
     (``avmnist.gin`` or ``avmnist``, without a folder); ConfigError otherwise."""
+    if not str(f).strip():
+        raise ConfigError(f"gin file {str(f)!r}: an empty name; name a .gin file")
     p = Path(f)
     if p.is_file():
         return p.resolve()
@@ -139,27 +151,106 @@ def resolve_gin_file(f: str | Path) -> Path:
                       f"{suites_dir()}: {', '.join(_suite_names())})")
 
 
+def _read_lines(path: Path, trail: tuple[Path, ...], out: list[tuple[str, str, bool]]) -> None:
+    """Append the lines of gin file ``path`` to ``out`` in the order gin reads them (each
+    resolvable ``include`` expanded where it stands); ConfigError on a circular include.
+    ``trail``: the files whose ``include`` led here (outermost first)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return  # gin's own reader reports it, with its location
+    ours = path.parent == suites_dir().resolve()
+    includes = {text.count("\n", 0, m.start()) + 1: m.group("lit")[1:-1]
+                for m in _INCLUDE.finditer(text)}
+    for i, line in enumerate(text.splitlines(), 1):
+        out.append((f'file "{path}", line {i}', line, ours))
+        if i not in includes:
+            continue
+        target = _resolve_include(includes[i], path.parent)
+        if target is None:
+            continue  # gin's lookup reports a missing include, with file and line
+        chain = (*trail, path)
+        if target in chain:
+            cycle = (*chain[chain.index(target):], target)
+            raise ConfigError(f"circular include: {' -> '.join(str(p) for p in cycle)} "
+                              f'(file "{path}", line {i}: {line.strip()})')
+        _read_lines(target, (*trail, path), out)
+
+
+_UNDEFINED_MACRO = re.compile(r"No bindings specified for '(?P<name>[^']+)/gin\.macro'")
+
+
+def _undefined_macro(msg: str) -> str | None:
+    """gin's "No bindings specified for 'X/gin.macro' in config string: <the whole config>" as
+    one line naming the macro and where it is used."""
+    m = _UNDEFINED_MACRO.search(msg)
+    if m is None:
+        return None
+    name = m["name"]
+    use = re.compile(rf"%{re.escape(name)}(?![\w.])")
+    where = [w for w, line, _ in _parsed_lines if use.search(line.split("#", 1)[0])]
+    at = f" (used at {'; '.join(where[:3])}{' and more' if len(where) > 3 else ''})" if where else ""
+    return (f"undefined macro %{name}{at}: nothing binds {name}; define it in a gin file "
+            f"({name} = <value>) or with --gin-param")
+
+
 def parse_gin(files: list[str | Path], bindings: list[str] = ()) -> None:
     """Clear gin's config and parse ``files`` (in order) then ``bindings`` (``--gin-param``).
 
     Each of ``files`` is resolved by :func:`resolve_gin_file`; ``include``s resolve as the module
-    docstring says. Errors raise ConfigError naming the files (and bindings); gin's own messages
-    carry the file and line.
+    docstring says, and a circular include is refused before gin reads anything. Errors raise
+    ConfigError naming the files (and bindings); gin's own messages carry the file and line; an
+    undefined macro is one line naming it and where it is used.
     """
     gin.clear_config()
     paths = [resolve_gin_file(f) for f in files]
     _parsed_files.clear()
     _parsed_bindings[:] = list(bindings)
+    _parsed_lines.clear()
+    for path in paths:
+        _read_lines(path, (), _parsed_lines)
+    _parsed_lines.extend((f"--gin-param {b!r}", line, False)
+                         for b in bindings for line in str(b).splitlines())
+    _parsed_config.clear()
     try:
         gin.parse_config_files_and_bindings([_gin_name(p) for p in paths], list(bindings))
+        _parsed_config.append(gin.config_str())
     except Exception as exc:  # gin raises ValueError/ParseError/ImportError/IOError + location
         where = ", ".join(str(f) for f in files)
         extra = f" or --gin-param {list(bindings)}" if bindings else ""
         msg = _NAME.sub(lambda m: str(_real_path(m.group(0))), str(exc))
+        macro = _undefined_macro(msg)
+        if macro is not None:
+            raise ConfigError(f"in {where}{extra}: {macro}") from exc
         if isinstance(exc, OSError) and "Unable to open file" in msg:
             msg += (f" (an include is looked up next to the including file, then in the "
                     f"installed suites {suites_dir()}, then in the working directory)")
         raise ConfigError(f"in {where}{extra}: {type(exc).__name__}: {msg}") from exc
+
+
+def binding_location(selector: str, scope: str | None = None, *,
+                     user_only: bool = False) -> tuple[str, str] | None:
+    """Where the last :func:`parse_gin` set ``selector`` (``'train.epochs'``), as gin resolves it
+    in ``scope``: the last ``scope/selector`` binding if there is one, else the last unscoped
+    one. Returns (the binding as written, ``'file "F", line N'`` or ``"--gin-param '...'"``), or
+    None when nothing binds it (the dataclass default), or when gin's config is no longer the one
+    that call parsed (bindings made since, or another parse). ``user_only``: ignore the installed
+    suites' own files (:func:`suites_dir`)."""
+    if not _parsed_config or _parsed_config[0] != gin.config_str():
+        return None
+    configurable, _, param = selector.rpartition(".")
+    key = rf"(?:[\w.]+\.)?{re.escape(configurable)}\.{re.escape(param)}[ \t]*="
+
+    def last(prefix: str) -> tuple[str, str] | None:
+        pattern = re.compile(rf"^[ \t]*{prefix}{key}")
+        found = None
+        for where, line, ours in _parsed_lines:
+            if not (user_only and ours) and pattern.match(line):
+                found = (line.split("#", 1)[0].strip(), where)
+        return found
+
+    scoped = last(rf"{re.escape(scope)}[ \t]*/[ \t]*") if scope else None
+    return scoped or last("")
 
 
 # ------------------------------------------------------------------------------ scopes
@@ -217,37 +308,3 @@ def check_scopes(methods: list[str]) -> None:
         problems.append(f"gin scope {scope!r} names no method of the suite{hint}: bound at "
                         f"{'; '.join(where[:3])}{more}")
     raise ConfigError("\n  ".join(problems) + f"\n  suite.methods: {list(methods)}")
-
-
-# ------------------------------------------------------------------------------ installed suites
-def _query(key: str, default=None):
-    try:
-        return gin.query_parameter(key)
-    except ValueError:  # not bound
-        return default
-
-
-def installed_suites() -> list[dict]:
-    """Every installed gin file that defines a suite (binds ``suite.name``), parsed with gin:
-    ``{"file": Path, "name", "dataset", "methods": [...], "error": None}``. A file that fails to
-    parse is listed with ``"error"`` (its message) and its stem as name. Clears gin's config
-    before and after (the caller's parsed config is gone)."""
-    from i2m2bench.harness import config  # noqa: F401 - registers suite/method/train configurables
-
-    out = []
-    try:
-        for path in sorted(suites_dir().glob("*.gin")):
-            try:
-                parse_gin([path])
-            except ConfigError as exc:
-                out.append({"file": path, "name": path.stem, "dataset": None, "methods": [],
-                            "error": str(exc)})
-                continue
-            name = _query("suite.name")
-            if name is None:  # shared defaults (base.gin), not a suite
-                continue
-            out.append({"file": path, "name": name, "dataset": _query("suite.dataset"),
-                        "methods": list(_query("suite.methods", [])), "error": None})
-    finally:
-        gin.clear_config()
-    return out
