@@ -10,16 +10,24 @@ intervals and significance marks are computed from the predictions
 :func:`render_board_file` when a run ends;
 ``python -m i2m2bench leaderboard`` calls :func:`render_all`, :func:`stale_boards` (``--check``)
 and :func:`export_board` (``--format csv|json``).
+
+A results file line that the store does not understand (a torn line, a merge-conflict marker, a
+string where a number belongs: :func:`i2m2bench.harness.store.read_records`) is reported on
+stderr with file and line, left out of the board and named in a note at the end of its Markdown
+(:func:`skipped_note`); the file keeps it as it is. ``--check`` fails on a folder that does not
+exist or holds no boards (:func:`folder_problem`) instead of calling it up to date.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping
 
-from i2m2bench.harness.store import locked, read_rows
+from i2m2bench.fileio import write_text_atomic
+from i2m2bench.harness.store import Skipped, locked, quiet, read_rows
 from i2m2bench.predictions import load_predictions, save_predictions
 from i2m2bench.reporting import (board_is_stale, board_table, latest_units, summary_table, to_csv,
                                  to_json, write_board)
+from i2m2bench.reporting.layouts import render_rows
 from i2m2bench.reporting.significance import Evidence, Key, row_key
 
 PREDICTIONS = "predictions"
@@ -73,9 +81,14 @@ def publish_predictions(results_path: Path, out_dir: Path, sources: Mapping[Key,
     the rows, and the run directory keeps every protocol) -- then remove the board's published
     files that belong to none of its latest units (superseded configurations); the files
     written."""
-    results_path, board = Path(results_path), Path(results_path).stem
-    with locked(results_path):
-        rows = read_rows(results_path)
+    results_path = Path(results_path)
+    with locked(results_path):  # two runs sharing the folder never delete each other's files
+        return _publish_predictions(results_path, out_dir, sources)
+
+
+def _publish_predictions(results_path: Path, out_dir: Path, sources: Mapping[Key, Path]) -> list[Path]:
+    board = results_path.stem
+    rows = read_rows(results_path, report=quiet)
     ranked: dict[Key, set[str]] = {}  # unit -> the protocols its rows score outside curves
     for r in rows:
         if r.get("curve") is None and r.get("protocol"):
@@ -98,23 +111,47 @@ def publish_predictions(results_path: Path, out_dir: Path, sources: Mapping[Key,
                 for r in rs}
         for path in root.rglob("*-seed*.npz"):
             if path not in keep:
-                path.unlink()
+                path.unlink(missing_ok=True)
     return written
 
 
-def read_board_rows(results_path: Path) -> list[dict]:
-    """The rows of one results file, read under its lock."""
+def read_board_rows(results_path: Path, report=None) -> list[dict]:
+    """The rows of one results file, read under its lock (lines left out are reported through
+    ``report``, default stderr)."""
     with locked(results_path):
-        return read_rows(results_path)
+        return read_rows(results_path, report=report)
 
 
-def render_board_file(results_path: Path, out_dir: Path) -> Path:
-    """Re-render ``<out_dir>/<board>.md`` (and its figures) from its results file; its path."""
+def skipped_note(results_path: Path, skipped: list[Skipped]) -> str:
+    """The Markdown note that ends a board whose results file holds lines the store does not
+    understand ("" when none): how many, which lines and why; they are kept in the file."""
+    if not skipped:
+        return ""
+    def short(reason: str) -> str:
+        return reason if len(reason) <= 120 else reason[:117] + "..."
+
+    shown = "; ".join(f"line {s.lineno}: {short(s.reason)}" for s in skipped[:5]) \
+        + ("; ..." if len(skipped) > 5 else "")
+    name = f"results/{Path(results_path).name}"
+    return (f"\n> **Left out of this board:** {len(skipped)} line(s) of `{name}` that the result "
+            f"store does not understand ({shown}). They are kept in the file as they are; mend or "
+            "remove them and re-render.\n")
+
+
+def render_board_file(results_path: Path, out_dir: Path, report=None) -> Path:
+    """Re-render ``<out_dir>/<board>.md`` (and its figures) from its results file; its path.
+    Lines of the file that the store does not understand are reported (``report``, default
+    stderr), left out, and named in a note at the end of the board."""
     results_path = Path(results_path)
     with locked(results_path):  # never render rows that another run is replacing
-        rows = read_rows(results_path)
-        return write_board(rows, Path(out_dir), results_path.stem, where=results_path,
+        skipped: list[Skipped] = []
+        rows = read_rows(results_path, report=report, skipped=skipped)
+        path = write_board(rows, Path(out_dir), results_path.stem, where=results_path,
                            evidence=evidence_of(out_dir, results_path.stem))
+        note = skipped_note(results_path, skipped)
+        if note:
+            write_text_atomic(path, path.read_text(encoding="utf-8") + note)
+        return path
 
 
 def _selected(out_dir: Path, boards: list[str] | None) -> list[Path]:
@@ -124,18 +161,52 @@ def _selected(out_dir: Path, boards: list[str] | None) -> list[Path]:
 
 
 def render_all(out_dir: Path, boards: list[str] | None = None) -> list[Path]:
-    """Re-render every board of the leaderboard folder ``out_dir`` (or only ``boards``)."""
+    """Re-render every board of the leaderboard folder ``out_dir`` (or only ``boards``).
+    ``FileNotFoundError`` when ``out_dir`` does not exist (nothing would be rendered)."""
+    if not Path(out_dir).is_dir():
+        raise FileNotFoundError(f"{out_dir}: no such folder, so no boards to render; name the "
+                                "folder that holds results/*.jsonl with --leaderboard-dir")
     return [render_board_file(r, out_dir) for r in _selected(out_dir, boards)]
+
+
+def folder_problem(out_dir: Path) -> str | None:
+    """Why ``out_dir`` cannot be checked as a leaderboard folder -- it does not exist, is not a
+    folder, or holds no boards (no ``results/*.jsonl``, no ``bench/*.json``) -- or None."""
+    out_dir = Path(out_dir)
+    hint = "name the folder that holds results/*.jsonl with --leaderboard-dir"
+    if not out_dir.exists():
+        return f"{out_dir}: no such folder, so there are no boards to check; {hint}"
+    if not out_dir.is_dir():
+        return f"{out_dir}: not a folder, so there are no boards to check; {hint}"
+    if not results_files(out_dir) and not any((out_dir / "bench").glob("*.json")):
+        return f"{out_dir}: holds no boards (no results/*.jsonl), so there is nothing to check; {hint}"
+    return None
 
 
 def stale_boards(out_dir: Path, boards: list[str] | None = None) -> list[str]:
     """Boards (all, or only ``boards``) whose committed Markdown differs from a fresh render or
-    is missing. Reads without the lock (files are replaced atomically), so a read-only checkout
-    can be checked."""
+    is missing -- and, when checking all boards, the folder itself when it does not exist or
+    holds no boards (:func:`folder_problem`), so that ``--check`` never calls an empty or
+    mistyped folder up to date. Reads without the lock (files are replaced atomically), so a
+    read-only checkout can be checked."""
+    if boards is None:
+        problem = folder_problem(out_dir)
+        if problem:
+            return [problem]
     stale = []
     for results in _selected(out_dir, boards):
-        why = board_is_stale(read_rows(results), board_path(results, out_dir), source=results,
-                             evidence=evidence_of(out_dir, results.stem))
+        skipped: list[Skipped] = []
+        rows = read_rows(results, skipped=skipped)
+        md, evidence = board_path(results, out_dir), evidence_of(out_dir, results.stem)
+        if not skipped:
+            why = board_is_stale(rows, md, source=results, evidence=evidence)
+        elif not md.exists():
+            why = f"{md}: missing (results file {results} exists)"
+        elif md.read_text(encoding="utf-8") != (render_rows(rows, results, evidence)
+                                                 + skipped_note(results, skipped)):
+            why = f"{md}: differs from a render of {results}"
+        else:
+            why = None
         if why:
             stale.append(why)
     return stale

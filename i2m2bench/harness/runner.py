@@ -10,16 +10,26 @@ method's or strategy's name.
 
 A unit's run folder (``<out>/<board>[/<setting>]/<method>/<unit hash>/seed<seed>/``) holds its
 checkpoint ``model.pt``, ``operative_config.gin``, ``unit.json`` (settings and training history),
-``metrics.json`` (its scores: one per declared metric per protocol, plus ``val``; written last, it
-marks the unit complete) and ``predictions.npz``: the per-sample predictions of every protocol
-and of the selected checkpoint on ``val``, with the targets (and sample groups) of each split
-read — format in :mod:`i2m2bench.predictions` — so that any metric can be recomputed and methods
+``metrics.json`` (its scores: one per declared metric per protocol, plus ``val``, its figures, and
+the date, provenance and config hash of its stored records; written last, it marks the unit
+complete and is the truth the result store heals from), ``unit.lock`` (held while a run works on
+the unit: runs sharing the folder wait for each other) and ``predictions.npz``: the per-sample
+predictions of every protocol and of the selected checkpoint on ``val``, with the targets (and
+sample groups) of each split read — format in :mod:`i2m2bench.predictions` — so that any metric can be recomputed and methods
 compared pairwise without retraining. Evaluating new protocols later rewrites it with all of them.
+
+Every run checks the result store against the run directories: a complete unit whose rows are
+missing or differ from its ``metrics.json`` has them written again (original dates, no
+retraining), a unit whose ``metrics.json`` cannot be read is evaluated again from ``model.pt``, and
+each repair is logged in one line (``SuiteRun.repairs``) and listed in the summary.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as _dt
 import json
+import math
 import resource
 import sys
 import time
@@ -34,7 +44,7 @@ from i2m2bench._version import __version__
 from i2m2bench.data import accepts_data_root, build_task
 from i2m2bench.fusion.base import FUSIONS, ContractError, Fusion, check_outputs
 from i2m2bench.harness import store
-from i2m2bench.harness.config import SuiteConfig, read_suite
+from i2m2bench.harness.config import SuiteConfig, check_run_arguments, read_suite
 from i2m2bench.harness.errors import ConfigError, UnitFailed
 from i2m2bench.harness.ginfiles import check_scopes, parse_gin
 from i2m2bench.harness.protocols import Protocol, ProtocolError
@@ -112,6 +122,7 @@ class SuiteRun:
     summary: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     plan: list = field(default_factory=list)  # [PlanItem], dependencies first
+    repairs: list = field(default_factory=list)  # one line per repair of the result store
     _failed: dict = field(default_factory=dict)
     _means: dict = field(default_factory=dict)
     resolver: UnitResolver = field(init=False)
@@ -181,11 +192,14 @@ class SuiteRun:
             self.protocols(u)
 
     def action(self, u: Unit) -> str:
+        """``train`` a unit without a checkpoint and ``metrics.json`` (or with --force);
+        ``evaluate`` one whose ``metrics.json`` lacks some protocols or cannot be read (all its
+        protocols are then evaluated again from ``model.pt``); else ``skip``."""
         d = self.unit_dir(u)
         if self.force or not ((d / "metrics.json").exists() and (d / "model.pt").exists()):
             return TRAIN
         done = self._scores(d)
-        if done and any(p.key not in done for p in self.protocols(u)):
+        if not done or any(p.key not in done for p in self.protocols(u)):
             return EVALUATE
         return SKIP
 
@@ -196,21 +210,37 @@ class SuiteRun:
 
     # -- execution -------------------------------------------------------------------------
     def execute(self, progress: Progress) -> None:
-        for item in self.plan:
-            u, action = item.unit, item.action
-            if action == SKIP:
-                self.log(f"[i2m2bench] {self.where(u)}: done already ({self.unit_dir(u)}); skipping")
-                continue
-            progress.begin(f"{self.where(u)}: " + ("training" if action == TRAIN else "new protocols"))
-            try:
-                if action == TRAIN:
-                    self._train_unit(u)
-                else:
-                    self._evaluate_more(u)
-            except UnitFailed:
-                pass  # recorded; the other units go on
-            finally:
-                progress.end()
+        """Bring each unit of the plan about, each under its lock (``<run dir>/unit.lock``): a
+        run that shares the run folder with another waits while the other works on a unit, then
+        decides again what the unit needs (usually nothing: the other run completed it). A
+        complete unit's rows are first checked against its ``metrics.json`` (:meth:`_heal`)."""
+        for i, item in enumerate(self.plan):
+            u = item.unit
+            with store.locked(self.unit_dir(u) / "unit", on_wait=lambda lock, u=u: self.log(
+                    f"[i2m2bench] {self.where(u)}: another run is working on it ({lock}); waiting")):
+                action = self.action(u)
+                if action != item.action:  # another run got there first (or undid it)
+                    self.plan[i] = item = dataclasses.replace(item, action=action)
+                if action == SKIP:
+                    self._heal(u)
+                    self.log(f"[i2m2bench] {self.where(u)}: done already ({self.unit_dir(u)}); skipping")
+                    continue
+                metrics = self._read_metrics(self.unit_dir(u)) if action == EVALUATE else {}
+                what = ("training" if action == TRAIN else "new protocols" if metrics
+                        else "re-evaluating (metrics.json unreadable)")
+                progress.begin(f"{self.where(u)}: {what}")
+                try:
+                    if action == TRAIN:
+                        self._train_unit(u)
+                    elif metrics:
+                        self._heal(u)
+                        self._evaluate_more(u)
+                    else:
+                        self._reevaluate(u)
+                except UnitFailed:
+                    pass  # recorded; the other units go on
+                finally:
+                    progress.end()
 
     def _checkpoints(self, u: Unit) -> dict[str, Checkpoint]:
         for slot, dep in u.deps.items():
@@ -229,6 +259,9 @@ class SuiteRun:
         # (else a failed --force retrain would leave the old metrics.json, and the unit skipped).
         for stale in ("metrics.json", "failed.json"):
             (d / stale).unlink(missing_ok=True)
+        for tmp in d.glob(".*.tmp"):  # left by a run killed mid-write (the unit lock is ours)
+            if store.is_temporary(tmp):
+                tmp.unlink(missing_ok=True)
         checkpoints = self._checkpoints(u)
         gen = seed_everything(u.seed)
         model = self._build(u)
@@ -282,26 +315,82 @@ class SuiteRun:
                       "protocols": u.config.protocols},
              "train": u.train.as_dict(), "task": self.task_identity(), "history": res.history},
             indent=1, default=str))
-        self._store(u, scores, info, replace=True)
-        store.write_text_atomic(d / "metrics.json", json.dumps({"scores": scores, "info": info}, indent=1))
+        stored = self._store(u, scores, info, replace=True)
+        self._write_metrics(u, scores, info, store.metrics_meta([stored]))
         values = self._summary_values(scores)
         self.summary.append({"unit": self.where(u), **values, **info})
         self.log(f"[i2m2bench] {self.where(u)}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items())
                  + f"; {res.samples_per_s:.0f} samples/s, {res.seconds:.1f}s train")
 
     @staticmethod
-    def _read_metrics(d: Path) -> dict:
-        """A complete unit's ``metrics.json`` ({} when unreadable: the unit is then skipped as it
-        is; --force retrains it)."""
+    def _metrics_problem(d: Path) -> tuple[dict, str | None]:
+        """(a unit's ``metrics.json``, None), or ({}, why it cannot be read)."""
+        path = d / "metrics.json"
         try:
-            data = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        ok = (isinstance(data, dict) and isinstance(data.get("scores"), list)
-              and isinstance(data.get("info"), dict)
-              and all(isinstance(sc, dict) and isinstance(sc.get("protocol"), str)
-                      and "value" in sc for sc in data["scores"]))
-        return data if ok else {}
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            return {}, exc.strerror or str(exc)
+        except ValueError as exc:
+            return {}, f"not JSON: {exc}"
+        if not isinstance(data, dict) or not isinstance(data.get("scores"), list) \
+                or not isinstance(data.get("info"), dict):
+            return {}, "no scores list and info object"
+        problem = store.unit_record_problem({"unit_hash": "", "method": "", "provenance": "", "seed": 0,
+                                             "scores": data["scores"], "info": data["info"]})
+        if problem:
+            return {}, problem.replace("a unit record whose ", "")
+        return data, None
+
+    @classmethod
+    def _read_metrics(cls, d: Path) -> dict:
+        """A complete unit's ``metrics.json`` ({} when unreadable: the unit is then re-evaluated
+        from its checkpoint)."""
+        return cls._metrics_problem(d)[0]
+
+    def _write_metrics(self, u: Unit, scores: list[dict], info: dict, meta: dict) -> None:
+        """Write ``metrics.json`` (last: it marks the unit complete): scores, figures, and the date
+        and provenance of the unit's records (:func:`store.metrics_meta`), so that a lost or
+        damaged results file is rebuilt from run directories with the rows' original dates."""
+        store.write_text_atomic(self.unit_dir(u) / "metrics.json", json.dumps(
+            {"scores": scores, "info": info, **meta}, indent=1))
+
+    def _heal(self, u: Unit) -> None:
+        """Make a complete unit's stored rows agree with its ``metrics.json`` (the truth of a
+        complete unit): rows missing (a deleted or rebuilt results file, a torn line) or damaged
+        (cut, or scores that differ) are written again from it -- with their original dates and
+        provenance, no retraining -- and the repair is logged in one line and listed in the
+        summary. A ``metrics.json`` written before it kept dates gets them from the unit's stored
+        rows when those agree; when they do not, the rows written again are dated by its
+        modification time and given this run's provenance (the log line says so)."""
+        d = self.unit_dir(u)
+        metrics = self._read_metrics(d)
+        if not metrics:
+            return
+        mtime = _dt.datetime.fromtimestamp((d / "metrics.json").stat().st_mtime, _dt.timezone.utc)
+        records = store.records_from_metrics(self._base(u), metrics, prov=self.provenance,
+                                             date=mtime.isoformat(timespec="seconds"))
+        remark = ""
+        if not isinstance(metrics.get("date"), str) or not isinstance(metrics.get("provenance"), dict):
+            have = store.unit_records(self.results_path, u.unit_hash, u.seed)
+            if have and store.view_difference(store.unit_view([r for r, _ in have]),
+                                              store.unit_view([r for r, _ in records])) is None:
+                extra = {k: v for k, v in metrics.items() if k not in ("scores", "info")}
+                self._write_metrics(u, metrics["scores"], metrics["info"],
+                                    {**extra, **store.metrics_meta(have)})  # dates, for a rebuild
+                return
+            remark = ("; dated by the modification time of metrics.json and given this run's "
+                      "provenance: metrics.json predates recorded dates")
+        sync = store.sync_unit(self.results_path, records, label=self.where(u))
+        if sync.repaired is None:
+            return
+        line = (f"{self.results_path}: re-emitted the rows of {self.where(u)} from "
+                f"{d / 'metrics.json'} ({sync.repaired}{remark})")
+        self.log(f"[i2m2bench] {line}")
+        for note in sync.notes:
+            self.log(f"[i2m2bench] {note}")
+        self.repairs.append(line)
+        self.summary.append({"unit": self.where(u), "repaired": f"rows re-emitted ({sync.repaired})",
+                             **self._summary_values(metrics["scores"])})
 
     def _scores(self, d: Path) -> dict[str, dict]:
         return {s["protocol"]: s for s in self._read_metrics(d).get("scores", [])}
@@ -333,17 +422,89 @@ class SuiteRun:
         self._save_predictions(u, preds, fresh=False)
         timing = {k: done["info"].get(k, 0.0) + spent for k in ("eval_seconds", "robustness_eval_seconds")}
         info = {**done["info"], **timing}
-        known = {(r["unit_hash"], r["seed"]) for r in store.read_records(self.results_path)[1]}
-        if (u.unit_hash, u.seed) in known:  # keep the unit's records; add the new scores
-            self._store(u, new, timing, replace=False)
+        have = store.unit_records(self.results_path, u.unit_hash, u.seed)
+        if have:  # keep the unit's records; add the new scores
+            stored = self._store(u, new, timing, replace=False)
+            meta = ({k: done[k] for k in ("date", "provenance", "config_hash", "added") if k in done}
+                    if isinstance(done.get("date"), str) and isinstance(done.get("provenance"), dict)
+                    else store.metrics_meta(have))
+            meta["added"] = [*meta.get("added", []), store.added_meta(*stored)]
         else:  # a results folder that never saw this unit: all of it, dated now
-            self._store(u, done["scores"] + new, info, replace=True)
-        store.write_text_atomic(d / "metrics.json", json.dumps(
-            {"scores": done["scores"] + new, "info": info}, indent=1))
+            meta = store.metrics_meta([self._store(u, done["scores"] + new, info, replace=True)])
+        self._write_metrics(u, done["scores"] + new, info, meta)
         values = self._summary_values(new)
         self.summary.append({"unit": self.where(u), **values, **timing})
         self.log(f"[i2m2bench] {self.where(u)}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items())
                  + f"; {spent:.1f}s")
+
+    def _reevaluate(self, u: Unit) -> None:
+        """A unit whose ``metrics.json`` cannot be read: evaluate the selected checkpoint again
+        (``model.pt``: ``val`` and every protocol; no retraining) and write ``metrics.json`` anew.
+        When the stored rows say the same, they are kept (with their dates); otherwise they are
+        replaced by the new scores, dated now. A checkpoint that cannot be loaded either is
+        trained again."""
+        d = self.unit_dir(u)
+        _, problem = self._metrics_problem(d)
+        path = d / "model.pt"
+        self.log(f"[i2m2bench] {d / 'metrics.json'}: unreadable ({problem}); re-evaluating "
+                 f"{self.where(u)} from {path} (no retraining)")
+        model = self._build(u)
+        try:
+            model.load_state_dict(store.load_checkpoint(path))
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint of this very unit
+            self.log(f"[i2m2bench] {path}: cannot load it either ({type(exc).__name__}: {exc}); "
+                     f"training {self.where(u)} again")
+            return self._train_unit(u)
+        task = self.task
+        t0 = time.perf_counter()
+        values, pred = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size)
+        scores, preds, robust_s = self._score_all("val", values), {"val": ("val", pred)}, 0.0
+        for proto in self.protocols(u):
+            t1 = time.perf_counter()
+            values, pred = self._evaluate(model, proto, u)
+            scores += self._score_all(proto, values)
+            preds[proto.key] = (proto, pred)
+            if proto.robustness:
+                robust_s += time.perf_counter() - t1
+        spent = time.perf_counter() - t0
+        have = store.unit_records(self.results_path, u.unit_hash, u.seed)
+        view = store.unit_view([r for r, _ in have])
+        new_view = ({(sc["protocol"], sc["metric"]): sc["value"] for sc in scores}, view[1])
+        if have and store.view_difference(view, new_view) is None:
+            info, meta = view[1], store.metrics_meta(have)  # the rows say the same: keep them
+            outcome = "its stored rows agree and are kept"
+        else:
+            info = dict(view[1]) if have else self._figures_of(u)
+            info.update(eval_seconds=spent, robustness_eval_seconds=robust_s)
+            info.pop("failed", None)
+            meta = store.metrics_meta([self._store(u, scores, info, replace=True)])
+            outcome = ("its stored rows differed and were replaced" if have else
+                       "its rows were missing and are written") + ", dated now"
+        self._save_predictions(u, preds, fresh=True)
+        self._write_metrics(u, scores, info, meta)
+        line = f"{d / 'metrics.json'}: rewritten from a new evaluation of {path} ({outcome})"
+        self.log(f"[i2m2bench] {line}")
+        self.repairs.append(line)
+        values = self._summary_values(scores)
+        self.summary.append({"unit": self.where(u), "repaired": "re-evaluated (metrics.json unreadable)",
+                             **values, "eval_seconds": spent})
+        self.log(f"[i2m2bench] {self.where(u)}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items())
+                 + f"; {spent:.1f}s")
+
+    def _figures_of(self, u: Unit) -> dict:
+        """Training figures recovered from ``unit.json`` (epochs run, best epoch) when neither
+        ``metrics.json`` nor the results file holds them; timings are lost."""
+        try:
+            history = json.loads((self.unit_dir(u) / "unit.json").read_text(encoding="utf-8"))["history"]
+            vals = [float(h["val"]) for h in history]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        higher = direction(selection_metric(self.task.spec, u.train))
+        best, best_epoch = (-math.inf if higher else math.inf), -1
+        for epoch, v in enumerate(vals):
+            if (v > best) if higher else (v < best):
+                best, best_epoch = v, epoch
+        return {"epochs_run": len(vals), "best_epoch": best_epoch}
 
     def _split_of(self, proto: Protocol | str):
         """(split key, split) that a protocol reads: ``"val"``, ``"test"`` or ``"shift:<set>"``."""
@@ -459,10 +620,15 @@ class SuiteRun:
                 "metrics": list(declared_metrics(spec))}  # primary first: the board's order
 
     def _store(self, u: Unit, scores: list[dict], info: dict, *, replace: bool,
-               error: str | None = None) -> None:
+               error: str | None = None) -> tuple[dict, dict]:
+        """Store one record of the unit, dated now; (record, provenance). The store's notes (rows
+        made with other numerics replaced, torn lines dropped) are logged."""
         rec, prov = store.make_record(self._base(u), self.provenance, scores, info,
                                       store.utc_now(), error)
-        store.upsert_unit(self.results_path, rec, prov, replace=replace)
+        for note in store.upsert_unit(self.results_path, rec, prov, replace=replace,
+                                      label=self.where(u)):
+            self.log(f"[i2m2bench] {note}")
+        return rec, prov
 
 
 def _build_task(suite: SuiteConfig, label: str | None, options: dict, data_root: str | None) -> Task:
@@ -475,15 +641,6 @@ def _build_task(suite: SuiteConfig, label: str | None, options: dict, data_root:
         if label is None:
             raise
         raise ConfigError(f"suite.sweep[{label!r}] = {suite.sweep[label]}: {exc}") from exc
-
-
-def _check_api_arguments(gin_files, methods, seeds) -> None:
-    if isinstance(gin_files, (str, Path)) or not gin_files:
-        raise TypeError(f"run_suite: gin_files must be a non-empty list of gin files; got {gin_files!r}")
-    if methods is not None and (isinstance(methods, str) or not methods):
-        raise TypeError(f"run_suite: methods must be a non-empty list of method names; got {methods!r}")
-    if seeds is not None and (isinstance(seeds, (int, str)) or not seeds):
-        raise TypeError(f"run_suite: seeds must be a non-empty list of integers; got {seeds!r}")
 
 
 def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
@@ -500,7 +657,8 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     The ``i2m2bench.plugins`` entry points are loaded first, once per process
     (``I2M2BENCH_PLUGINS=0`` skips them).
     """
-    _check_api_arguments(gin_files, methods, seeds)
+    check_run_arguments(gin_files, methods, seeds, data_root=data_root, out=out,
+                        results_dir=results_dir, device=device)
     load_plugins()
     parse_gin(gin_files, bindings)
     suite = read_suite()
@@ -544,23 +702,29 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
         return first
     todo = sum(item.action != SKIP for r in runs for item in r.plan)
     bar = Progress(todo, first.log)
+    checked: set[Path] = set()
     for run in runs:
         where = "" if run.setting is None else f", setting {run.setting!r}"
         spec = run.task.spec
         run.log(f"[i2m2bench] suite {suite.name!r}{where}: dataset {spec.name} v{spec.version} "
                 f"({spec.source} data), {len(selected)} methods x seeds {seed_list}, device {dev}; "
                 f"results -> {run.results_path}")
+        if run.results_path not in checked:  # each line the store does not understand, once
+            checked.add(run.results_path)
+            with store.locked(run.results_path):
+                store.read_records(run.results_path, report=lambda m, r=run: r.log(f"[i2m2bench] {m}"))
         run.execute(bar)
     for other in runs[1:]:  # one plan, summary and failure list for the whole sweep
         first.plan += other.plan
         first.summary += other.summary
         first.failures += other.failures
+        first.repairs += other.repairs
     if render:
         from i2m2bench.harness.publish import publish_predictions, render_board_file
 
         publish_predictions(first.results_path, first.results_dir,
                             {(item.setting, item.unit.method, item.unit.unit_hash, item.unit.seed):
                              item.run_dir / PREDICTIONS_FILE for item in first.plan})
-        path = render_board_file(first.results_path, first.results_dir)
+        path = render_board_file(first.results_path, first.results_dir, report=store.quiet)
         first.log(f"[i2m2bench] leaderboard -> {path}")
     return first
