@@ -288,17 +288,8 @@ class SuiteRun:
                                       [], val, pred)
         except NaNLossError as exc:
             self._record_failure(u, str(exc))
-        scores = self._score_all("val", res.val_scores)
-        preds = {"val": ("val", res.val_pred)}
         t0 = time.perf_counter()
-        robust_s = 0.0
-        for proto in self.protocols(u):
-            t1 = time.perf_counter()
-            values, pred = self._evaluate(model, proto, u)
-            scores += self._score_all(proto, values)
-            preds[proto.key] = (proto, pred)
-            if proto.robustness:
-                robust_s += time.perf_counter() - t1
+        scores, preds, robust_s = self._evaluate_all(model, u, res.val_scores, res.val_pred)
         eval_s = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if self.device.type == "cuda":
@@ -458,14 +449,7 @@ class SuiteRun:
         task = self.task
         t0 = time.perf_counter()
         values, pred = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size)
-        scores, preds, robust_s = self._score_all("val", values), {"val": ("val", pred)}, 0.0
-        for proto in self.protocols(u):
-            t1 = time.perf_counter()
-            values, pred = self._evaluate(model, proto, u)
-            scores += self._score_all(proto, values)
-            preds[proto.key] = (proto, pred)
-            if proto.robustness:
-                robust_s += time.perf_counter() - t1
+        scores, preds, robust_s = self._evaluate_all(model, u, values, pred)
         spent = time.perf_counter() - t0
         have = store.unit_records(self.results_path, u.unit_hash, u.seed)
         view = store.unit_view([r for r, _ in have])
@@ -505,6 +489,19 @@ class SuiteRun:
             if (v > best) if higher else (v < best):
                 best, best_epoch = v, epoch
         return {"epochs_run": len(vals), "best_epoch": best_epoch}
+
+    def _evaluate_all(self, model: Fusion, u: Unit, val_scores: dict, val_pred):
+        """(scores, predictions, seconds spent on robustness protocols) of the validation scores
+        given and every protocol of ``u``, evaluated now."""
+        scores, preds, robust_s = self._score_all("val", val_scores), {"val": ("val", val_pred)}, 0.0
+        for proto in self.protocols(u):
+            t1 = time.perf_counter()
+            values, pred = self._evaluate(model, proto, u)
+            scores += self._score_all(proto, values)
+            preds[proto.key] = (proto, pred)
+            if proto.robustness:
+                robust_s += time.perf_counter() - t1
+        return scores, preds, robust_s
 
     def _split_of(self, proto: Protocol | str):
         """(split key, split) that a protocol reads: ``"val"``, ``"test"`` or ``"shift:<set>"``."""
