@@ -1,4 +1,4 @@
-"""Command line: ``python -m i2m2bench run|list|leaderboard|bench``.
+"""Command line: ``python -m i2m2bench run|list|leaderboard|compare|bench``.
 
 Errors in configs or data are reported as one clear message with a non-zero exit code; pass
 ``--debug`` for the Python traceback. ``run`` checks its own arguments before reading any gin
@@ -23,6 +23,7 @@ EPILOG = """examples:
   python -m i2m2bench run --gin gin/avmnist.gin --data-root ~/data   # real AV-MNIST
   python -m i2m2bench list
   python -m i2m2bench leaderboard --check
+  python -m i2m2bench compare leaderboards my_leaderboards       # your run vs the committed board
   python -m i2m2bench bench                                     # PoE kernel throughput table
 """
 
@@ -161,6 +162,21 @@ def _cmd_leaderboard(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from i2m2bench.harness import publish
+    from i2m2bench.harness.config import check_folder_argument
+    from i2m2bench.reporting.machines import comparison_text
+
+    check_folder_argument(args.first, "FIRST")
+    check_folder_argument(args.second, "SECOND")
+    cmp = publish.compare_folders(Path(args.first), Path(args.second), args.board)
+    sys.stdout.write(comparison_text(cmp))
+    if not cmp.compared:
+        print("error: the two folders share no method: nothing was compared", file=sys.stderr)
+        return 1
+    return 0 if all(c.agree for c in cmp.columns if c.marked) else 1
+
+
 def _cmd_bench(args) -> int:
     from i2m2bench.bench import default_out_dir, run_benchmarks
     from i2m2bench.harness.config import check_folder_argument
@@ -241,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--output", metavar="FILE",
                     help="with csv/json: write the table to FILE instead of standard output")
     lb.set_defaults(func=_cmd_leaderboard)
+
+    cp = sub.add_parser("compare", help="one board from two leaderboard folders side by side "
+                        "(e.g. your run against the committed board): means and significance marks "
+                        "per column; exit 1 when some column's marks differ", parents=[common])
+    cp.add_argument("first", metavar="FIRST", help="a leaderboard folder (results/, predictions/)")
+    cp.add_argument("second", metavar="SECOND", help="another leaderboard folder")
+    cp.add_argument("--board", metavar="NAME",
+                    help="the board to compare (required when FIRST holds several)")
+    cp.set_defaults(func=_cmd_compare)
 
     bn = sub.add_parser("bench", help="run the PoE kernel benchmarks and render leaderboards/poe_kernel.md",
                         parents=[common])

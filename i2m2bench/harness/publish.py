@@ -9,7 +9,12 @@ intervals and significance marks are computed from the predictions
 (:mod:`i2m2bench.reporting.significance`). The runner calls :func:`publish_predictions` and
 :func:`render_board_file` when a run ends;
 ``python -m i2m2bench leaderboard`` calls :func:`render_all`, :func:`stale_boards` (``--check``)
-and :func:`export_board` (``--format csv|json``).
+and :func:`export_board` (``--format csv|json``); ``compare`` calls :func:`compare_folders`.
+
+The same boards made on other machines live in ``<folder>/machines/<name>/``, each a leaderboard
+folder of its own (``run --leaderboard-dir <folder>/machines/<name>``): :func:`render_all` and
+:func:`stale_boards` cover them, and each main board gets an Across machines section from them
+(:func:`board_extra`, :mod:`i2m2bench.reporting.machines`).
 
 A results file line that the store does not understand (a torn line, a merge-conflict marker, a
 string where a number belongs: :func:`i2m2bench.harness.store.read_records`) is reported on
@@ -22,12 +27,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from i2m2bench.fileio import write_text_atomic
 from i2m2bench.harness.store import Skipped, locked, quiet, read_rows
 from i2m2bench.predictions import load_predictions, save_predictions
 from i2m2bench.reporting import (board_is_stale, board_table, latest_units, summary_table, to_csv,
                                  to_json, write_board)
-from i2m2bench.reporting.layouts import render_rows
+from i2m2bench.reporting.board import StandardLayout
+from i2m2bench.reporting.layouts import layout_of
+from i2m2bench.reporting.machines import (BoardComparison, Side, compare_boards,
+                                          machines_section)
+from i2m2bench.reporting.rows import has_settings
 from i2m2bench.reporting.significance import Evidence, Key, row_key
 
 PREDICTIONS = "predictions"
@@ -138,20 +146,56 @@ def skipped_note(results_path: Path, skipped: list[Skipped]) -> str:
             "remove them and re-render.\n")
 
 
+MACHINES = "machines"
+
+
+def replica_folders(out_dir: Path) -> list[Path]:
+    """The leaderboard folders of the same boards made on other machines:
+    ``<out_dir>/machines/<name>/``, sorted by name."""
+    root = Path(out_dir) / MACHINES
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def replicas_of(out_dir: Path, board: str, report=None) -> list[Side]:
+    """``board`` as made on other machines (:func:`replica_folders` holding its results file):
+    one :class:`~i2m2bench.reporting.machines.Side` each, with its published predictions."""
+    out = []
+    for folder in replica_folders(out_dir):
+        results = folder / "results" / f"{board}.jsonl"
+        if results.is_file():
+            out.append(Side(folder.name, read_rows(results, report=report),  # no lock: a
+                            evidence_of(folder, board)))  # read-only checkout can be checked
+    return out
+
+
+def board_extra(results_path: Path, out_dir: Path, rows: list[dict], evidence: Evidence,
+                skipped: list[Skipped], report=None) -> str:
+    """What a board's Markdown carries beyond its layout's render: the **Across machines**
+    section of a standard board with replicas (:func:`replicas_of`,
+    :func:`~i2m2bench.reporting.machines.machines_section`), then the note on lines left out
+    (:func:`skipped_note`)."""
+    text = ""
+    if rows and not has_settings(rows) and isinstance(layout_of(rows, results_path), StandardLayout):
+        section = machines_section(Side("this board", rows, evidence),
+                                   replicas_of(out_dir, Path(results_path).stem, report=report))
+        if section:
+            text = "\n".join(section) + "\n"
+    return text + skipped_note(results_path, skipped)
+
+
 def render_board_file(results_path: Path, out_dir: Path, report=None) -> Path:
     """Re-render ``<out_dir>/<board>.md`` (and its figures) from its results file; its path.
     Lines of the file that the store does not understand are reported (``report``, default
-    stderr), left out, and named in a note at the end of the board."""
+    stderr), left out, and named in a note at the end of the board; replicas of the board made
+    on other machines add its Across machines section (:func:`board_extra`)."""
     results_path = Path(results_path)
     with locked(results_path):  # never render rows that another run is replacing
         skipped: list[Skipped] = []
         rows = read_rows(results_path, report=report, skipped=skipped)
-        path = write_board(rows, Path(out_dir), results_path.stem, where=results_path,
-                           evidence=evidence_of(out_dir, results_path.stem))
-        note = skipped_note(results_path, skipped)
-        if note:
-            write_text_atomic(path, path.read_text(encoding="utf-8") + note)
-        return path
+        evidence = evidence_of(out_dir, results_path.stem)
+        return write_board(rows, Path(out_dir), results_path.stem, where=results_path,
+                           evidence=evidence,
+                           extra=board_extra(results_path, out_dir, rows, evidence, skipped, report))
 
 
 def _selected(out_dir: Path, boards: list[str] | None) -> list[Path]:
@@ -161,12 +205,17 @@ def _selected(out_dir: Path, boards: list[str] | None) -> list[Path]:
 
 
 def render_all(out_dir: Path, boards: list[str] | None = None) -> list[Path]:
-    """Re-render every board of the leaderboard folder ``out_dir`` (or only ``boards``).
+    """Re-render every board of the leaderboard folder ``out_dir`` (or only ``boards``) -- and,
+    when rendering all, the boards of its replica folders (``machines/<name>/``) first.
     ``FileNotFoundError`` when ``out_dir`` does not exist (nothing would be rendered)."""
     if not Path(out_dir).is_dir():
         raise FileNotFoundError(f"{out_dir}: no such folder, so no boards to render; name the "
                                 "folder that holds results/*.jsonl with --leaderboard-dir")
-    return [render_board_file(r, out_dir) for r in _selected(out_dir, boards)]
+    done = []
+    if boards is None:
+        for folder in replica_folders(out_dir):
+            done += [render_board_file(r, folder) for r in results_files(folder)]
+    return done + [render_board_file(r, out_dir) for r in _selected(out_dir, boards)]
 
 
 def folder_problem(out_dir: Path) -> str | None:
@@ -194,21 +243,20 @@ def stale_boards(out_dir: Path, boards: list[str] | None = None) -> list[str]:
         if problem:
             return [problem]
     stale = []
-    for results in _selected(out_dir, boards):
-        skipped: list[Skipped] = []
-        rows = read_rows(results, skipped=skipped)
-        md, evidence = board_path(results, out_dir), evidence_of(out_dir, results.stem)
-        if not skipped:
-            why = board_is_stale(rows, md, source=results, evidence=evidence)
-        elif not md.exists():
-            why = f"{md}: missing (results file {results} exists)"
-        elif md.read_text(encoding="utf-8") != (render_rows(rows, results, evidence)
-                                                 + skipped_note(results, skipped)):
-            why = f"{md}: differs from a render of {results}"
-        else:
-            why = None
-        if why:
-            stale.append(why)
+    folders = [(out_dir, _selected(out_dir, boards))]
+    if boards is None:
+        folders = [(f, results_files(f)) for f in replica_folders(out_dir)] + folders
+    for folder, selected in folders:
+        for results in selected:
+            skipped: list[Skipped] = []
+            rows = read_rows(results, skipped=skipped)
+            evidence = evidence_of(folder, results.stem)
+            why = board_is_stale(rows, board_path(results, folder), source=results,
+                                 evidence=evidence,
+                                 extra=board_extra(results, folder, rows, evidence, skipped,
+                                                   report=quiet))
+            if why:
+                stale.append(why)
     return stale
 
 
@@ -227,6 +275,22 @@ def find_board(out_dir: Path, board: str | None = None) -> Path:
         raise ValueError(f"{out_dir}: no board {board!r}; the boards there are: "
                          f"{', '.join(names) or '(none)'}")
     return Path(out_dir) / "results" / f"{board}.jsonl"
+
+
+def compare_folders(first: Path, second: Path, board: str | None = None) -> BoardComparison:
+    """One board of two leaderboard folders side by side (``python -m i2m2bench compare``):
+    :func:`~i2m2bench.reporting.machines.compare_boards` of their rows and published
+    predictions. ``board`` may be omitted when ``first`` holds exactly one; the error of a
+    folder without it names the boards there."""
+    for folder in (first, second):
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: no such leaderboard folder (expected a folder "
+                                    "holding results/<board>.jsonl)")
+    results = find_board(first, board)
+    other = find_board(second, results.stem)
+    sides = [Side(str(folder), read_board_rows(r), evidence_of(folder, r.stem))
+             for folder, r in ((first, results), (second, other))]
+    return compare_boards(*sides)
 
 
 def export_board(out_dir: Path, board: str | None, fmt: str) -> str:
