@@ -12,12 +12,12 @@ import torch
 import i2m2bench
 from i2m2bench.data.base import DATASETS
 from i2m2bench.fusion.base import resolve_loss
-from i2m2bench.harness.config import TrainConfig
+from i2m2bench.harness.config import SettingError, TrainConfig
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.runner import run_suite
 from i2m2bench.harness.seeding import seed_everything
 from i2m2bench.harness.store import read_rows
-from i2m2bench.harness.training import check_train_settings, train_model
+from i2m2bench.harness.training import balanced_class_weights, check_train_settings, train_model
 from i2m2bench.metrics import METRICS, Metric, compute
 from i2m2bench.poe import poe_nll
 from i2m2bench.predictions import load_predictions
@@ -269,3 +269,44 @@ def test_consistency_over_sample_groups_end_to_end(tmp_path, grouped_dataset):
         run_suite([GIN / "toy_smoke.gin"], ["suite.dataset = 'toy_grouped_broken'",
                                             "suite.dataset_options = {}"], seeds=[0],
                   out=tmp_path / "r2", results_dir=tmp_path / "l2", progress=False, dry_run=True)
+
+
+# ------------------------------------------------------------------------------ class weights
+def test_balanced_class_weights_follow_the_label_frequencies():
+    task = i2m2bench.build_task("toy_multilabel", n_train=16, n_eval=16)
+    target = torch.tensor([[1, 0], [0, 0], [0, 1], [0, 1]])  # label 0: 1 of 4 positive; label 1: 2
+    spec = dataclasses.replace(task.spec, num_classes=2, labels=("a", "b"))
+    w = balanced_class_weights(target, spec)
+    assert torch.allclose(w, torch.tensor([[4 / 6, 4 / 2], [1.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"label\(s\) b hold one class only in the 4 training"):
+        balanced_class_weights(torch.tensor([[1, 0], [0, 0], [0, 0], [1, 0]]), spec)
+    with pytest.raises(ValueError, match="class weights apply to multilabel tasks"):
+        balanced_class_weights(target, i2m2bench.build_task("toy", n_train=8, n_eval=8).spec)
+
+
+def test_weighted_loss_is_the_official_weighted_two_way_cross_entropy_summed_over_labels():
+    """softmax over the two logits (0, z) is sigmoid(z): the weighted Bernoulli loss equals the
+    official per-head ``nn.CrossEntropyLoss(weight=w_l)`` (a weighted mean), summed over labels."""
+    task = i2m2bench.build_task("toy_multilabel", n_train=64, n_eval=16)
+    model = i2m2bench.build_fusion("i2m2", task.spec, inter="late_fusion",
+                                   inter_options={"width": 8}, intra_options={"width": 8})
+    batch = task.splits["train"].batch(torch.arange(32), task.spec)
+    model.class_weights = balanced_class_weights(task.splits["train"].target, task.spec)
+    logits = model(batch)
+    got = model.loss(logits, batch)
+    z = model.log_probs(logits, batch)  # (B, L) Bernoulli logits of the product
+    want = sum(torch.nn.functional.cross_entropy(
+        torch.stack([torch.zeros_like(z[:, l]), z[:, l]], 1), batch.target[:, l].long(),
+        weight=model.class_weights[l]) for l in range(z.shape[1]))
+    assert torch.allclose(got, want, atol=1e-6)
+    model.class_weights = None
+    assert not torch.allclose(model.loss(logits, batch), want)  # unweighted: another value
+
+
+def test_class_weights_on_a_multiclass_task_are_refused_naming_the_binding(tmp_path):
+    with pytest.raises(ConfigError, match=r"a_only/train.class_weights = 'balanced': class weights "
+                                          "apply to multilabel tasks"):
+        run_suite([GIN / "toy_smoke.gin"], ["a_only/train.class_weights = 'balanced'"], seeds=[0],
+                  out=tmp_path / "runs", results_dir=tmp_path / "lb", progress=False, dry_run=True)
+    with pytest.raises(SettingError, match="train.class_weights must be one of None, 'balanced'"):
+        TrainConfig(class_weights="inverse")

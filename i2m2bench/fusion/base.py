@@ -12,7 +12,11 @@ Per problem type (``TaskSpec.problem``) the experts are combined and trained as 
   log-likelihood (``poe_nll``);
 * ``multilabel`` — one sigmoid expert per label, Bernoulli PoE per label: logit p = sum_k w_k z_k
   (``poe_bernoulli_logits``; the official FastMRI code's per-head two-way softmax product is
-  the same), binary cross-entropy (``poe_bce``);
+  the same), binary cross-entropy (``poe_bce``); with class weights (``train.class_weights``,
+  set by the harness as :attr:`Fusion.class_weights`, (L, 2)), per label the weighted mean
+  sum_i w[l, y_il] bce_il / sum_i w[l, y_il], summed over labels -- what the official FastMRI
+  code computes with one ``nn.CrossEntropyLoss(weight=...)`` per two-way head
+  (``divyam3897/I2M2`` @ 7742765, ``fastMRI/module.py`` L64-68, L178-183);
 * ``soft-score`` — softmax experts, categorical PoE as for multiclass, trained against per-class
   target scores with one of two losses (``train.loss``, see :data:`LOSSES`): ``bce`` (default) —
   per-answer binary cross-entropy × C of the combined scores, as the official VQA code of I2M2
@@ -57,6 +61,9 @@ class Fusion(nn.Module):
     family: ClassVar[str] = "other"  # leaderboard grouping: unimodal | intra | inter | i2m2 | other
     missing: str = "impute"  # how absent modalities are handled: "impute" inputs or "drop" experts
     loss_kind: str = "auto"  # the training loss (train.loss, set by the harness): see LOSSES
+    #: multilabel: (L, 2) weight of class 0 / 1 per label in the loss (train.class_weights, set
+    #: by the harness); None: unweighted
+    class_weights: torch.Tensor | None = None
 
     def __init__(self, spec: TaskSpec, impute_with: Literal["zeros", "mean"] = "zeros") -> None:
         super().__init__()
@@ -151,7 +158,14 @@ class Fusion(nn.Module):
         if kind == "nll":
             return poe_nll(zs, batch.target, self.expert_weights(), mask, backend=self.poe_backend)
         if self.spec.problem == "multilabel":
-            return poe_bce(zs, batch.target, self.expert_weights(), mask, backend=self.poe_backend)
+            if self.class_weights is None:
+                return poe_bce(zs, batch.target, self.expert_weights(), mask, backend=self.poe_backend)
+            per = poe_bce(zs, batch.target, self.expert_weights(), mask, reduction="none",
+                          backend=self.poe_backend)  # (B, L)
+            w = self.class_weights.to(per.dtype)
+            t = batch.target.to(per.dtype)
+            sample_w = w[:, 0] * (1 - t) + w[:, 1] * t  # (B, L): the weight of each target's class
+            return ((sample_w * per).sum(0) / sample_w.sum(0)).sum()
         lp = self.log_probs(logits, batch)  # (B, C) log-probabilities of the categorical product
         target = batch.target.to(lp.dtype)  # (B, C) scores in [0, 1]
         if kind == "soft_ce":

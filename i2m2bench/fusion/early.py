@@ -1,8 +1,11 @@
 """Early fusion (inter-modality model): inputs fused before a single network.
 
 Image-like modalities (C, H, W) are resized (nearest) to the largest spatial size among them and
-stacked along channels, then one LeNet reads them; vector-like modalities are flattened and
-concatenated into one MLP input. Mixing both kinds is refused (no single network fits both).
+stacked along channels, then one network reads them (``encoder``, default LeNet; the inputs'
+``encoder_options`` when they all share them, e.g. the pooled size of a ResNet); vector-like
+modalities are flattened and concatenated into one MLP input. Mixing both kinds is refused (no
+single network fits both). The head is an MLP with ``hidden`` units, or one linear layer when
+``hidden`` is 0 (the official FastMRI heads).
 """
 from __future__ import annotations
 
@@ -31,13 +34,15 @@ class EarlyFusion(Fusion):
         if spatial:
             self.size = max((m.shape[1], m.shape[2]) for m in spatial)
             channels = sum(m.shape[0] for m in spatial)
-            fused = ModalitySpec("fused", (channels, *self.size), "image", encoder or "lenet")
+            options = {m.encoder_options for m in spatial}  # the inputs' own encoder options,
+            fused = ModalitySpec("fused", (channels, *self.size), "image", encoder or "lenet",
+                                 encoder_options=options.pop() if len(options) == 1 else ())  # when shared
         else:
             self.size = None
             dim = sum(int(torch.Size(m.shape).numel()) for m in spec.modalities)
             fused = ModalitySpec("fused", (dim,), "vector", encoder or "mlp")
         self.encoder = build_encoder(fused, width=width)
-        self.head = mlp(self.encoder.out_dim, (hidden,), spec.num_classes)
+        self.head = mlp(self.encoder.out_dim, (hidden,) if hidden else (), spec.num_classes)
 
     def expert_modalities(self):
         return {"inter": self.spec.modality_names}

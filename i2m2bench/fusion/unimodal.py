@@ -1,4 +1,5 @@
-"""Unimodal classifier: one modality's encoder and an MLP head (an *intra-modality* expert)."""
+"""Unimodal classifier: one modality's encoder and an MLP head with ``hidden`` units, or one linear
+layer when ``hidden`` is 0 (an *intra-modality* expert)."""
 from __future__ import annotations
 
 from i2m2bench.encoders import build_encoder
@@ -20,7 +21,7 @@ class Unimodal(Fusion):
         super().__init__(spec, impute_with)
         self.modality = modality
         self.encoder = build_encoder(spec.modality(modality), encoder, width=width)
-        self.head = mlp(self.encoder.out_dim, (hidden,), spec.num_classes)
+        self.head = mlp(self.encoder.out_dim, (hidden,) if hidden else (), spec.num_classes)
 
     @classmethod
     def example_options(cls, spec):

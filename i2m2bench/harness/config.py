@@ -37,6 +37,8 @@ from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.protocols import DEFAULT_LEVELS
 
 _LABEL = re.compile(r"[A-Za-z0-9._-]+")
+#: ``train.class_weights`` values: none, or from the training labels' class frequencies.
+CLASS_WEIGHTS = (None, "balanced")
 #: ``train.loss`` values; which apply to a task depends on its problem type (fusion.base.LOSSES).
 LOSS_NAMES = ("auto", "nll", "bce", "soft_ce")
 #: Protocol heads that draw robustness curves, whose effective robustness compares with
@@ -147,6 +149,10 @@ class TrainConfig:
     ``'soft_ce'``). ``select_on``: the validation metric that selects the checkpoint and drives
     early stopping (its direction from ``i2m2bench.metrics.METRICS``); None: the task's primary
     metric. Both are checked against the task before any training, naming the binding.
+    ``class_weights``: None (unweighted) or ``'balanced'`` -- multilabel tasks only: each label's
+    two classes weighted N / (2 N_c) from the training targets (scikit-learn's "balanced"
+    heuristic), as the official FastMRI code weights its per-label cross-entropies (its weights
+    file is not public: ``i2m2bench.harness.training.balanced_class_weights``).
 
     ``patience``: training stops after this many consecutive epochs without a strict
     improvement of the selection metric; None never stops early. The default, 11, is the
@@ -168,6 +174,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     loss: str = "auto"
     select_on: str | None = None
+    class_weights: str | None = None
 
     def __post_init__(self) -> None:
         """Every field's type and range (:class:`SettingError` naming ``train.<field>``); values
@@ -178,6 +185,9 @@ class TrainConfig:
         if self.loss not in LOSS_NAMES:
             raise SettingError("train.loss", f"train.loss must be one of "
                                f"{', '.join(map(repr, LOSS_NAMES))}; got {self.loss!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise SettingError("train.class_weights", f"train.class_weights must be one of "
+                               f"{', '.join(map(repr, CLASS_WEIGHTS))}; got {self.class_weights!r}")
         if self.select_on is not None and (not isinstance(self.select_on, str) or not self.select_on):
             raise SettingError("train.select_on", f"train.select_on must be a metric name (or None: "
                                f"the task's primary metric); got {self.select_on!r}")
@@ -200,7 +210,8 @@ class TrainConfig:
 @gin.configurable("embedded_schedule")
 @dataclass(frozen=True)
 class EmbeddedSchedule:
-    """``train.*`` settings replaced when the task resolves to embedded data (a shorter schedule).
+    """``train.*`` settings (``overrides``) and ``method.options`` entries (``options``) replaced
+    when the task resolves to embedded data (a shorter schedule, a narrower network).
 
     Bound globally or per method (``i2m2_lf/embedded_schedule.overrides = {...}``); the
     leaderboard shows the schedule each method actually used. A setting given explicitly on the
@@ -209,8 +220,14 @@ class EmbeddedSchedule:
     """
 
     overrides: Mapping = field(default_factory=dict)
+    #: ``method.options`` entries replaced on embedded data (e.g. a narrower network for a small
+    #: stand-in: ``{'width': 8}``); each replaces the option of that name as a whole.
+    options: Mapping = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.options, Mapping):
+            raise SettingError("embedded_schedule.options", "embedded_schedule.options must be a "
+                               f"dict of method.options entries; got {self.options!r}")
         binding = "embedded_schedule.overrides"
         if not isinstance(self.overrides, Mapping):
             raise SettingError(binding, f"{binding} must be a dict of train.* settings; got "
@@ -465,6 +482,8 @@ def read_method(name: str, embedded: bool, explicit: set[str] | frozenset = froz
         scheduled = schedule.apply(train, name, keep=explicit)
     except SettingError as exc:
         raise _located(exc, name, prefix) from exc
+    if embedded and schedule.options:
+        method = replace(method, options={**dict(method.options), **dict(schedule.options)})
     return method, (scheduled if embedded else train)
 
 

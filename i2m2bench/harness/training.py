@@ -96,15 +96,42 @@ def check_task_metrics(task: Task) -> None:
                                   f"sample groups, but its split {name!r} has none (Split.groups)")
 
 
+def balanced_class_weights(target: torch.Tensor, spec: TaskSpec) -> torch.Tensor:
+    """(L, 2) float32 weights of class 0 and 1 per label of a multilabel task: N / (2 N_c) over
+    the training targets (scikit-learn's ``compute_class_weight("balanced")`` per label), so that
+    each class of each label weighs as much in the loss. The official FastMRI code weights its
+    four cross-entropies with a precomputed file (``loss_fn_weights_knee_tr.p``, I2M2
+    ``fastMRI/classifier.py`` L203) that is not public; this heuristic is the suite's choice.
+    ``ValueError`` for another problem type, or a label with one class only in the targets."""
+    if spec.problem != "multilabel":
+        raise ValueError(f"class weights apply to multilabel tasks; task {spec.name!r} is {spec.problem}")
+    t = target.detach().to("cpu", torch.float64)
+    n = t.shape[0]
+    pos = t.sum(0)
+    counts = torch.stack([n - pos, pos], dim=1)  # (L, 2)
+    empty = [spec.labels[i] if i < len(spec.labels) else str(i)
+             for i in range(counts.shape[0]) if bool((counts[i] == 0).any())]
+    if empty:
+        raise ValueError(f"label(s) {', '.join(empty)} hold one class only in the {n} training "
+                         "targets, so a class weight N / (2 N_c) is undefined")
+    return (n / (2 * counts)).to(torch.float32)
+
+
 def check_train_settings(cfg: TrainConfig, task: Task, method: str) -> None:
-    """``<method>/train.loss`` applies to the task's problem type and ``<method>/train.select_on``
-    names a metric the task declares that is defined on its validation split; else a
+    """``<method>/train.loss`` applies to the task's problem type, ``<method>/train.class_weights``
+    to its labels (:func:`balanced_class_weights`), and ``<method>/train.select_on`` names a
+    metric the task declares that is defined on its validation split; else a
     :class:`ConfigError` naming the binding."""
     spec = task.spec
     try:
         resolve_loss(cfg.loss, spec.problem)
     except ValueError as exc:
         raise ConfigError(f"{method}/train.loss = {cfg.loss!r}: {exc}") from exc
+    if cfg.class_weights is not None:
+        try:
+            balanced_class_weights(task.splits["train"].target, spec)
+        except ValueError as exc:
+            raise ConfigError(f"{method}/train.class_weights = {cfg.class_weights!r}: {exc}") from exc
     declared = declared_metrics(spec)
     if cfg.select_on is not None and cfg.select_on not in declared:
         raise ConfigError(f"{method}/train.select_on = {cfg.select_on!r}: task {spec.name!r} declares "
@@ -147,6 +174,8 @@ def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec,
     (``val``: the selection metric; e.g. for TensorBoard)."""
     opt = _optimizer(model, cfg)
     model.loss_kind = cfg.loss  # read by Fusion.loss
+    model.class_weights = (balanced_class_weights(train.target, spec).to(train.target.device)
+                           if cfg.class_weights == "balanced" else None)
     select = selection_metric(spec, cfg)
     higher = direction(select)
     device = train.target.device

@@ -156,7 +156,8 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
     for m in methods:
         rs = units[m].rows
         t = rs[0]["train"]
-        chosen = "".join(f" {k}={t[k]}" for k, default in (("loss", "auto"), ("select_on", None))
+        chosen = "".join(f" {k}={t[k]}" for k, default in (("loss", "auto"), ("select_on", None),
+                                                             ("class_weights", None))
                          if t.get(k, default) != default)  # only when not the task's default
         schedule = (f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "
                     f"batch={t['batch_size']} epochs≤{t['epochs']} "
