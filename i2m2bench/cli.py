@@ -1,4 +1,4 @@
-"""Command line: ``python -m i2m2bench run|list|leaderboard|compare|bench``.
+"""Command line: ``python -m i2m2bench run|list|leaderboard|compare|prepare|bench``.
 
 Errors in configs or data are reported as one clear message with a non-zero exit code; pass
 ``--debug`` for the Python traceback. ``run`` checks its own arguments before reading any gin
@@ -24,6 +24,7 @@ EPILOG = """examples:
   python -m i2m2bench list
   python -m i2m2bench leaderboard --check
   python -m i2m2bench compare leaderboards my_leaderboards       # your run vs the committed board
+  python -m i2m2bench prepare fastmri --data-root ~/data        # once: the real FastMRI cache
   python -m i2m2bench bench                                     # PoE kernel throughput table
 """
 
@@ -177,6 +178,23 @@ def _cmd_compare(args) -> int:
     return 0 if all(c.agree for c in cmp.columns if c.marked) else 1
 
 
+def _cmd_prepare(args) -> int:
+    from i2m2bench.data.base import DataError, path_problem, resolve_data_root
+    from i2m2bench.data.fastmri_real import prepare
+
+    root = resolve_data_root(args.data_root, check=True)
+    if root is None:
+        raise DataError("prepare fastmri needs a data root holding fastmri/ (--data-root DIR or "
+                        "$I2M2BENCH_DATA)")
+    folder = root / "fastmri"
+    problem = path_problem(folder, "folder")
+    if problem is not None:
+        raise DataError(f"{folder}: {problem}; the data root must hold the fastMRI folder fastmri/")
+    path = prepare(folder)  # <data root>/fastmri/cache, where the loader reads it
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from i2m2bench.bench import default_out_dir, run_benchmarks
     from i2m2bench.harness.config import check_folder_argument
@@ -266,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--board", metavar="NAME",
                     help="the board to compare (required when FIRST holds several)")
     cp.set_defaults(func=_cmd_compare)
+
+    pr = sub.add_parser("prepare", help="convert a real dataset once into the verified, "
+                        "memory-mapped cache its loader streams from (fastmri)", parents=[common])
+    pr.add_argument("dataset", choices=["fastmri"])
+    pr.add_argument("--data-root", metavar="DIR",
+                    help="folder holding fastmri/ (default: $I2M2BENCH_DATA)")
+    pr.set_defaults(func=_cmd_prepare)
 
     bn = sub.add_parser("bench", help="run the PoE kernel benchmarks and render leaderboards/poe_kernel.md",
                         parents=[common])

@@ -6,6 +6,7 @@ import pytest
 
 import i2m2bench
 from i2m2bench.data.avmnist import MODALITIES
+from i2m2bench.data.fastmri import task_spec as fastmri_spec
 from i2m2bench.data.spectrum import task_spec as spectrum_spec
 from i2m2bench.harness.config import (EmbeddedSchedule, MethodConfig, SuiteConfig, TrainConfig,
                                       read_suite)
@@ -23,6 +24,7 @@ SPECS = {
     "dependency_spectrum": spectrum_spec(classes=4, dim=16),
     **{name: i2m2bench.build_task(name, n_train=4, n_eval=4).spec
        for name in ("toy_multilabel", "toy_soft", "toy_kinds")},
+    "fastmri": fastmri_spec("real", (320, 320), 1.0, 1.0, encoder_options={"pool": 10}),
 }
 
 
