@@ -373,50 +373,58 @@ def _read_file_list(path: Path) -> tuple[list[str], list[dict]]:
     return sorted(ids), ignored
 
 
-def _read_knee_csv(path: Path, reviewed: set[str], file_list: Path
-                   ) -> dict[str, dict[int, tuple[list[str], int]]]:
-    """fastMRI+ knee.csv -> {volume: {slice: (label strings, first line)}}."""
+def _csv_records(path: Path, used: tuple[str, ...], expected: str) -> Iterator[tuple[int, dict, list]]:
+    """(line number, {column in ``used``: stripped value}, raw row) for every non-blank row of the
+    csv ``path`` after its header; a header without the ``used`` columns, a row with too few
+    fields or an unreadable file is a DataError naming the path and line."""
     fh, problem = _reader(path)
-    expected = "the fastMRI+ knee annotations (header " + ",".join(KNEE_CSV_HEADER) + ")"
     if fh is None:
         raise DataError(f"{path}: {problem}; expected {expected}")
-    out: dict[str, dict[int, tuple[list[str], int]]] = {}
     with fh:
         reader = csv.reader(fh)
         try:
             header = next(reader, None)
             names = [h.strip() for h in header] if header else []
-            missing = [c for c in KNEE_CSV_USED if c not in names]
+            missing = [c for c in used if c not in names]
             if missing:
                 raise DataError(f"{path}: line 1: the header {','.join(names) or '(empty file)'!r} "
                                 f"lacks column(s) {', '.join(missing)}; expected {expected}")
-            col = {c: names.index(c) for c in KNEE_CSV_USED}
+            col = {c: names.index(c) for c in used}
             need = max(col.values()) + 1
             for row in reader:
-                line = reader.line_num
                 if not any(cell.strip() for cell in row):
                     continue
                 if len(row) < need:
-                    raise DataError(f"{path}: line {line}: {len(row)} fields, expected "
+                    raise DataError(f"{path}: line {reader.line_num}: {len(row)} fields, expected "
                                     f"{len(names)} ({','.join(names)})")
-                vid, s_text, label = (row[col[c]].strip() for c in KNEE_CSV_USED)
-                if vid not in reviewed:
-                    raise DataError(f"{path}: line {line}: unknown volume {vid!r}: it is not in "
-                                    f"{file_list} (the reviewed volumes); expected only volumes of "
-                                    "that list")
-                if not _WHOLE.fullmatch(s_text):
-                    raise DataError(f"{path}: line {line}: slice {s_text!r} of {vid} is not a "
-                                    "whole number >= 0; expected a slice index")
-                s = int(s_text)
-                if not label:
-                    raise DataError(f"{path}: line {line}: empty label for {vid} slice {s}; "
-                                    "expected a fastMRI+ label string")
-                labels, first = out.setdefault(vid, {}).get(s, ([], line))
-                labels.append(row[col["label"]])  # as written: parse_labels strips it
-                out[vid][s] = (labels, first)
+                yield reader.line_num, {c: row[i].strip() for c, i in col.items()}, \
+                    [row[i] for i in col.values()]
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: line {reader.line_num}: cannot read it as a csv "
                             f"({_one_line(exc)}); expected {expected}") from exc
+
+
+def _read_knee_csv(path: Path, reviewed: set[str], file_list: Path
+                   ) -> dict[str, dict[int, tuple[list[str], int]]]:
+    """fastMRI+ knee.csv -> {volume: {slice: (label strings, first line)}}."""
+    expected = "the fastMRI+ knee annotations (header " + ",".join(KNEE_CSV_HEADER) + ")"
+    out: dict[str, dict[int, tuple[list[str], int]]] = {}
+    for line, rec, raw in _csv_records(path, KNEE_CSV_USED, expected):
+        vid, s_text, label = rec["file"], rec["slice"], rec["label"]
+        if vid not in reviewed:
+            raise DataError(f"{path}: line {line}: unknown volume {vid!r}: it is not in "
+                            f"{file_list} (the reviewed volumes); expected only volumes of "
+                            "that list")
+        if not _WHOLE.fullmatch(s_text):
+            raise DataError(f"{path}: line {line}: slice {s_text!r} of {vid} is not a "
+                            "whole number >= 0; expected a slice index")
+        s = int(s_text)
+        if not label:
+            raise DataError(f"{path}: line {line}: empty label for {vid} slice {s}; "
+                            "expected a fastMRI+ label string")
+        labels, first = out.setdefault(vid, {}).get(s, ([], line))
+        labels.append(raw[KNEE_CSV_USED.index("label")])  # as written: parse_labels strips it
+        out[vid][s] = (labels, first)
     return out
 
 
@@ -498,56 +506,33 @@ def _plan_official(folder: Path, width: int, crop: tuple[int, int], log: Callabl
     knee = folder / "knee"
     expected = ("the I2M2 knee metadata (generate_knee_metadata.py output with columns "
                 + ", ".join(METADATA_USED) + ")")
-    fh, problem = _reader(meta)
-    if fh is None:
-        raise DataError(f"{meta}: {problem}; expected {expected}")
     rows: dict[str, dict[str, dict[int, tuple[list, int]]]] = {s: {} for s in SPLITS}
     where: dict[str, tuple[str, int]] = {}  # volume -> (split, first line)
     ignored = 0
-    with fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader, None)
-            names = [h.strip() for h in header] if header else []
-            missing = [c for c in METADATA_USED if c not in names]
-            if missing:
-                raise DataError(f"{meta}: line 1: the header lacks column(s) {', '.join(missing)}; "
-                                f"expected {expected}")
-            col = {c: names.index(c) for c in METADATA_USED}
-            need = max(col.values()) + 1
-            for row in reader:
-                line = reader.line_num
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) < need:
-                    raise DataError(f"{meta}: line {line}: {len(row)} fields, expected "
-                                    f"{len(names)}")
-                split = OFFICIAL_SPLITS.get(row[col["data_split"]].strip())
-                if split is None:
-                    ignored += 1
-                    continue
-                vid, s_text = row[col["volume_id"]].strip(), row[col["slice_id"]].strip()
-                if not _SAFE_NAME.fullmatch(vid):
-                    raise DataError(f"{meta}: line {line}: volume_id {vid!r} is not a folder name; "
-                                    "expected a volume id such as file1000001")
-                if not _WHOLE.fullmatch(s_text):
-                    raise DataError(f"{meta}: line {line}: slice_id {s_text!r} is not a whole "
-                                    "number >= 0; expected a slice index")
-                s = int(s_text)
-                labels = _label_list(row[col["labels"]], meta, line)
-                first_split, first_line = where.setdefault(vid, (split, line))
-                if first_split != split:
-                    raise DataError(f"{meta}: line {line}: volume {vid} is in {split} but line "
-                                    f"{first_line} puts it in {first_split}; expected a split by "
-                                    "volume")
-                vol = rows[split].setdefault(vid, {})
-                if s in vol:
-                    raise DataError(f"{meta}: line {line}: slice {s} of {vid} is also on line "
-                                    f"{vol[s][1]}; expected one row per slice")
-                vol[s] = (labels, line)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{meta}: line {reader.line_num}: cannot read it as a csv "
-                            f"({_one_line(exc)}); expected {expected}") from exc
+    for line, rec, raw in _csv_records(meta, METADATA_USED, expected):
+        split = OFFICIAL_SPLITS.get(rec["data_split"])
+        if split is None:
+            ignored += 1
+            continue
+        vid, s_text = rec["volume_id"], rec["slice_id"]
+        if not _SAFE_NAME.fullmatch(vid):
+            raise DataError(f"{meta}: line {line}: volume_id {vid!r} is not a folder name; "
+                            "expected a volume id such as file1000001")
+        if not _WHOLE.fullmatch(s_text):
+            raise DataError(f"{meta}: line {line}: slice_id {s_text!r} is not a whole "
+                            "number >= 0; expected a slice index")
+        s = int(s_text)
+        labels = _label_list(raw[METADATA_USED.index("labels")], meta, line)
+        first_split, first_line = where.setdefault(vid, (split, line))
+        if first_split != split:
+            raise DataError(f"{meta}: line {line}: volume {vid} is in {split} but line "
+                            f"{first_line} puts it in {first_split}; expected a split by "
+                            "volume")
+        vol = rows[split].setdefault(vid, {})
+        if s in vol:
+            raise DataError(f"{meta}: line {line}: slice {s} of {vid} is also on line "
+                            f"{vol[s][1]}; expected one row per slice")
+        vol[s] = (labels, line)
     if ignored:
         log(f"fastmri: {meta}: {ignored} row(s) with a data_split other than "
             f"{', '.join(OFFICIAL_SPLITS)} ignored")
