@@ -169,3 +169,16 @@ def test_summary_table_with_settings_and_without_scores(make_row):
 ])
 def test_protocol_kind_reads_the_structured_fields_first(fields, kind):
     assert protocol_kind(fields) == kind
+
+
+def test_summary_table_shows_other_metrics_on_test_only_when_there_are_many(make_row):
+    rows = []
+    for metric in ("auroc", "auroc/a", "auroc/b"):
+        for protocol in ("test", "shift:x", "val"):
+            rows.append({**make_row("alpha", 0, protocol, 0.5), "metric": metric,
+                         "metrics": ["auroc", "auroc/a", "auroc/b"]})
+    text = summary_table(rows)
+    header = text.splitlines()[1]
+    assert "test auroc/a" in header and "test auroc/b" in header and "shift:x auroc " in header + " "
+    assert "shift:x auroc/a" not in header and "val auroc/b" not in header
+    assert "besides auroc, on test only" in text.splitlines()[0]
