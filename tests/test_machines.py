@@ -154,3 +154,11 @@ def test_compare_command_exits_by_agreement(tmp_path, make_row, masks, target, c
     assert f"{tmp_path / 'nowhere'}: no such leaderboard folder" in err and "Traceback" not in err
     assert main(["compare", str(here), str(same), "--board", "nope"]) == 2
     assert "no board 'nope'; the boards there are: demo" in capsys.readouterr().err
+
+
+def test_the_machines_named_are_those_of_the_latest_units(make_row, masks, target):
+    a, _ = _side(make_row, "here", masks, target)
+    older = {**make_row("alpha", 0, "test", 0.1, unit="old", date="2025-01-01T00:00:00+00:00"),
+             "device": "cuda"}  # a superseded unit made elsewhere: not this board's machine
+    a = Side(a.name, a.rows + [older], a.evidence)
+    assert compare_boards(a, a).machines == (["cpu"], ["cpu"])

@@ -80,7 +80,7 @@ class BoardComparison:
     """A board on two machines (:func:`compare_boards`)."""
 
     sides: tuple[Side, Side]
-    machines: tuple[list[str], list[str]]  # the machines whose rows each side holds
+    machines: tuple[list[str], list[str]]  # the machines of each side's latest units
     compared: list[str]  # methods on both sides, board order
     other_hash: list[str] = field(default_factory=list)  # compared, but their unit hashes differ
     one_side: list[str] = field(default_factory=list)  # on one side only
@@ -119,7 +119,8 @@ def compare_boards(first: Side, second: Side) -> BoardComparison:
     compared = [m for m in data[0][metrics[0]].methods if m in units[1]]
     out = BoardComparison(
         (first, second),
-        tuple(sorted({machine_of(r) for r in s.rows}) for s in (first, second)),
+        tuple(sorted({machine_of(r) for u in us.values() for r in u.rows})  # latest units only
+              for us in units),
         compared,
         other_hash=[m for m in compared
                     if units[0][m].rows[0]["unit_hash"] != units[1][m].rows[0]["unit_hash"]],
