@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from i2m2bench.cli import main
-from i2m2bench.harness.publish import prediction_path, render_all, stale_boards
+from i2m2bench.harness.publish import prediction_path, render_all, replicas_of, stale_boards
 from i2m2bench.harness.store import upsert_unit_rows
 from i2m2bench.predictions import Predictions, save_predictions
 from i2m2bench.reporting.machines import Side, compare_boards, comparison_text, machines_section
@@ -162,3 +162,13 @@ def test_the_machines_named_are_those_of_the_latest_units(make_row, masks, targe
              "device": "cuda"}  # a superseded unit made elsewhere: not this board's machine
     a = Side(a.name, a.rows + [older], a.evidence)
     assert compare_boards(a, a).machines == (["cpu"], ["cpu"])
+
+
+def test_an_empty_replica_is_no_replica(tmp_path, make_row, masks, target):
+    lb = _folder(tmp_path / "lb", make_row, masks, target)
+    empty = lb / "machines" / "empty" / "results"
+    empty.mkdir(parents=True)
+    (empty / f"{BOARD}.jsonl").write_text("")
+    assert replicas_of(lb, BOARD) == []
+    _folder(lb / "machines" / "avx2", make_row, masks, target)
+    assert [r.name for r in replicas_of(lb, BOARD)] == ["avx2"]

@@ -162,9 +162,9 @@ def replicas_of(out_dir: Path, board: str, report=None) -> list[Side]:
     out = []
     for folder in replica_folders(out_dir):
         results = folder / "results" / f"{board}.jsonl"
-        if results.is_file():
-            out.append(Side(folder.name, read_rows(results, report=report),  # no lock: a
-                            evidence_of(folder, board)))  # read-only checkout can be checked
+        rows = read_rows(results, report=report) if results.is_file() else []  # no lock: a
+        if rows:  # read-only checkout can be checked; an empty replica has nothing to compare
+            out.append(Side(folder.name, rows, evidence_of(folder, board)))
     return out
 
 
