@@ -103,7 +103,8 @@ def load_real(folder, verify: str = "probe") -> Task:
     spec = task_spec("real", cached.crop, cached.mag_ref, 1.0, encoder_options={"pool": 10},
                  description=f"fastMRI single-coil knee + fastMRI+ labels ({cached.layout} layout)")
     return Task(spec, dict(cached.splits), dict(cached.shifts), options=dict(
-        source="real", layout=cached.layout, checksum=cached.fingerprint))  # not verify: it checks, never changes, the data
+        # not ``verify``: it checks the data, never changes them
+        source="real", layout=cached.layout, checksum=cached.fingerprint))
 
 
 @DATASETS.register("fastmri")
