@@ -20,9 +20,16 @@ from .conftest import ROOT, TOY
 SCORED = ("val", "test", "shift:noisier")
 
 
+def _default_sigint():
+    # A shell that starts a job in the background (`cmd &`) makes it ignore SIGINT, and Python
+    # keeps an inherited SIG_IGN: restore the default so that the CLI sees Ctrl-C as a user would.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def cli(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "i2m2bench", *args, "--no-progress"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint, **kw)
 
 
 def scored(folder):
