@@ -17,7 +17,7 @@ Sources of data (``source``):
   slices do not fit in memory: ``python -m i2m2bench prepare fastmri --data-root DIR`` writes a
   verified, memory-mapped cache once, and training streams from it.
 * ``embedded`` -- a synthetic k-space phantom of a sagittal knee (:mod:`i2m2bench.data.knee_phantom`),
-  generated from a seed in about a second: labelled EMBEDDED everywhere, synthetic, not anatomy.
+  generated from a seed in about two seconds: labelled EMBEDDED everywhere, synthetic, not anatomy.
 * ``auto`` (default) -- ``real`` when a data root is given (it must then hold ``fastmri/``),
   else ``embedded``.
 """
