@@ -179,18 +179,10 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_prepare(args) -> int:
-    from i2m2bench.data.base import DataError, path_problem, resolve_data_root
+    from i2m2bench.data.fastmri import real_folder
     from i2m2bench.data.fastmri_real import prepare
 
-    root = resolve_data_root(args.data_root, check=True)
-    if root is None:
-        raise DataError("prepare fastmri needs a data root holding fastmri/ (--data-root DIR or "
-                        "$I2M2BENCH_DATA)")
-    folder = root / "fastmri"
-    problem = path_problem(folder, "folder")
-    if problem is not None:
-        raise DataError(f"{folder}: {problem}; the data root must hold the fastMRI folder fastmri/")
-    path = prepare(folder)  # <data root>/fastmri/cache, where the loader reads it
+    path = prepare(real_folder(args.data_root))  # <data root>/fastmri/cache, where the loader reads it
     print(f"wrote {path}")
     return 0
 

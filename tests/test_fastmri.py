@@ -61,7 +61,7 @@ def test_a_data_root_without_fastmri_or_without_its_cache_is_an_error(tmp_path):
     (tmp_path / "fastmri").mkdir()
     with pytest.raises(DataError, match="prepare fastmri"):
         i2m2bench.build_task("fastmri", data_root=str(tmp_path))
-    with pytest.raises(DataError, match="source='real' needs a data root"):
+    with pytest.raises(DataError, match=r"fastmri: the real data need a data root \(--data-root DIR"):
         i2m2bench.build_task("fastmri", source="real")
     with pytest.raises(ValueError, match="verify must be 'probe' or 'full'"):
         i2m2bench.build_task("fastmri", verify="fast")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,6 +108,23 @@ def load_real(folder, verify: str = "probe") -> Task:
         source="real", layout=cached.layout, checksum=cached.fingerprint))
 
 
+def real_folder(data_root: str | None = None) -> Path:
+    """``<data root>/fastmri`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``); a missing
+    root, or a root without that folder, is a DataError saying what belongs there."""
+    root = resolve_data_root(data_root, check=True)
+    if root is None:
+        raise DataError(f"fastmri: the real data need a data root (--data-root DIR or "
+                        f"$I2M2BENCH_DATA) holding fastmri/: {REAL_HINT}")
+    folder = root / "fastmri"
+    problem = path_problem(folder, "folder")
+    if problem is not None:
+        origin = "data_root" if data_root is not None else "$I2M2BENCH_DATA"
+        raise DataError(f"{folder}: {problem}; the data root ({origin} {root}) must hold "
+                        f"fastmri/ ({REAL_HINT}), or give no data root (or source='embedded') "
+                        "for the embedded phantom")
+    return folder
+
+
 @DATASETS.register("fastmri")
 def build_fastmri(source: str = "auto", data_root: str | None = None, verify: str = "probe",
                   patients: int = 600, slices: int = 3, size: int = 32, data_seed: int = 0,
@@ -120,21 +138,12 @@ def build_fastmri(source: str = "auto", data_root: str | None = None, verify: st
         raise ValueError(f"fastmri: verify must be 'probe' or 'full'; got {verify!r}")
     root = None if source == "embedded" else resolve_data_root(data_root, check=True)
     if root is not None or source == "real":
-        if root is None:
-            raise DataError(f"fastmri: source='real' needs a data root (--data-root DIR or "
-                            f"$I2M2BENCH_DATA) holding fastmri/: {REAL_HINT}")
-        folder = root / "fastmri"
-        problem = path_problem(folder, "folder")
-        if problem is not None:
-            origin = "data_root" if data_root is not None else "$I2M2BENCH_DATA"
-            raise DataError(f"{folder}: {problem}; the data root ({origin} {root}) must hold "
-                            f"fastmri/ ({REAL_HINT}), or give no data root (or source='embedded') "
-                            "for the embedded phantom")
-        return load_real(folder, verify)
+        return load_real(real_folder(data_root), verify)
     why = "no data root given" if source == "auto" else "source='embedded'"
     print(f"[i2m2bench] fastmri: {why}; using the EMBEDDED synthetic k-space knee phantom, not "
           "fastMRI (see README: 'FastMRI').", file=sys.stderr)
     return build_embedded(patients, slices, size, data_seed, noise)
 
 
-__all__ = ["PER_LABEL", "SHIFT", "build_embedded", "build_fastmri", "load_real", "task_spec"]
+__all__ = ["PER_LABEL", "SHIFT", "build_embedded", "build_fastmri", "load_real", "real_folder",
+           "task_spec"]

@@ -64,7 +64,7 @@ def area_metrics(clean: float, points: dict[float, float], ref_clean: float | No
 
 
 # ------------------------------------------------------------------------------ Markdown
-def _entries(units: dict[str, UnitScores], methods: list[str], evidence: Evidence, protocol: str,
+def column_entries(units: dict[str, UnitScores], methods: list[str], evidence: Evidence, protocol: str,
              metric: str, values=lambda u, p: u.scores.get(p, {})) -> dict[str, Entry]:
     """Each method's :class:`Entry` in the column (``protocol``, ``metric``)."""
     out = {}
@@ -106,7 +106,7 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
     cells, unmarked = {}, 0
     untrained = {m for m in methods if not units[m].trained}
     for p, mt in columns:
-        cells[p, mt], ok = column_cells(_entries(per_metric[mt].units, methods, evidence, p, mt),
+        cells[p, mt], ok = column_cells(column_entries(per_metric[mt].units, methods, evidence, p, mt),
                                         direction[mt], unranked=untrained)
         unmarked += not ok
 
@@ -243,7 +243,7 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str,
         shown = [m for m in methods if any(units[m].score(p) for p in missing)]
         cells = {}
         for p in cols:
-            cells[p], ok = column_cells(_entries(units, shown, evidence, p, metric), hib,
+            cells[p], ok = column_cells(column_entries(units, shown, evidence, p, metric), hib,
                                         unranked={m for m in shown if not units[m].trained})
             unmarked += not ok
         body = [[f"`{m}`", *(cells[p][m] for p in cols)] for m in shown]
@@ -282,7 +282,7 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str,
                     f"![{c}]({board}-{curve_slug(c)}.png)", "",
                     f"{metric} (%) {arrow} per level; intervals as in the main table, no marks.", ""]
             protos = ["test", *(data.point_protocol(c, lv) for lv in levels)]
-            cols = [column_cells(_entries(units, methods, evidence, p, metric), hib, ranked=False)[0]
+            cols = [column_cells(column_entries(units, methods, evidence, p, metric), hib, ranked=False)[0]
                     if p is not None else {} for p in protos]
             body = []
             for m in methods:

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from i2m2bench.reporting.board import column_entries
 from i2m2bench.reporting.rows import board_metrics, has_settings, machine_of, metric_rows
 from i2m2bench.reporting.scores import BoardData
-from i2m2bench.reporting.significance import Evidence, column_marks, entry
+from i2m2bench.reporting.significance import Evidence, column_marks
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class BoardComparison:
     def moves(self) -> list[float]:
         return [d for c in self.columns for d in c.moves().values()]
 
+    def column(self, protocol: str, metric: str) -> ColumnCheck | None:
+        return next((c for c in self.columns if (c.protocol, c.metric) == (protocol, metric)), None)
+
 
 def _columns(data: dict[str, BoardData], metrics: list[str]) -> list[tuple[str, str]]:
     """The marked columns of the standard board: plain protocols x metrics, then the
@@ -128,14 +132,8 @@ def compare_boards(first: Side, second: Side) -> BoardComparison:
     for p, mt in _columns(data[0], metrics):
         means, marks = [], []
         for side, d in zip((first, second), data):
-            entries = {}
-            for m in compared:
-                u = d[mt].units.get(m)
-                if u is None or not u.scores.get(p):
-                    continue
-                r0 = u.rows[0]
-                entries[m] = entry(u.scores[p], lambda seed, r0=r0: (None, r0["method"], r0["unit_hash"], seed),
-                                   side.evidence, p, mt)
+            present = [m for m in compared if m in d[mt].units and d[mt].units[m].scores.get(p)]
+            entries = column_entries(d[mt].units, present, side.evidence, p, mt)
             hib = next((r["higher_is_better"] for r in side.rows
                         if r["protocol"] != "train" and r["metric"] == mt), True)
             means.append({m: e.mean for m, e in entries.items() if not e.undefined})
@@ -232,7 +230,7 @@ def machines_section(board: Side, replicas: list[Side]) -> list[str]:
         for j, col in enumerate(columns):
             cells = []
             for i, c in enumerate(cmps):
-                other = next((k for k in c.columns if (k.protocol, k.metric) == (col.protocol, col.metric)), None)
+                other = c.column(col.protocol, col.metric)
                 if i == 0:
                     cells.append(_cell(col.means[0].get(m), (col.marks[0] or {}).get(m)))
                 cells.append(_cell(other.means[1].get(m) if other else None,
@@ -250,7 +248,7 @@ def machines_section(board: Side, replicas: list[Side]) -> list[str]:
         groups = [col.leading(0)]
         marked = col.marks[0] is not None
         for c in cmps:
-            other = next((k for k in c.columns if (k.protocol, k.metric) == (col.protocol, col.metric)), None)
+            other = c.column(col.protocol, col.metric)
             marked = marked and other is not None and other.marks[1] is not None
             groups.append(other.leading(1) if other else set())
         if not marked:
