@@ -7,6 +7,7 @@ import pytest
 import i2m2bench
 from i2m2bench.data.avmnist import MODALITIES
 from i2m2bench.data.fastmri import task_spec as fastmri_spec
+from i2m2bench.data.mimic import task_spec as mimic_spec
 from i2m2bench.data.spectrum import task_spec as spectrum_spec
 from i2m2bench.harness.config import (EmbeddedSchedule, MethodConfig, SuiteConfig, TrainConfig,
                                       read_suite)
@@ -25,6 +26,7 @@ SPECS = {
     **{name: i2m2bench.build_task(name, n_train=4, n_eval=4).spec
        for name in ("toy_multilabel", "toy_soft", "toy_kinds")},
     "fastmri": fastmri_spec("real", (320, 320), 1.0, 1.0, encoder_options={"pool": 10}),
+    "mimic": mimic_spec("mortality", "real"),  # the ICD-9 tasks build the same models, 2 classes
 }
 
 
@@ -59,7 +61,7 @@ def test_gin_file_defines_buildable_methods(path):
     pytest.param("a_only/train.eval_batch_size = -1", r"train\.eval_batch_size must be > 0; got -1",
                  id="eval_batch_size<0"),
     pytest.param("a_only/train.optimizer = 'sgdd'",
-                 r"train\.optimizer must be 'sgd', 'adam' or 'adamw'; got 'sgdd'", id="optimizer=sgdd"),
+                 r"train\.optimizer must be one of 'sgd', 'adam', 'adamw', 'rmsprop'; got 'sgdd'", id="optimizer=sgdd"),
     pytest.param("a_only/train.loss = 'mse'",
                  r"train\.loss must be one of 'auto', 'nll', 'bce', 'soft_ce'; got 'mse'", id="loss=mse"),
     pytest.param("a_only/train.select_on = ''", r"train\.select_on must be a metric name",

@@ -30,6 +30,15 @@ def check_modality(spec: ModalitySpec, encoder: str, kinds: tuple[str, ...], sha
                          f"{shape}; modality {spec.name!r} is a {spec.kind} {spec.shape}")
 
 
+def encoder_kwargs(width: int | None, options: dict | None = None) -> dict:
+    """The options a strategy passes to its encoders: ``options`` and ``width`` (left out when
+    None, so that the modality's own ``encoder_options`` give it)."""
+    out = dict(options or {})
+    if width is not None:
+        out["width"] = width
+    return out
+
+
 def build_encoder(spec: ModalitySpec, name: str | None = None, **options) -> Encoder:
     """Build the encoder ``name`` (default: the modality's own) for ``spec``. When that is the
     modality's own ``encoder``, its ``encoder_options`` are passed too (``options`` win)."""

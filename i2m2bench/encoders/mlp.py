@@ -33,10 +33,19 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int | None, dropout: floa
 
 @ENCODERS.register("mlp")
 class MLPEncoder(Encoder):
-    def __init__(self, spec: ModalitySpec, width: int = 64, depth: int = 2) -> None:
+    """``depth`` Linear/ReLU layers of ``width`` units. ``linear_out``: the last layer has no
+    activation -- MultiBench's two-layer ``MLP(indim, hiddim, outdim)`` (``fc``, ReLU, ``fc2``),
+    which the official MIMIC code uses as its static encoder ``MLP(5, 10, 10)``: ``width=10,
+    depth=2, linear_out=True``."""
+
+    def __init__(self, spec: ModalitySpec, width: int = 64, depth: int = 2,
+                 linear_out: bool = False) -> None:
         super().__init__(spec)
         _not_tokens(spec, "mlp")
-        self.net = mlp(math.prod(spec.shape), (width,) * depth, None)
+        if linear_out and depth < 1:
+            raise ValueError(f"encoder 'mlp' for modality {spec.name!r}: linear_out needs depth >= 1")
+        hidden = (width,) * (depth - 1 if linear_out else depth)
+        self.net = mlp(math.prod(spec.shape), hidden, width if linear_out else None)
         self.out_dim = width
 
     def forward(self, x):  # x: (B, *shape)

@@ -14,8 +14,17 @@ from i2m2bench.types import Batch, TaskSpec
 
 
 def _intra_experts(spec: TaskSpec, options: dict | None) -> nn.ModuleDict:
+    """One :class:`Unimodal` expert per modality with ``options``; ``options['per_modality']``
+    ({modality: options}) adds or replaces options of one modality's expert (e.g. MIMIC's series
+    expert ``{'timeseries': {'encoder_options': {'step_dim': 15}}}``)."""
     opts = dict(options or {})
-    return nn.ModuleDict({m: Unimodal(spec, modality=m, **opts) for m in spec.modality_names})
+    per = dict(opts.pop("per_modality", None) or {})
+    unknown = sorted(set(per) - set(spec.modality_names))
+    if unknown:
+        raise ValueError(f"intra_options['per_modality'] names {', '.join(map(repr, unknown))}: "
+                         f"not a modality of the task ({', '.join(spec.modality_names)})")
+    return nn.ModuleDict({m: Unimodal(spec, modality=m, **{**opts, **dict(per.get(m) or {})})
+                          for m in spec.modality_names})
 
 
 @FUSIONS.register("intra_only")

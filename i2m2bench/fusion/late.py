@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from i2m2bench.encoders import build_encoder
+from i2m2bench.encoders import build_encoder, encoder_kwargs
 from i2m2bench.encoders.mlp import mlp
 from i2m2bench.fusion.base import FUSIONS, Fusion
 from i2m2bench.types import Batch, TaskSpec
@@ -59,12 +59,12 @@ class LateFusion(Fusion):
     family = "inter"
     missing = "impute"
 
-    def __init__(self, spec: TaskSpec, operator: str = "concat", width: int = 6,
+    def __init__(self, spec: TaskSpec, operator: str = "concat", width: int | None = 6,
                  hidden: int = 100, rank: int = 40, fused_dim: int = 120,
                  encoders: dict | None = None, impute_with: str = "zeros") -> None:
         super().__init__(spec, impute_with)
         self.encoders = nn.ModuleDict({
-            m.name: build_encoder(m, (encoders or {}).get(m.name), width=width)
+            m.name: build_encoder(m, (encoders or {}).get(m.name), **encoder_kwargs(width))
             for m in spec.modalities
         })
         dims = [e.out_dim for e in self.encoders.values()]

@@ -1,8 +1,13 @@
 """Unimodal classifier: one modality's encoder and an MLP head with ``hidden`` units, or one linear
-layer when ``hidden`` is 0 (an *intra-modality* expert)."""
+layer when ``hidden`` is 0 (an *intra-modality* expert).
+
+``width`` None leaves the encoder's width to the modality's own ``encoder_options`` (the task's
+per-modality architecture, e.g. MIMIC's ``MLP(5, 10, 10)`` static and ``GRU(12, 30)`` series
+encoders); ``encoder_options`` adds options for this expert's encoder only (e.g. the official
+MIMIC series expert's per-step linear map, ``{'step_dim': 15}``)."""
 from __future__ import annotations
 
-from i2m2bench.encoders import build_encoder
+from i2m2bench.encoders import build_encoder, encoder_kwargs
 from i2m2bench.encoders.mlp import mlp
 from i2m2bench.fusion.base import FUSIONS, Fusion
 from i2m2bench.types import Batch, TaskSpec
@@ -16,11 +21,13 @@ class Unimodal(Fusion):
     family = "unimodal"
     missing = "impute"
 
-    def __init__(self, spec: TaskSpec, modality: str, width: int = 3, hidden: int = 100,
-                 encoder: str | None = None, impute_with: str = "zeros") -> None:
+    def __init__(self, spec: TaskSpec, modality: str, width: int | None = 3, hidden: int = 100,
+                 encoder: str | None = None, impute_with: str = "zeros",
+                 encoder_options: dict | None = None) -> None:
         super().__init__(spec, impute_with)
         self.modality = modality
-        self.encoder = build_encoder(spec.modality(modality), encoder, width=width)
+        self.encoder = build_encoder(spec.modality(modality), encoder,
+                                     **encoder_kwargs(width, encoder_options))
         self.head = mlp(self.encoder.out_dim, (hidden,) if hidden else (), spec.num_classes)
 
     @classmethod

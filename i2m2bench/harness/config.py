@@ -135,6 +135,9 @@ def check_plain_name(value, what: str, binding: str | None = None) -> str:
                        "or '-' (not empty, not '.' or '..', no '/' or '\\'): it names a folder")
 
 
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
 @gin.configurable("train")
 @dataclass(frozen=True)
 class TrainConfig:
@@ -142,6 +145,9 @@ class TrainConfig:
 
     Defaults follow MultiBench's ``training_structures`` as used by the I2M2 code: plain SGD
     (no momentum), weight decay 1e-4; values per dataset are set (and cited) in ``gin/*.gin``.
+    ``optimizer``: ``'sgd'`` (with ``momentum``), ``'adam'``, ``'adamw'`` or ``'rmsprop'``
+    (PyTorch's defaults otherwise: RMSprop with alpha 0.99, eps 1e-8, no momentum -- the official
+    MIMIC loops' ``torch.optim.RMSprop(params, lr, weight_decay)``).
 
     ``loss``: the training loss of the combined output, ``'auto'`` (the problem type's default:
     NLL for multiclass, Bernoulli-PoE BCE for multilabel, ``'bce'`` for soft-score) or one the
@@ -179,9 +185,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Every field's type and range (:class:`SettingError` naming ``train.<field>``); values
         are kept as given (the unit hash covers them)."""
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise SettingError("train.optimizer", f"train.optimizer must be 'sgd', 'adam' or "
-                               f"'adamw'; got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SettingError("train.optimizer", f"train.optimizer must be one of "
+                               f"{', '.join(map(repr, OPTIMIZERS))}; got {self.optimizer!r}")
         if self.loss not in LOSS_NAMES:
             raise SettingError("train.loss", f"train.loss must be one of "
                                f"{', '.join(map(repr, LOSS_NAMES))}; got {self.loss!r}")
@@ -313,7 +319,10 @@ class SuiteConfig:
     that renders the suite's rows. ``protocols`` and ``levels``: see
     :mod:`i2m2bench.harness.protocols`. ``reference``: the method whose robustness curves the
     effective-robustness metric compares against (late fusion: the most common inter-only
-    baseline of the suite, and I2M2's default inter expert).
+    baseline of the suite, and I2M2's default inter expert). ``boards``: ``'one'`` (default:
+    every sweep setting's rows on one board, as the dependency spectrum's) or ``'per_setting'``
+    (one board and results file per setting, ``<suite>-<setting>[-embedded-<dataset>]``: for
+    settings that are different tasks, such as MIMIC-III's three).
 
     Checked here: ``name`` and each of ``methods`` and the ``sweep`` labels are plain names
     (:func:`check_plain_name`: they name folders); ``methods`` and ``seeds`` are non-empty lists
@@ -333,9 +342,13 @@ class SuiteConfig:
     layout: str = "standard"
     levels: tuple = DEFAULT_LEVELS
     reference: str = "late_fusion"
+    boards: str = "one"
 
     def __post_init__(self) -> None:
-        check_plain_name(self.name, "suite name", "suite.name")  # names the board and run folders
+        check_plain_name(self.name, "suite name", "suite.name")
+        if self.boards not in ("one", "per_setting"):
+            raise SettingError("suite.boards", f"suite.boards must be 'one' (every sweep setting on "
+                               f"one board) or 'per_setting'; got {self.boards!r}")  # names the board and run folders
         if not isinstance(self.dataset, str) or not self.dataset:
             raise SettingError("suite.dataset", f"suite.dataset must be a dataset name; got "
                                f"{self.dataset!r}")

@@ -94,7 +94,7 @@ CONFIG_CASES = [
          "suite.sweep = {'a': {'noise': 1.0}, 'b': {'noise': 1.0}}"),
     case("empty_protocol_list", r"no protocols to evaluate", "suite.protocols = []"),
     # training and fusion options
-    case("bad_optimizer", r"train.optimizer must be 'sgd', 'adam' or 'adamw'; got 'sgdd'",
+    case("bad_optimizer", r"train.optimizer must be one of 'sgd', 'adam', 'adamw', 'rmsprop'; got 'sgdd'",
          "train.optimizer = 'sgdd'"),
     case("non_positive_learning_rate", r"method 'a_only'.*train.lr must be > 0",
          "a_only/train.lr = 0.0"),
