@@ -134,7 +134,10 @@ class SuiteRun:
     @property
     def board(self) -> str:
         spec = self.task.spec
-        return f"{self.suite.name}-embedded-{spec.name}" if spec.source == "embedded" else self.suite.name
+        name = self.suite.name
+        if self.setting is not None and self.suite.boards == "per_setting":
+            name = f"{name}-{self.setting}"
+        return f"{name}-embedded-{spec.name}" if spec.source == "embedded" else name
 
     @property
     def results_path(self) -> Path:
@@ -719,9 +722,11 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     if render:
         from i2m2bench.harness.publish import publish_predictions, render_board_file
 
-        publish_predictions(first.results_path, first.results_dir,
-                            {(item.setting, item.unit.method, item.unit.unit_hash, item.unit.seed):
-                             item.run_dir / PREDICTIONS_FILE for item in first.plan})
-        path = render_board_file(first.results_path, first.results_dir, report=store.quiet)
-        first.log(f"[i2m2bench] leaderboard -> {path}")
+        for results in dict.fromkeys(r.results_path for r in runs):  # one per board, in order
+            publish_predictions(results, first.results_dir,
+                                {(item.setting, item.unit.method, item.unit.unit_hash, item.unit.seed):
+                                 item.run_dir / PREDICTIONS_FILE
+                                 for r in runs if r.results_path == results for item in r.plan})
+            path = render_board_file(results, first.results_dir, report=store.quiet)
+            first.log(f"[i2m2bench] leaderboard -> {path}")
     return first
