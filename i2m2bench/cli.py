@@ -25,6 +25,7 @@ EPILOG = """examples:
   python -m i2m2bench leaderboard --check
   python -m i2m2bench compare leaderboards my_leaderboards       # your run vs the committed board
   python -m i2m2bench prepare fastmri --data-root ~/data        # once: the real FastMRI cache
+  python -m i2m2bench prepare mimic --data-root ~/data          # once: mimic/im.pk -> mimic.npz
   python -m i2m2bench bench                                     # PoE kernel throughput table
 """
 
@@ -179,10 +180,15 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_prepare(args) -> int:
-    from i2m2bench.data.fastmri import real_folder
-    from i2m2bench.data.fastmri_real import prepare
+    if args.dataset == "mimic":
+        from i2m2bench.data.mimic import real_folder
+        from i2m2bench.data.mimic_real import prepare
+    else:
+        from i2m2bench.data.fastmri import real_folder
+        from i2m2bench.data.fastmri_real import prepare
 
-    path = prepare(real_folder(args.data_root))  # <data root>/fastmri/cache, where the loader reads it
+    # fastmri: <data root>/fastmri/cache; mimic: <data root>/mimic/mimic.npz (where the loaders read)
+    path = prepare(real_folder(args.data_root))
     print(f"wrote {path}")
     return 0
 
@@ -277,11 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the board to compare (required when FIRST holds several)")
     cp.set_defaults(func=_cmd_compare)
 
-    pr = sub.add_parser("prepare", help="convert a real dataset once into the verified, "
-                        "memory-mapped cache its loader streams from (fastmri)", parents=[common])
-    pr.add_argument("dataset", choices=["fastmri"])
+    pr = sub.add_parser("prepare", help="convert a real dataset once: fastmri into the verified, "
+                        "memory-mapped cache its loader streams from; mimic's im.pk (read through "
+                        "the allow-list unpickler) into mimic.npz", parents=[common])
+    pr.add_argument("dataset", choices=["fastmri", "mimic"])
     pr.add_argument("--data-root", metavar="DIR",
-                    help="folder holding fastmri/ (default: $I2M2BENCH_DATA)")
+                    help="folder holding fastmri/ or mimic/ (default: $I2M2BENCH_DATA)")
     pr.set_defaults(func=_cmd_prepare)
 
     bn = sub.add_parser("bench", help="run the PoE kernel benchmarks and render leaderboards/poe_kernel.md",
