@@ -73,11 +73,16 @@ class ModalitySpec:
     pad_id: int = 0  # tokens: the padding id
     vocab_size: int | None = None  # tokens: ids lie in [0, vocab_size)
     encoder_options: tuple[tuple[str, object], ...] = ()  # options for ``encoder`` (a dict is accepted)
+    #: a derived input: features computed from these modalities (the joint feature of a frozen
+    #: vision-language backbone); absent whenever one of them is (:func:`derive_presence`),
+    #: never removed by a protocol on its own, and no intra-modality expert of its own
+    derived_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"modality {self.name!r}"
         set_ = lambda f, v: object.__setattr__(self, f, v)  # noqa: E731 (frozen dataclass)
         set_("shape", tuple(int(s) for s in self.shape))
+        set_("derived_from", tuple(self.derived_from))
         if self.kind not in MODALITY_KINDS:
             raise ValueError(f"{where}: unknown kind {self.kind!r}; expected one of "
                              f"{', '.join(MODALITY_KINDS)}")
@@ -209,9 +214,25 @@ class TaskSpec:
     description: str = ""
     metrics: tuple[str, ...] = ()  # declared metrics besides ``metric``
 
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.modalities]
+        sources = {m.name for m in self.modalities if not m.derived_from}
+        for m in self.modalities:
+            bad = [d for d in m.derived_from if d not in sources]
+            if bad:
+                raise ValueError(f"task {self.name!r}: modality {m.name!r} is derived from "
+                                 f"{', '.join(map(repr, bad))}, which is no (underived) modality "
+                                 f"of the task ({', '.join(names)})")
+
     @property
     def modality_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.modalities)
+
+    @property
+    def source_modalities(self) -> tuple[str, ...]:
+        """The modalities that are inputs of their own (not derived from others): what the
+        missing-modality protocols remove and what intra-modality experts are built for."""
+        return tuple(m.name for m in self.modalities if not m.derived_from)
 
     def modality(self, name: str) -> ModalitySpec:
         for m in self.modalities:
@@ -221,6 +242,19 @@ class TaskSpec:
             f"task {self.name!r} has no modality {name!r}; its modalities are "
             f"{', '.join(self.modality_names)}"
         )
+
+
+def derive_presence(spec: TaskSpec, present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``present`` (source modality -> bool (B,)) completed with every derived modality: present
+    where all the modalities it is derived from are."""
+    out = dict(present)
+    for m in spec.modalities:
+        if m.derived_from:
+            mask = out[m.derived_from[0]]
+            for d in m.derived_from[1:]:
+                mask = mask & out[d]
+            out[m.name] = mask
+    return out
 
 
 @dataclass

@@ -31,6 +31,13 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int | None, dropout: floa
     return nn.Sequential(*layers)
 
 
+def ln_gelu_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """Linear, LayerNorm, GELU, Linear: the classifier head of the official I2M2 vision-language
+    code (FIBER's VQA and NLVR2 heads; ``hidden`` is twice the feature size there)."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.GELU(),
+                         nn.Linear(hidden, out_dim))
+
+
 @ENCODERS.register("mlp")
 class MLPEncoder(Encoder):
     """``depth`` Linear/ReLU layers of ``width`` units. ``linear_out``: the last layer has no

@@ -14,17 +14,18 @@ from i2m2bench.types import Batch, TaskSpec
 
 
 def _intra_experts(spec: TaskSpec, options: dict | None) -> nn.ModuleDict:
-    """One :class:`Unimodal` expert per modality with ``options``; ``options['per_modality']``
+    """One :class:`Unimodal` expert per (underived) modality with ``options``; ``options['per_modality']``
     ({modality: options}) adds or replaces options of one modality's expert (e.g. MIMIC's series
     expert ``{'timeseries': {'encoder_options': {'step_dim': 15}}}``)."""
     opts = dict(options or {})
     per = dict(opts.pop("per_modality", None) or {})
-    unknown = sorted(set(per) - set(spec.modality_names))
+    sources = spec.source_modalities  # a derived input (a joint feature) is no modality's own
+    unknown = sorted(set(per) - set(sources))
     if unknown:
         raise ValueError(f"intra_options['per_modality'] names {', '.join(map(repr, unknown))}: "
-                         f"not a modality of the task ({', '.join(spec.modality_names)})")
+                         f"not a modality of the task ({', '.join(sources)})")
     return nn.ModuleDict({m: Unimodal(spec, modality=m, **{**opts, **dict(per.get(m) or {})})
-                          for m in spec.modality_names})
+                          for m in sources})
 
 
 @FUSIONS.register("intra_only")

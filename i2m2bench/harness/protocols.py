@@ -6,6 +6,8 @@
 ``test``                       in distribution
 ``shift:<name>`` / ``shift:*`` a shift test set of the dataset (``*``: each of them)
 ``missing:<m>`` / ``missing:*`` modality ``m`` absent for every test sample (``*``: each)
+                               -- a derived input (``ModalitySpec.derived_from``) is absent
+                               with any modality it is derived from, never on its own
 ``missing_rate:<p>``           each modality independently drawn absent with probability p, at
                                least one present per sample (a sample that drew "all absent"
                                keeps one modality chosen uniformly at random), so with M
@@ -29,7 +31,7 @@ from typing import Callable
 import torch
 
 from i2m2bench.perturbations import PerturbationError, apply_perturbation, check_applicable
-from i2m2bench.types import Batch, Task
+from i2m2bench.types import Batch, Task, derive_presence
 
 DEFAULT_LEVELS = (0.25, 0.5, 0.75, 1.0)
 
@@ -69,7 +71,8 @@ class Protocol:
         """``fn(batch, start) -> batch`` applying this protocol to a test batch, or None."""
         if not self.robustness:
             return None
-        names = task.spec.modality_names
+        spec = task.spec
+        names = spec.source_modalities  # derived inputs follow their sources (derive_presence)
 
         def gen_for(batch: Batch, start: int) -> torch.Generator:
             tag = f"{seed}|{self.key}|{start}".encode()
@@ -80,14 +83,15 @@ class Protocol:
             if self.missing:
                 present = {m: torch.full((b,), m not in self.missing, dtype=torch.bool, device=dev)
                            for m in names}
-                return Batch(batch.inputs, batch.target, present)
+                return Batch(batch.inputs, batch.target, derive_presence(spec, present))
             gen = gen_for(batch, start)
             if self.rate is not None:
                 absent = torch.rand((b, len(names)), generator=gen, device=dev) < self.rate
                 keep = torch.randint(len(names), (b,), generator=gen, device=dev)
                 none_left = absent.all(dim=1)
                 absent[none_left, keep[none_left]] = False
-                return Batch(batch.inputs, batch.target, {m: ~absent[:, i] for i, m in enumerate(names)})
+                return Batch(batch.inputs, batch.target,
+                             derive_presence(spec, {m: ~absent[:, i] for i, m in enumerate(names)}))
             m, kind = self.perturb
             x = apply_perturbation(kind, batch.inputs[m], self.level, gen, task.spec.modality(m))
             return Batch({**batch.inputs, m: x}, batch.target, batch.present)
@@ -108,14 +112,19 @@ def _level(text: str, where: str) -> float:
 def expand(specs: list[str], task: Task, levels=DEFAULT_LEVELS) -> list[Protocol]:
     """Parse ``suite.protocols`` against the task (its shift sets and modalities)."""
     names = task.spec.modality_names
+    sources = task.spec.source_modalities
     out: list[Protocol] = []
 
-    def modality(m: str, p: str) -> list[str]:
+    def modality(m: str, p: str, derived_ok: bool = True) -> list[str]:
         if m == "*":
-            return list(names)
+            return list(names if derived_ok else sources)
         if m not in names:
             raise ProtocolError(f"suite.protocols: {p!r} names no modality of {task.spec.name!r}; "
                                 f"it has {', '.join(names)}")
+        if not derived_ok and m not in sources:
+            raise ProtocolError(f"suite.protocols: {p!r}: {m!r} is derived from "
+                                f"{', '.join(task.spec.modality(m).derived_from)} and is absent "
+                                f"exactly when one of them is; remove those instead")
         return [m]
 
     for p in specs:
@@ -130,7 +139,7 @@ def expand(specs: list[str], task: Task, levels=DEFAULT_LEVELS) -> list[Protocol
                                     f"{task.spec.name!r}; it has {sorted(task.shifts)}")
             out.append(Protocol(p, split=rest))
         elif head == "missing" and rest:
-            out += [Protocol(f"missing:{m}", missing=(m,)) for m in modality(rest, p)]
+            out += [Protocol(f"missing:{m}", missing=(m,)) for m in modality(rest, p, False)]
         elif head == "missing_rate" and rest:
             r = _level(rest, f"suite.protocols {p!r}")
             out.append(Protocol(f"missing_rate:{r:g}", curve="missing_rate", level=r, rate=r))
