@@ -26,6 +26,7 @@ EPILOG = """examples:
   python -m i2m2bench compare leaderboards my_leaderboards       # your run vs the committed board
   python -m i2m2bench prepare fastmri --data-root ~/data        # once: the real FastMRI cache
   python -m i2m2bench prepare mimic --data-root ~/data          # once: mimic/im.pk -> mimic.npz
+  python -m i2m2bench prepare vqa-vs --backbone ~/flava --data-root ~/data   # once: features
   python -m i2m2bench bench                                     # PoE kernel throughput table
 """
 
@@ -180,15 +181,36 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_prepare(args) -> int:
-    if args.dataset == "mimic":
+    vl = args.dataset in ("vqa-vs", "nlvr2")
+    if vl and not args.backbone:
+        print(f"error: prepare {args.dataset} needs --backbone DIR (a transformers model saved "
+              "in a local folder with its processor)", file=sys.stderr)
+        return 2
+    if not vl and args.backbone:
+        print(f"error: --backbone applies to vqa-vs and nlvr2, not {args.dataset}", file=sys.stderr)
+        return 2
+    if args.dataset == "vqa-vs":
+        from i2m2bench.data import vqa_vs_real
+
+        path = vqa_vs_real.prepare(vqa_vs_real.folder(args.data_root), args.backbone,
+                                   batch_size=args.batch_size, device=args.device,
+                                   progress=not args.no_progress)
+    elif args.dataset == "nlvr2":
+        from i2m2bench.data import nlvr2_real
+
+        path = nlvr2_real.prepare(nlvr2_real.folder(args.data_root), args.backbone,
+                                  batch_size=args.batch_size, device=args.device,
+                                  progress=not args.no_progress)
+    elif args.dataset == "mimic":
         from i2m2bench.data.mimic import real_folder
         from i2m2bench.data.mimic_real import prepare
+
+        path = prepare(real_folder(args.data_root))  # <data root>/mimic/mimic.npz
     else:
         from i2m2bench.data.fastmri import real_folder
         from i2m2bench.data.fastmri_real import prepare
 
-    # fastmri: <data root>/fastmri/cache; mimic: <data root>/mimic/mimic.npz (where the loaders read)
-    path = prepare(real_folder(args.data_root))
+        path = prepare(real_folder(args.data_root))  # <data root>/fastmri/cache
     print(f"wrote {path}")
     return 0
 
@@ -286,9 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prepare", help="convert a real dataset once: fastmri into the verified, "
                         "memory-mapped cache its loader streams from; mimic's im.pk (read through "
                         "the allow-list unpickler) into mimic.npz", parents=[common])
-    pr.add_argument("dataset", choices=["fastmri", "mimic"])
+    pr.add_argument("dataset", choices=["fastmri", "mimic", "vqa-vs", "nlvr2"])
     pr.add_argument("--data-root", metavar="DIR",
-                    help="folder holding fastmri/ or mimic/ (default: $I2M2BENCH_DATA)")
+                    help="folder holding fastmri/, mimic/, vqa_vs/ (+ coco/) or nlvr2/ "
+                         "(default: $I2M2BENCH_DATA)")
+    pr.add_argument("--backbone", metavar="DIR",
+                    help="vqa-vs, nlvr2: a local folder with a transformers vision-language model "
+                         "and its processor (FLAVA-style: image, text and multimodal encoders); "
+                         "its image, text and joint features are extracted once")
+    pr.add_argument("--batch-size", type=int, default=32, help="vqa-vs, nlvr2: items per batch")
+    pr.add_argument("--device", default=None, help="vqa-vs, nlvr2: default CUDA when present")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_prepare)
 
     bn = sub.add_parser("bench", help="run the PoE kernel benchmarks and render leaderboards/poe_kernel.md",

@@ -174,13 +174,15 @@ def question(template: str, objs: list[tuple[str, str, str, int]], colour: str |
 
 def sample_question(rng: np.random.Generator, objs: list[tuple[str, str, str, int]],
                     template: str | None = None, tries: int = 30) -> Question | None:
-    """A question about the scene ``objs``: ``template`` (else one drawn uniformly) with words
-    drawn so that answers are not trivially skewed (``exist`` asks about a present object half of
+    """A question about the scene ``objs``: ``template`` (else one drawn uniformly, kept for half
+    of the ``tries`` before others are tried) with words drawn so that answers are not trivially
+    skewed (``exist`` asks about a present object half of
     the time; counts mostly name a colour or shape of the scene); None when no applicable
     question was found in ``tries`` draws."""
     pick = lambda xs: xs[int(rng.integers(len(xs)))]  # noqa: E731
-    for _ in range(tries):
-        t = template or pick(TEMPLATES)
+    first = template or pick(TEMPLATES)  # the template is drawn first, so the mix stays even
+    for k in range(tries):
+        t = first if (template or k < tries // 2) else pick(TEMPLATES)
         o = pick(objs)
         shape, colour = o[0], o[1]
         if t in ("count_color", "count_shape", "exist") and rng.random() < 0.4:

@@ -147,7 +147,9 @@ class TrainConfig:
     (no momentum), weight decay 1e-4; values per dataset are set (and cited) in ``gin/*.gin``.
     ``optimizer``: ``'sgd'`` (with ``momentum``), ``'adam'``, ``'adamw'`` or ``'rmsprop'``
     (PyTorch's defaults otherwise: RMSprop with alpha 0.99, eps 1e-8, no momentum -- the official
-    MIMIC loops' ``torch.optim.RMSprop(params, lr, weight_decay)``).
+    MIMIC loops' ``torch.optim.RMSprop(params, lr, weight_decay)``). ``betas``: Adam(W)'s
+    (beta1, beta2), None for PyTorch's (0.9, 0.999) (the official vision-language heads use
+    (0.9, 0.98)).
 
     ``loss``: the training loss of the combined output, ``'auto'`` (the problem type's default:
     NLL for multiclass, Bernoulli-PoE BCE for multilabel, ``'bce'`` for soft-score) or one the
@@ -181,6 +183,7 @@ class TrainConfig:
     loss: str = "auto"
     select_on: str | None = None
     class_weights: str | None = None
+    betas: tuple | None = None
 
     def __post_init__(self) -> None:
         """Every field's type and range (:class:`SettingError` naming ``train.<field>``); values
@@ -208,6 +211,15 @@ class TrainConfig:
         if self.grad_clip is not None:
             _real("train.grad_clip", self.grad_clip, low=0.0, low_open=True,
                   rng="> 0, or None for no clipping")
+        if self.betas is not None:
+            if self.optimizer not in ("adam", "adamw"):
+                raise SettingError("train.betas", f"train.betas applies to 'adam' and 'adamw'; "
+                                   f"train.optimizer is {self.optimizer!r}")
+            if (not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2
+                    or not all(_is_real(b) and 0.0 <= b < 1.0 for b in self.betas)):
+                raise SettingError("train.betas", f"train.betas must be two numbers in [0, 1) "
+                                   f"(or None: PyTorch's (0.9, 0.999)); got {self.betas!r}")
+            object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def as_dict(self) -> dict:
         return asdict(self)

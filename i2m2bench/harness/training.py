@@ -37,7 +37,8 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
            "rmsprop": torch.optim.RMSprop}[cfg.optimizer]
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    extra = {"betas": tuple(cfg.betas)} if cfg.betas is not None else {}
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
 @torch.inference_mode()

@@ -27,6 +27,13 @@ from i2m2bench.reporting.significance import (CELLS_NOTE, MARKS_NOTE, NO_EVIDENC
                                               Evidence, column_cells, entry, interval_text)
 
 TRAIN_INFO = ("samples_per_s", "train_seconds", "epochs_run")
+SHIFT_MEAN = "shift mean"
+
+
+def shift_mean(u: UnitScores, shifts: list[str]) -> dict[int, float]:
+    """{seed: mean of the unit's scores on ``shifts``} over the seeds scored on all of them."""
+    seeds = set.intersection(*(set(u.scores.get(p, {})) for p in shifts)) if shifts else set()
+    return {k: statistics.fmean(u.scores[p][k] for p in shifts) for k in sorted(seeds)}
 
 
 # ------------------------------------------------------------------------------ robustness
@@ -101,11 +108,21 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
                  for mt in metrics}
     hib = direction[metric]
     protocols = data.plain_protocols()
+    shifts = [p for p in protocols if data.kinds[p] == "shift"]
+    if len(shifts) >= 2:  # several shift sets (VQA-VS's nine): their mean after the last one
+        at = protocols.index(shifts[-1]) + 1
+        protocols = [*protocols[:at], SHIFT_MEAN, *protocols[at:]]
     columns = [(p, mt) for p in protocols for mt in metrics]
 
     cells, unmarked = {}, 0
     untrained = {m for m in methods if not units[m].trained}
     for p, mt in columns:
+        if p == SHIFT_MEAN:  # per seed, the mean over the shift sets; intervals only, no marks
+            cells[p, mt], _ = column_cells(
+                column_entries(per_metric[mt].units, methods, evidence, p, mt,
+                               values=lambda u, _p: shift_mean(u, shifts)),
+                direction[mt], ranked=False)
+            continue
         cells[p, mt], ok = column_cells(column_entries(per_metric[mt].units, methods, evidence, p, mt),
                                         direction[mt], unranked=untrained)
         unmarked += not ok
@@ -123,7 +140,8 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
         count = f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))
         line = [f"{r0['label']} (`{m}`)", r0.get("fusion", ""), r0["recipe"], count]
         for p, mt in columns:
-            values = per_metric[mt].units[m].score(p)
+            values = (list(shift_mean(per_metric[mt].units[m], shifts).values()) if p == SHIFT_MEAN
+                      else per_metric[mt].units[m].score(p))
             undefined = undefined or is_undefined(values)
             line.append(cells[p, mt][m])
         for k in TRAIN_INFO:
@@ -142,6 +160,10 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
               f"`results/{first['board']}.jsonl` and the per-sample predictions in "
               f"`predictions/{first['board']}/`. Do not edit by hand.", "",
               CELLS_NOTE + " " + MARKS_NOTE, ""]
+    if len(shifts) >= 2:
+        lines += [f"`{SHIFT_MEAN}`: per seed, the mean of the {len(shifts)} shift-set scores "
+                  f"({', '.join(f'`{p}`' for p in shifts)}), then over seeds as every cell; no "
+                  "marks (each shift set's own column carries them).", ""]
     if undefined:
         lines += ["\"undefined\": the metric has no value on that split for at least one seed "
                   "(e.g. AUROC or average precision of a label whose targets hold one class only); "
@@ -157,7 +179,7 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
         rs = units[m].rows
         t = rs[0]["train"]
         chosen = "".join(f" {k}={t[k]}" for k, default in (("loss", "auto"), ("select_on", None),
-                                                             ("class_weights", None))
+                                                             ("class_weights", None), ("betas", None))
                          if t.get(k, default) != default)  # only when not the task's default
         schedule = (f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "
                     f"batch={t['batch_size']} epochs≤{t['epochs']} "

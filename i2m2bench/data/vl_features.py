@@ -1,0 +1,255 @@
+"""Features of a frozen vision-language backbone, extracted once, stored as float16 ``.npy`` files
+with a manifest, and read back verified (shared by VQA-VS and NLVR2).
+
+The official I2M2 vision-language experiments freeze the backbone (FIBER) and train only the
+heads on its image, text and joint (cross-modal) features. ``python -m i2m2bench prepare vqa-vs
+--backbone DIR`` (and ``prepare nlvr2``) does the same with a Hugging Face ``transformers`` model
+saved in a local folder (``transformers`` is an optional extra: ``pip install -e ".[vl]"``;
+nothing is downloaded): :func:`extract` runs it on every item once, batched, on CUDA when
+present, with a progress bar, resumable (finished batches are kept on disk and skipped after an
+interruption), and :func:`write_manifest` records what was made.
+
+**The backbone** must give image, text and joint features: a FLAVA-style model
+(``transformers.FlavaModel``: ``image_embeddings``, ``text_embeddings`` and
+``multimodal_embeddings``; the first token of each) with its processor in the same folder. An item
+with two images (NLVR2's pair) gets each image's feature and the joint features of (image,
+sentence) for both images, concatenated (the official NLVR2 head reads the two joint features
+side by side: 2 x 768 = 1536 in FIBER).
+
+**Layout** of a feature folder (also what users who extracted FIBER features themselves write)::
+
+    <folder>/manifest.json             {"version": 1, "backbone": ..., "splits": {split: {
+                                         "rows": N, "files": {name: {"shape": [...],
+                                         "dtype": "float16", "sha256": ...}}}}}
+    <folder>/<split>/ids.npy           int64 (N,) the item ids, in row order (question ids, or
+                                         the row of the JSON Lines file)
+    <folder>/<split>/image.npy         float16 (N, d_image) -- (N, 2, d_image) for image pairs
+    <folder>/<split>/text.npy          float16 (N, d_text)
+    <folder>/<split>/joint.npy         float16 (N, d_joint)
+
+:func:`open_features` checks a folder against its manifest (sizes and shapes always, checksums of
+every byte with ``verify='full'``) and against the ids the annotations expect, and says exactly
+what does not match.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from i2m2bench.data.base import DataError, path_problem
+
+MANIFEST = "manifest.json"
+FEATURES = ("image", "text", "joint")
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item to extract: its id, its image file(s) and its text."""
+
+    id: int
+    images: tuple[Path, ...]
+    text: str
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _open_image(path: Path):
+    """The RGB image at ``path``, whatever its real format (NLVR2's ``.png`` files are not all
+    PNG); a DataError naming the path when it is missing or not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    problem = path_problem(path)
+    if problem is not None:
+        raise DataError(f"{path}: {problem} (an image the annotations name)")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
+
+
+def load_backbone(folder: str | os.PathLike, device: str | None = None):
+    """(model, processor, device) from a local ``transformers`` folder (``local_files_only``:
+    nothing is downloaded); a DataError naming the folder when it holds no usable model."""
+    try:
+        import torch
+        from transformers import AutoModel, AutoProcessor
+    except ImportError as exc:
+        raise DataError("feature extraction needs the optional `transformers` package: "
+                        "pip install -e '.[vl]'") from exc
+    folder = Path(folder)
+    problem = path_problem(folder, "folder")
+    if problem is not None:
+        raise DataError(f"--backbone {folder}: {problem}; name a folder holding a saved "
+                        "transformers model and its processor (save_pretrained)")
+    try:
+        model = AutoModel.from_pretrained(folder, local_files_only=True)
+        processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"--backbone {folder}: not a loadable transformers model with its "
+                        f"processor ({exc})") from exc
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.eval().to(dev), processor, dev
+
+
+def _features(model, processor, images, texts, device):
+    """(image (B, d), text (B, d), joint (B, d)) of a FLAVA-style model, float32 numpy."""
+    import torch
+
+    inputs = processor(images=images, text=texts, return_tensors="pt", padding="max_length",
+                       truncation=True, max_length=40)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    with torch.inference_mode():
+        out = model(**inputs)
+    firsts = []
+    for name in ("image_embeddings", "text_embeddings", "multimodal_embeddings"):
+        t = getattr(out, name, None)
+        if t is None:
+            raise DataError(f"the backbone gives no {name}: a FLAVA-style model (image, text and "
+                            "multimodal encoders) is needed")
+        firsts.append(t[:, 0].float().cpu().numpy())
+    return tuple(firsts)
+
+
+def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
+            batch_size: int = 32, device: str | None = None, progress: bool = True,
+            log: Callable[[str], None] = print) -> dict[str, tuple[int, ...]]:
+    """Extract image, text and joint features of ``items`` into ``out`` (one split's folder):
+    float16 ``image.npy``, ``text.npy``, ``joint.npy`` and ``ids.npy``. Resumable: the rows of
+    finished batches are recorded in ``out/progress.json`` and not extracted again. Returns the
+    shape of each file."""
+    from numpy.lib.format import open_memmap
+
+    model, processor, dev = load_backbone(backbone, device)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = len(items[0].images) if items else 1
+    state_path = out / "progress.json"
+    done = json.loads(state_path.read_text())["rows"] if state_path.exists() else 0
+    arrays: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    starts = range(done, len(items), batch_size)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), initial=done, desc=f"features {out.name}", unit="item")
+    for start in starts:
+        batch = items[start:start + batch_size]
+        per_image = [[_open_image(p) for p in it.images] for it in batch]
+        feats = [_features(model, processor, [ims[k] for ims in per_image],
+                           [it.text for it in batch], dev) for k in range(pairs)]
+        image = np.stack([f[0] for f in feats], 1) if pairs > 1 else feats[0][0]
+        text = feats[0][1]
+        joint = np.concatenate([f[2] for f in feats], 1)
+        if not arrays:
+            for name, value in (("image", image), ("text", text), ("joint", joint)):
+                shapes[name] = (len(items), *value.shape[1:])
+                mode = "r+" if done else "w+"
+                arrays[name] = open_memmap(out / f"{name}.npy", mode=mode, dtype=np.float16,
+                                           shape=shapes[name])
+        for name, value in (("image", image), ("text", text), ("joint", joint)):
+            arrays[name][start:start + len(batch)] = value.astype(np.float16)
+            arrays[name].flush()
+        done = start + len(batch)
+        state_path.write_text(json.dumps({"rows": done}))
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    np.save(out / "ids.npy", np.array([it.id for it in items], dtype=np.int64))
+    if not shapes:  # everything was done before: read the shapes back
+        shapes = {name: tuple(np.load(out / f"{name}.npy", mmap_mode="r").shape) for name in FEATURES}
+    state_path.unlink(missing_ok=True)
+    log(f"[i2m2bench] features of {len(items)} items -> {out}")
+    return shapes
+
+
+def write_manifest(folder: Path, splits: Iterable[str], backbone: str,
+                   extra: Sequence[str] = ()) -> Path:
+    """Record every split's files (``ids``, the features and ``extra`` ones such as ``targets``:
+    shape, dtype, sha256) in ``folder/manifest.json``."""
+    entry = {"version": VERSION, "backbone": backbone, "splits": {}}
+    for split in splits:
+        files = {}
+        for name in ("ids", *FEATURES, *extra):
+            path = folder / split / f"{name}.npy"
+            a = np.load(path, mmap_mode="r")
+            files[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": sha256(path)}
+        entry["splits"][split] = {"rows": files["ids"]["shape"][0], "files": files}
+    path = folder / MANIFEST
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(entry, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def manifest_digest(folder: Path) -> str:
+    """A short digest of ``folder``'s manifest (which records every file's sha256): the prepared
+    data's identity in unit hashes."""
+    return hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()[:16]
+
+
+def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "size",
+                  extra: Sequence[str] = ()) -> dict[str, Path]:
+    """The feature files of ``split`` under ``folder``, checked against the manifest (shapes,
+    dtypes, one row per id; ``verify='full'``: every file's sha256) and against ``ids`` (the ids
+    the annotations list, in the same order). DataError naming the file and field otherwise."""
+    manifest = folder / MANIFEST
+    problem = path_problem(manifest)
+    if problem is not None:
+        raise DataError(f"{manifest}: {problem}; prepare the features first (`python -m "
+                        "i2m2bench prepare ... --backbone DIR`) or write them in the documented "
+                        "layout with a manifest")
+    try:
+        meta = json.loads(manifest.read_text())
+        files = meta["splits"][split]["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{manifest}: no entry splits.{split}.files ({exc}); prepare the "
+                        "features again") from exc
+    out = {}
+    for name in ("ids", *FEATURES, *extra):
+        path = folder / split / f"{name}.npy"
+        want = files.get(name)
+        if want is None:
+            raise DataError(f"{manifest}: splits.{split}.files has no {name!r}")
+        problem = path_problem(path)
+        if problem is not None:
+            raise DataError(f"{path}: {problem} (listed in {manifest})")
+        try:
+            a = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise DataError(f"{path}: not a readable .npy ({exc})") from exc
+        if list(a.shape) != list(want["shape"]) or str(a.dtype) != want["dtype"]:
+            raise DataError(f"{path}: shape {list(a.shape)} {a.dtype}, but {manifest} records "
+                            f"{want['shape']} {want['dtype']}; prepare the features again")
+        if verify == "full" and sha256(path) != want["sha256"]:
+            raise DataError(f"{path}: its sha256 differs from {manifest}: the file changed "
+                            "after it was prepared; prepare the features again")
+        out[name] = path
+    stored = np.load(out["ids"], allow_pickle=False)
+    if len(stored) != len(ids) or not np.array_equal(stored, ids):
+        where = next((i for i in range(min(len(stored), len(ids))) if stored[i] != ids[i]),
+                     min(len(stored), len(ids)))
+        raise DataError(f"{out['ids']}: the features list {len(stored)} ids, the annotations "
+                        f"{len(ids)}; they first differ at row {where} (feature id "
+                        f"{stored[where] if where < len(stored) else 'none'}, annotation id "
+                        f"{ids[where] if where < len(ids) else 'none'}): the features were "
+                        "prepared from other annotations")
+    return out
+
+
+__all__ = ["FEATURES", "Item", "MANIFEST", "extract", "load_backbone", "manifest_digest",
+           "open_features", "write_manifest"]

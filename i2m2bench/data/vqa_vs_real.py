@@ -1,0 +1,229 @@
+"""VQA-VS's real files: reading and checking the JSON, the answer vocabulary and soft scores,
+feature extraction (``prepare vqa-vs``) and loading the prepared features.
+
+**Files** under ``<data root>/vqa_vs/`` (PhoebusSi/VQA-VS; layout of its ``Baseline_code`` and
+``comput_score.py``)::
+
+    Training/Training-Ques.json, Training/Training-Ans.json
+    Val/Val-Ques.json, Val/Val-Ans.json
+    IID-Test/IID-Test-Ques.json, IID-Test/IID-Test-Ans.json
+    OOD-Test/<S>/OOD-Test-<S>-Ques.json   S in QT, KW, KWP, QT+KW, KO, KOP, QT+KO, KW+KO, QT+KW+KO
+
+Question files: JSON lists of ``{image_id, question, question_id}``; answer files: JSON lists in
+VQA v2's annotation format (``question_id``, ``answers``: 10 ``{answer, answer_confidence,
+answer_id}``, ``multiple_choice_answer``, ``answer_type``, ``question_type``, ``image_id``). The
+OOD sets are subsets of the IID test set, by question id. Images: COCO ``train2014`` and
+``val2014`` under ``<data root>/coco/``, ``COCO_<split>2014_<12-digit image id>.jpg``, looked up
+by ``image_id`` in both.
+
+**Answers** (:func:`normalize`, :func:`vocabulary`, :func:`soft_targets`): every answer string is
+normalised the VQA way (lower case, punctuation, number words to digits, articles dropped); the
+vocabulary is the normalised ``multiple_choice_answer`` of at least :data:`MIN_COUNT` (9) training
+questions (the official writer's threshold; 3,129 answers on VQA v2); a question's target is, per
+answer, ``min(1, 0.3 x #annotators)`` over its 10 normalised answers (0 / 0.3 / 0.6 / 0.9 / 1,
+the official I2M2 writer's table).
+
+**Prepared** under ``<data root>/vqa_vs/features/`` by ``python -m i2m2bench prepare vqa-vs
+--backbone DIR`` (:func:`prepare`): the feature layout of :mod:`i2m2bench.data.vl_features` for
+``train``, ``val``, ``test`` (IID) and each OOD set (its rows copied from the IID test features,
+never extracted twice), plus ``targets.npy`` (float16 soft scores) per split and
+``answers.json`` (the vocabulary), all in the manifest.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from i2m2bench.data import hf_json
+from i2m2bench.data.base import DataError, path_problem, resolve_data_root
+
+OOD_SETS = ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO", "KW+KO", "QT+KW+KO")
+SPLITS = {"train": "Training", "val": "Val", "test": "IID-Test"}
+MIN_COUNT = 9
+FEATURES = "features"
+HINT = ("VQA-VS's JSON files under vqa_vs/ (Training/, Val/, IID-Test/, OOD-Test/<S>/) and COCO "
+        "train2014/val2014 images under coco/ (README: 'VQA-VS'); then `python -m i2m2bench prepare "
+        "vqa-vs --backbone DIR --data-root DIR`")
+
+_PUNCT = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_STRIP = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$|~:]")  # VQA eval's punctuation
+_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+            "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_ARTICLES = {"a", "an", "the"}
+
+
+def normalize(answer: str) -> str:
+    """VQA's answer normalisation: lower case, punctuation removed (a dot only outside numbers,
+    an apostrophe kept), number words to digits, articles dropped, spaces collapsed."""
+    text = answer.lower().replace("\n", " ").replace("\t", " ").strip()
+    text = _PUNCT.sub("", _STRIP.sub("", text))
+    words = [_NUMBERS.get(w, w) for w in text.split() if w not in _ARTICLES]
+    return " ".join(words)
+
+
+def _ques_fields() -> dict:
+    return {"question_id": int, "image_id": int, "question": str}
+
+
+def _answers_ok(value) -> bool:
+    return (isinstance(value, list) and len(value) > 0
+            and all(isinstance(a, dict) and isinstance(a.get("answer"), str) for a in value))
+
+
+def read_split(folder: Path, stem: str) -> tuple[list[dict], dict[int, dict], Path]:
+    """(questions in file order, answers by question id, the answer file) of one split, checked:
+    fields present and typed, every question id answered."""
+    qpath, apath = folder / f"{stem}-Ques.json", folder / f"{stem}-Ans.json"
+    questions = hf_json.read(qpath, "VQA-VS questions")
+    hf_json.require(questions, qpath, _ques_fields(), "VQA-VS questions")
+    answers = hf_json.read(apath, "VQA-VS answers")
+    hf_json.require(answers, apath, {"question_id": int, "answers": _answers_ok,
+                                     "multiple_choice_answer": str}, "VQA-VS answers")
+    by_id = {a["question_id"]: a for a in answers}
+    missing = [q["question_id"] for q in questions if q["question_id"] not in by_id]
+    if missing:
+        raise DataError(f"{apath}: {len(missing)} question id(s) of {qpath.name} have no answers "
+                        f"(field 'question_id'; first: {missing[0]})")
+    return questions, by_id, apath
+
+
+def vocabulary(train_answers: dict[int, dict]) -> list[str]:
+    """Normalised ``multiple_choice_answer`` of at least :data:`MIN_COUNT` training questions,
+    most frequent first (ties: alphabetical)."""
+    counts: dict[str, int] = {}
+    for a in train_answers.values():
+        key = normalize(a["multiple_choice_answer"])
+        counts[key] = counts.get(key, 0) + 1
+    kept = [a for a, k in counts.items() if k >= MIN_COUNT]
+    return sorted(kept, key=lambda a: (-counts[a], a))
+
+
+def soft_targets(questions: list[dict], answers: dict[int, dict], vocab: list[str]) -> np.ndarray:
+    """float32 (N, len(vocab)): ``min(1, 0.3 x count)`` of each normalised annotator answer."""
+    index = {a: i for i, a in enumerate(vocab)}
+    out = np.zeros((len(questions), len(vocab)), dtype=np.float32)
+    for row, q in enumerate(questions):
+        counts: dict[int, int] = {}
+        for a in answers[q["question_id"]]["answers"]:
+            j = index.get(normalize(a["answer"]))
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        for j, c in counts.items():
+            out[row, j] = min(1.0, 0.3 * c)
+    return out
+
+
+def folder(data_root: str | None = None) -> Path:
+    """``<data root>/vqa_vs``; a DataError saying what belongs there when it is missing."""
+    root = resolve_data_root(data_root, check=True)
+    if root is None:
+        raise DataError(f"vqa_vs: the real data need a data root (--data-root DIR or "
+                        f"$I2M2BENCH_DATA) holding {HINT}")
+    path = root / "vqa_vs"
+    problem = path_problem(path, "folder")
+    if problem is not None:
+        raise DataError(f"{path}: {problem}; the data root must hold {HINT}, or give no data root "
+                        "for the embedded scene world")
+    return path
+
+
+def image_path(root: Path, image_id: int) -> Path:
+    """The COCO image of ``image_id`` under ``<root>/coco``; a DataError naming both places
+    looked in when it is in neither."""
+    tried = [root / "coco" / f"{split}2014" / f"COCO_{split}2014_{image_id:012d}.jpg"
+             for split in ("train", "val")]
+    for p in tried:
+        if p.is_file():
+            return p
+    raise DataError(f"image id {image_id}: no image at {tried[0]} or {tried[1]} (field "
+                    "'image_id' of the questions)")
+
+
+def _ood_rows(base: Path, test_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Each OOD set's rows in the IID test set, checked to be a subset of it."""
+    position = {int(q): i for i, q in enumerate(test_ids)}
+    out = {}
+    for s in OOD_SETS:
+        path = base / "OOD-Test" / s / f"OOD-Test-{s}-Ques.json"
+        rows = hf_json.read(path, f"VQA-VS OOD set {s} questions")
+        hf_json.require(rows, path, _ques_fields(), f"VQA-VS OOD set {s} questions")
+        extra = [r["question_id"] for r in rows if r["question_id"] not in position]
+        if extra:
+            raise DataError(f"{path}: {len(extra)} question id(s) are not in the IID test set "
+                            f"(field 'question_id'; first: {extra[0]}); every OOD set is a subset "
+                            "of IID-Test")
+        out[s] = np.array([position[r["question_id"]] for r in rows], dtype=np.int64)
+    return out
+
+
+def prepare(base: Path, backbone: str, *, batch_size: int = 32, device: str | None = None,
+            progress: bool = True) -> Path:
+    """Read and check every file (nothing is written before all of them pass), then extract the
+    features of train, val and IID test with ``backbone`` and write the prepared folder."""
+    from i2m2bench.data import vl_features as vf
+
+    splits = {name: read_split(base / stem, stem) for name, stem in SPLITS.items()}
+    vocab = vocabulary(splits["train"][1])
+    if not vocab:
+        raise DataError(f"{splits['train'][2]}: no answer is the multiple-choice answer of "
+                        f"{MIN_COUNT} training questions; the vocabulary would be empty")
+    test_ids = np.array([q["question_id"] for q in splits["test"][0]], dtype=np.int64)
+    ood = _ood_rows(base, test_ids)
+    root = base.parent
+    items = {name: [vf.Item(q["question_id"], (image_path(root, q["image_id"]),), q["question"])
+                    for q in qs] for name, (qs, _, _) in splits.items()}  # every image exists
+    out = base / FEATURES
+    for name, its in items.items():
+        vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
+                   progress=progress)
+        qs, ans, _ = splits[name]
+        np.save(out / name / "targets.npy", soft_targets(qs, ans, vocab).astype(np.float16))
+    for s, rows in ood.items():  # the OOD sets' rows, copied from the IID test features
+        (out / s).mkdir(parents=True, exist_ok=True)
+        for f in (*vf.FEATURES, "ids", "targets"):
+            np.save(out / s / f"{f}.npy", np.load(out / "test" / f"{f}.npy", mmap_mode="r")[rows])
+    (out / "answers.json").write_text(json.dumps(vocab))
+    return vf.write_manifest(out, [*SPLITS, *OOD_SETS], str(backbone), extra=("targets",))
+
+
+def load(base: Path, verify: str = "size"):
+    """The task from the prepared features under ``base/features``, checked against the manifest
+    and against the question ids of the JSON files."""
+    import torch
+
+    from i2m2bench.data import vl_features as vf
+    from i2m2bench.data.disk import DiskSplit
+    from i2m2bench.data.vqa_vs import task_spec
+    from i2m2bench.types import Task
+
+    out = base / FEATURES
+    vocab_path = out / "answers.json"
+    problem = path_problem(vocab_path)
+    if problem is not None:
+        raise DataError(f"{vocab_path}: {problem}; prepare the features first: {HINT}")
+    vocab = tuple(json.loads(vocab_path.read_text()))
+    expected = {name: np.array([q["question_id"] for q in hf_json.read(
+        base / stem / f"{stem}-Ques.json", "VQA-VS questions")], dtype=np.int64)
+        for name, stem in SPLITS.items()}
+    ood = _ood_rows(base, expected["test"])
+    for s, rows in ood.items():
+        expected[s] = expected["test"][rows]
+    splits, dims = {}, None
+    for name, ids in expected.items():
+        files = vf.open_features(out, name, ids, verify, extra=("targets",))
+        target = torch.from_numpy(np.load(files["targets"]).astype(np.float32))
+        if target.shape[1:] != (len(vocab),):
+            raise DataError(f"{files['targets']}: {target.shape[1]} answers, but {vocab_path} "
+                            f"lists {len(vocab)}; prepare the features again")
+        splits[name] = DiskSplit.from_npy({m: files[m] for m in vf.FEATURES}, target, name)
+        dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
+    spec = task_spec("real", dims, vocab, f"VQA-VS ({out})")
+    return Task(spec, {k: splits[k] for k in SPLITS}, {s: splits[s] for s in OOD_SETS},
+                options={"source": "real", "checksum": vf.manifest_digest(out)})
+
+
+__all__ = ["MIN_COUNT", "OOD_SETS", "SPLITS", "folder", "image_path", "load", "normalize",
+           "prepare", "read_split", "soft_targets", "vocabulary"]
