@@ -1,9 +1,10 @@
 """Pretrain the frozen backbone of the EMBEDDED vision-language data and write
 i2m2bench/data/embedded/scene_backbone.npz (see i2m2bench/data/scene_backbone.py).
 
-Offline, seeded, CPU: scenes and questions drawn without planted shortcuts from seeds no suite
-uses (1_000_000 + k), rendered at 32 x 32, trained on VQA-style soft scores (10 simulated
-annotators) with soft-target cross-entropy. Usage: python scripts/make_scene_backbone.py
+Offline, seeded, CPU: scenes and questions (and, a quarter of the time, single-image statements
+answered yes / no) drawn without planted shortcuts from seeds no suite uses (1_000_000 + k),
+rendered at 32 x 32, trained on VQA-style soft scores (10 simulated annotators) with soft-target
+cross-entropy. Usage: python scripts/make_scene_backbone.py
 """
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ def pretraining_set(n: int, seed: int):
     scenes = sw.sample_scenes(rng, n)
     toks, targets, keep = [], [], []
     for i in range(n):
-        q = sw.sample_question(rng, scenes.objects(i))
+        if rng.random() < 0.25:  # a quarter single-image statements (yes / no)
+            q = sw.sample_statement(rng, scenes.objects(i))
+        else:
+            q = sw.sample_question(rng, scenes.objects(i))
         if q is None:
             continue
         counts = sw.annotate(rng, q.answer, sw.answer_kind(q.template))

@@ -8,6 +8,8 @@ import i2m2bench
 from i2m2bench.data.avmnist import MODALITIES
 from i2m2bench.data.fastmri import task_spec as fastmri_spec
 from i2m2bench.data.mimic import task_spec as mimic_spec
+from i2m2bench.data.nlvr2 import task_spec as nlvr2_spec
+from i2m2bench.data.vqa_vs import task_spec as vqa_vs_spec
 from i2m2bench.data.spectrum import task_spec as spectrum_spec
 from i2m2bench.harness.config import (EmbeddedSchedule, MethodConfig, SuiteConfig, TrainConfig,
                                       read_suite)
@@ -27,6 +29,8 @@ SPECS = {
        for name in ("toy_multilabel", "toy_soft", "toy_kinds")},
     "fastmri": fastmri_spec("real", (320, 320), 1.0, 1.0, encoder_options={"pool": 10}),
     "mimic": mimic_spec("mortality", "real"),  # the ICD-9 tasks build the same models, 2 classes
+    "vqa_vs": vqa_vs_spec("real", (768, 768, 1536), ("yes", "no", "2")),  # FIBER's feature sizes
+    "nlvr2": nlvr2_spec("real", (1536, 768, 3072)),
 }
 
 

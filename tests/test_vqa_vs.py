@@ -192,3 +192,39 @@ def test_embedded_world_plants_shortcuts_that_the_ood_sets_break():
     # template mix kept (within 2 points of uniform)
     mix = Counter(pool.questions[i].template for i in index["train"])
     assert max(mix.values()) / len(index["train"]) < 1 / 7 + 0.02
+
+
+def test_smoke_suite_board_has_the_ood_mean_and_the_poe_share(tmp_path):
+    from pathlib import Path
+
+    from i2m2bench.harness.runner import run_suite
+    from i2m2bench.harness.store import read_rows
+
+    gin_dir = Path(__file__).resolve().parents[1] / "gin"
+    run_suite([gin_dir / "vqa_vs_smoke.gin"],
+              ["suite.dataset_options = {'source': 'embedded', 'train': 600, 'val': 200, "
+               "'test': 2000, 'pool': 12000}"],
+              methods=["text_only", "i2m2"], out=tmp_path / "runs", results_dir=tmp_path / "lb",
+              progress=False, log=lambda s: None)
+    rows = read_rows(tmp_path / "lb" / "results" / "vqa_vs_smoke-embedded-vqa_vs.jsonl")
+    shifts = {r["protocol"] for r in rows if r["protocol"].startswith("shift:")}
+    assert shifts == {f"shift:{s}" for s in ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO",
+                                             "KW+KO", "QT+KW+KO")}
+    mean = {}
+    for m in ("text_only", "i2m2"):
+        vals = [r["value"] for r in rows if r["method"] == m and r["protocol"] in shifts]
+        mean[m] = sum(vals) / len(vals)
+    text = (tmp_path / "lb" / "vqa_vs_smoke-embedded-vqa_vs.md").read_text()
+    assert "shift mean vqa_score (%)" in text
+    line = next(x for x in text.splitlines() if x.startswith("| I2M2"))
+    assert f"{100 * mean['i2m2']:.2f}" in line  # one seed: its mean of the nine sets
+    assert "spent in the product of experts" in text and "`i2m2`" in text.split("product of experts")[-1]
+    shares = [r["value"] for r in rows if r["metric"] == "poe_share"]
+    assert len(shares) == 1 and 0 < shares[0] < 1  # the PoE model only
+
+
+def test_a_world_too_small_for_an_ood_set_is_a_clear_error():
+    from i2m2bench.data.vqa_vs import build_embedded
+
+    with pytest.raises(ValueError, match="OOD set .* is empty.* give a larger 'test'"):
+        build_embedded(train=300, val=100, test=300, pool=3000)

@@ -80,3 +80,29 @@ def vqa_vs_root(root: Path, n_train: int = 40, n_val: int = 8, n_test: int = 12)
         (base / "OOD-Test" / s).mkdir(parents=True, exist_ok=True)
         (base / "OOD-Test" / s / f"OOD-Test-{s}-Ques.json").write_text(json.dumps(sub))
     return root
+
+
+def nlvr2_root(root: Path, sets: int = 4) -> Path:
+    """``root/nlvr2`` in NLVR2's layout: JSON Lines per split, ``sets`` sentences x 2 pairs each,
+    images as ``<id>-img{0,1}.png`` -- some of them JPEG bytes under the .png name, as in NLVR2."""
+    base = root / "nlvr2"
+    (base / "data").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev", "test1"):
+        lines = []
+        for s in range(sets):
+            for pair in range(2):
+                ident = f"{split}-{s}-{pair}-0"
+                row = {"sentence": "both images contain two dogs" if s % 2 else "the left image has more cats",
+                       "left_url": "http://x", "right_url": "http://y",
+                       "label": "True" if (s + pair) % 2 else "False", "identifier": ident,
+                       "writer": "w1", "synset": "dog", "query": "dogs"}
+                where = base / "images" / split
+                if split == "train":
+                    row["directory"] = s % 3
+                    where = where / str(s % 3)
+                for k in (0, 1):
+                    write_image(where / f"{ident.rsplit('-', 1)[0]}-img{k}.png", s * 10 + pair * 2 + k,
+                                "JPEG" if (s + k) % 2 else "PNG")
+                lines.append(json.dumps(row))
+        (base / "data" / f"{split}.json").write_text("\n".join(lines) + "\n")
+    return root

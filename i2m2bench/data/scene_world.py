@@ -51,11 +51,18 @@ QTYPES = {"color": "what color is the", "shape": "what shape is the",
           "where": "where is the", "more": "are there more"}
 ANSWERS = (*COLOURS, *SHAPES, *(str(k) for k in range(MAX_OBJECTS + 1)), "yes", "no", "left",
            "right")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 _WORDS = ("<pad>", "what", "color", "is", "the", "shape", "object", "how", "many", "objects",
           "are", "there", "a", "where", "more", "than", *COLOURS, *SHAPES,
-          *(f"{s}s" for s in SHAPES))
+          *(f"{s}s" for s in SHAPES),
+          # statements (backbone pretraining) and NLVR2-style sentences about image pairs
+          "image", "images", "has", "exactly", "contains", "contain", "both", "in", "left",
+          "right", "total", *NUMBER_WORDS)
 VOCAB = {w: i for i, w in enumerate(_WORDS)}
-MAX_TOKENS = 8
+MAX_TOKENS = 14
+#: single-image statements (answered yes / no): the backbone's pretraining reads them besides the
+#: questions, so that its text and joint features also serve sentences (NLVR2's twin)
+STATEMENTS = ("has_count", "contains")
 
 
 @dataclass
@@ -172,6 +179,35 @@ def question(template: str, objs: list[tuple[str, str, str, int]], colour: str |
     raise ValueError(f"unknown template {template!r}; expected one of {', '.join(TEMPLATES)}")
 
 
+def statement(template: str, objs, colour: str, shape: str, n: int = 0) -> Question:
+    """A single-image statement and whether it holds (``yes`` / ``no``): ``has_count`` "the image
+    has exactly {n} {colour} objects", ``contains`` "the image contains a {colour} {shape}"."""
+    if template == "has_count":
+        truth = sum(o[1] == colour for o in objs) == n
+        return Question(template, f"the image has exactly {NUMBER_WORDS[n]} {colour} objects",
+                        "yes" if truth else "no", "the image has", (colour,))
+    if template == "contains":
+        truth = any(o[1] == colour and o[0] == shape for o in objs)
+        return Question(template, f"the image contains a {colour} {shape}",
+                        "yes" if truth else "no", "the image contains", (colour, shape))
+    raise ValueError(f"unknown statement {template!r}; expected one of {', '.join(STATEMENTS)}")
+
+
+def sample_statement(rng: np.random.Generator, objs) -> Question:
+    """A statement about ``objs``, true about half of the time (its words taken from the scene
+    or, for a false one, nudged)."""
+    pick = lambda xs: xs[int(rng.integers(len(xs)))]  # noqa: E731
+    o = pick(objs)
+    template = pick(STATEMENTS)
+    if template == "has_count":
+        n = sum(x[1] == o[1] for x in objs)
+        if rng.random() < 0.5:
+            n = int(np.clip(n + pick((-1, 1, 2)), 0, len(NUMBER_WORDS) - 1))
+        return statement(template, objs, o[1], o[0], n)
+    colour, shape = (o[1], o[0]) if rng.random() < 0.5 else (pick(COLOURS), pick(SHAPES))
+    return statement(template, objs, colour, shape)
+
+
 def sample_question(rng: np.random.Generator, objs: list[tuple[str, str, str, int]],
                     template: str | None = None, tries: int = 30) -> Question | None:
     """A question about the scene ``objs``: ``template`` (else one drawn uniformly, kept for half
@@ -196,8 +232,9 @@ def sample_question(rng: np.random.Generator, objs: list[tuple[str, str, str, in
 
 def answer_kind(template: str) -> tuple[str, ...]:
     """The answers a question of ``template`` can have (what a confused annotator picks from)."""
-    return {"color": COLOURS, "shape": SHAPES, "where": ("left", "right"),
-            "exist": ("yes", "no"), "more": ("yes", "no")}.get(
+    yes_no = ("yes", "no")
+    return {"color": COLOURS, "shape": SHAPES, "where": ("left", "right"), "exist": yes_no,
+            "more": yes_no, "has_count": yes_no, "contains": yes_no}.get(
         template, tuple(str(k) for k in range(MAX_OBJECTS + 1)))
 
 
@@ -229,4 +266,5 @@ def soft_score(count: int) -> float:
 
 __all__ = ["ANSWERS", "COLOURS", "MAX_OBJECTS", "MAX_TOKENS", "QTYPES", "Question", "SHAPES",
            "SIZES", "Scenes", "TEMPLATES", "VOCAB", "annotate", "answer_kind", "question", "render",
-           "sample_question", "sample_scenes", "soft_score", "tokens"]
+           "NUMBER_WORDS", "STATEMENTS", "sample_question", "sample_scenes", "sample_statement",
+           "soft_score", "statement", "tokens"]

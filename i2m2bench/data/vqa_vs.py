@@ -77,6 +77,10 @@ def build_embedded(train: int = 24000, val: int = 3000, test: int = 10000, pool:
     test_split = splits["test"]
     shifts = {}
     for kind, pos in vw.ood_sets(world, index["test"]).items():
+        if len(pos) == 0:
+            raise ValueError(f"vqa_vs: the OOD set {kind} of the embedded world is empty: its "
+                             f"{test} IID test questions form no imbalanced {kind} group of "
+                             f"{vw.MIN_GROUP} or more; give a larger 'test' (and 'pool')")
         sel = torch.from_numpy(pos)
         shifts[kind] = Split({m: x[sel] for m, x in test_split.inputs.items()},
                              test_split.target[sel], kind)

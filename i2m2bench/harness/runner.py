@@ -51,7 +51,7 @@ from i2m2bench.harness.protocols import Protocol, ProtocolError
 from i2m2bench.harness.protocols import expand as expand_protocols
 from i2m2bench.harness.recipes import RECIPES, Checkpoint
 from i2m2bench.harness.seeding import resolve_device, seed_everything
-from i2m2bench.harness.training import (NaNLossError, TrainResult, check_task_metrics,
+from i2m2bench.harness.training import (NaNLossError, TrainResult, check_task_metrics, poe_share,
                                         check_train_settings, evaluate, selection_metric,
                                         train_model)
 from i2m2bench.harness.units import Unit, UnitResolver
@@ -65,7 +65,7 @@ __all__ = ["ConfigError", "UnitFailed", "PlanItem", "SuiteRun", "run_suite", "UN
 
 # A unit's training and timing figures (rows with protocol "train"), beside its scores.
 UNIT_INFO = ("train_seconds", "samples_per_s", "eval_seconds", "robustness_eval_seconds",
-             "epochs_run", "best_epoch", "peak_memory_mb")
+             "epochs_run", "best_epoch", "peak_memory_mb", "poe_share")
 TRAIN, EVALUATE, SKIP = "train", "evaluate", "skip"
 
 
@@ -297,8 +297,11 @@ class SuiteRun:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if self.device.type == "cuda":
             peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        share = (poe_share(model, train, task.spec, u.train.batch_size)
+                 if recipe.trains and res.seconds else None)
         info = dict(zip(UNIT_INFO, (res.seconds, res.samples_per_s, eval_s, robust_s,
-                                    res.epochs_run, res.best_epoch, peak_mb)))
+                                    res.epochs_run, res.best_epoch, peak_mb, share)))
+        info = {k: v for k, v in info.items() if v is not None}
         store.save_checkpoint(d / "model.pt", model.state_dict())
         self._save_predictions(u, preds, fresh=True)
         store.write_text_atomic(d / "operative_config.gin", gin.operative_config_str())

@@ -150,6 +150,43 @@ def check_train_settings(cfg: TrainConfig, task: Task, method: str) -> None:
                           "declared metric")
 
 
+def poe_share(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int,
+              reps: int = 5) -> float | None:
+    """The share of a training step (forward, loss, backward) spent combining the experts and
+    computing the loss on the combination -- the product of experts' own forward and backward --
+    measured on the first ``batch_size`` training rows, ``reps`` times each, in eval mode (no
+    running statistic moves) with gradients cleared afterwards: the weights are unchanged. None
+    for a single-expert model (it has no product)."""
+    if model.combine != "poe":
+        return None
+    was_training = model.training
+    model.eval()
+    batch = split.batch(torch.arange(min(batch_size, len(split))), spec)
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t0) / reps
+
+    def step():
+        model.loss(model(batch), batch).backward()
+
+    def product():
+        logits = {k: z.detach().requires_grad_() for k, z in model(batch).items()}
+        t0 = time.perf_counter()
+        model.loss(logits, batch).backward()
+        product.seconds += time.perf_counter() - t0
+
+    product.seconds = 0.0
+    total = timed(step)
+    timed(product)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return product.seconds / (reps + 1) / total if total > 0 else None
+
+
 @dataclass
 class TrainResult:
     """``best_val``: the selection metric's value at ``best_epoch``; ``val_scores``: every

@@ -201,6 +201,16 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
     if peaks:
         lines += ["", f"Peak memory of the training process (CPU: resident set; CUDA: allocated), "
                       f"max over units: {max(peaks):.0f} MB."]
+    shares = {}
+    for m in methods:
+        v = units[m].figure("poe_share")
+        if v:
+            shares[m] = statistics.fmean(v)
+    if shares:
+        lines += ["", "Share of a training step spent in the product of experts (combining the "
+                      "experts and the loss on the combination, forward and backward; measured "
+                      "after training on one training batch), mean over seeds: "
+                      + ", ".join(f"`{m}` {100 * v:.1f}%" for m, v in shares.items()) + "."]
     robust = sum(r["value"] for r in every if r["metric"] == "robustness_eval_seconds")
     rest = sum(r["value"] for r in every
                if r["metric"] in ("train_seconds", "eval_seconds")) - robust

@@ -1,0 +1,146 @@
+"""NLVR2's real files: reading and checking the JSON Lines and images, feature extraction
+(``prepare nlvr2``) and loading the prepared features.
+
+**Files** under ``<data root>/nlvr2/`` (lil-lab/nlvr, ``nlvr2/``)::
+
+    data/train.json, data/dev.json, data/test1.json     JSON Lines, one example per line
+    images/train/<directory>/<id>-img0.png, -img1.png  training pairs (``directory``: 0..99)
+    images/dev/<id>-img0.png ..., images/test1/...      the other splits
+
+Each line: ``sentence``, ``left_url``, ``right_url``, ``label`` (the strings ``"True"`` /
+``"False"``), ``identifier`` (``split-set-pair-sentence``), ``writer``, ``synset``, ``query``
+(and ``directory`` for train); ``<id>`` is the identifier without its sentence number. Images are
+not all really PNG (NLVR2's README): their format is detected, not assumed.
+
+**Consistency groups**: the identifier with the pair number left out (``split-set-*-sentence``),
+as NLVR2's ``eval/metrics.py`` groups them.
+
+**Prepared** under ``<data root>/nlvr2/features/`` by ``python -m i2m2bench prepare nlvr2
+--backbone DIR`` (:func:`prepare`): :mod:`i2m2bench.data.vl_features`' layout for ``train``,
+``val`` (dev) and ``test`` (test1) -- image features of both images side by side, the sentence's
+text feature, the joint features of both (image, sentence) side by side -- plus ``labels.npy``
+and ``groups.npy`` per split, all in the manifest.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from i2m2bench.data import hf_json
+from i2m2bench.data.base import DataError, path_problem, resolve_data_root
+
+SPLITS = {"train": "train", "val": "dev", "test": "test1"}
+FEATURES = "features"
+HINT = ("NLVR2's data/{train,dev,test1}.json and images/ under nlvr2/ (README: 'NLVR2'); then "
+        "`python -m i2m2bench prepare nlvr2 --backbone DIR --data-root DIR`")
+
+
+def folder(data_root: str | None = None) -> Path:
+    """``<data root>/nlvr2``; a DataError saying what belongs there when it is missing."""
+    root = resolve_data_root(data_root, check=True)
+    if root is None:
+        raise DataError(f"nlvr2: the real data need a data root (--data-root DIR or "
+                        f"$I2M2BENCH_DATA) holding {HINT}")
+    path = root / "nlvr2"
+    problem = path_problem(path, "folder")
+    if problem is not None:
+        raise DataError(f"{path}: {problem}; the data root must hold {HINT}, or give no data root "
+                        "for the embedded pair world")
+    return path
+
+
+def _identifier_ok(value) -> bool:
+    return isinstance(value, str) and len(value.split("-")) == 4
+
+
+def read_split(base: Path, name: str) -> tuple[list[dict], Path]:
+    """The examples of ``data/<name>.json``, checked: a sentence, a label "True" or "False" and
+    an identifier of four parts on every line (DataError naming the file and line)."""
+    path = base / "data" / f"{name}.json"
+    rows = hf_json.read(path, "NLVR2 examples", lines=True)
+    fields = {"sentence": str, "identifier": _identifier_ok,
+              "label": lambda v: v in ("True", "False")}
+    if name == "train":
+        fields["directory"] = lambda v: isinstance(v, (int, str)) and str(v).isdigit()
+    hf_json.require(rows, path, fields, "NLVR2 examples", first_line=1)
+    return rows, path
+
+
+def image_paths(base: Path, split: str, row: dict) -> tuple[Path, Path]:
+    """The left and right images of an example (they must exist)."""
+    stem = row["identifier"].rsplit("-", 1)[0]
+    where = base / "images" / split
+    if split == "train":
+        where = where / str(row["directory"])
+    paths = tuple(where / f"{stem}-img{k}.png" for k in (0, 1))
+    for p in paths:
+        problem = path_problem(p)
+        if problem is not None:
+            raise DataError(f"{p}: {problem} (image {p.name[-8:-4]} of example "
+                            f"{row['identifier']})")
+    return paths
+
+
+def groups_of(rows: list[dict]) -> np.ndarray:
+    """int64 consistency group per example: its identifier without the pair number."""
+    keys, out = {}, []
+    for r in rows:
+        split, set_id, _pair, sentence = r["identifier"].split("-")
+        out.append(keys.setdefault((split, set_id, sentence), len(keys)))
+    return np.asarray(out, dtype=np.int64)
+
+
+def prepare(base: Path, backbone: str, *, batch_size: int = 32, device: str | None = None,
+            progress: bool = True) -> Path:
+    """Read and check every file and image path (nothing is written before all pass), then
+    extract the features of the three splits and write the prepared folder. An image that is
+    not an image is an error naming it (the extraction stops; finished batches are kept and
+    resumed)."""
+    from i2m2bench.data import vl_features as vf
+
+    splits = {name: read_split(base, stem) for name, stem in SPLITS.items()}
+    items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
+                    for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}
+    out = base / FEATURES
+    for name, its in items.items():
+        vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
+                   progress=progress)
+        pair = np.load(out / name / "image.npy")
+        np.save(out / name / "image.npy", pair.reshape(len(pair), -1))  # the two images side by side
+        rows = splits[name][0]
+        np.save(out / name / "labels.npy", np.array([r["label"] == "True" for r in rows], dtype=np.int64))
+        np.save(out / name / "groups.npy", groups_of(rows))
+    return vf.write_manifest(out, list(SPLITS), str(backbone), extra=("labels", "groups"))
+
+
+def load(base: Path, verify: str = "size"):
+    """The task from the prepared features under ``base/features``, checked against the manifest
+    and against the examples of the JSON Lines files."""
+    import torch
+
+    from i2m2bench.data import vl_features as vf
+    from i2m2bench.data.disk import DiskSplit
+    from i2m2bench.data.nlvr2 import task_spec
+    from i2m2bench.types import Task
+
+    out = base / FEATURES
+    splits, dims = {}, None
+    for name, stem in SPLITS.items():
+        rows, path = read_split(base, stem)
+        files = vf.open_features(out, name, np.arange(len(rows), dtype=np.int64), verify,
+                                 extra=("labels", "groups"))
+        labels = np.load(files["labels"])
+        want = np.array([r["label"] == "True" for r in rows], dtype=np.int64)
+        if not np.array_equal(labels, want):
+            raise DataError(f"{files['labels']}: the labels differ from {path}; the features were "
+                            "prepared from other examples: prepare them again")
+        splits[name] = DiskSplit.from_npy({m: files[m] for m in vf.FEATURES},
+                                          torch.from_numpy(labels), name,
+                                          groups=torch.from_numpy(np.load(files["groups"])))
+        dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
+    spec = task_spec("real", dims, f"NLVR2 ({out})")
+    return Task(spec, splits, {}, options={"source": "real", "checksum": vf.manifest_digest(out)})
+
+
+__all__ = ["SPLITS", "folder", "groups_of", "image_paths", "load", "prepare", "read_split"]
