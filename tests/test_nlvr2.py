@@ -76,6 +76,7 @@ def test_malformed_line_and_missing_or_broken_image(tmp_path, backbone):
     broken.write_text("this is text, not an image")
     with pytest.raises(DataError, match=r"train-0-1-img0.png: not an image"):
         nr.prepare(root / "nlvr2", str(backbone), progress=False)
+    assert not (root / "nlvr2" / "features").exists()  # checked before anything is written
 
 
 def test_features_of_other_examples_are_refused(tmp_path, backbone):

@@ -228,3 +228,21 @@ def test_a_world_too_small_for_an_ood_set_is_a_clear_error():
 
     with pytest.raises(ValueError, match="OOD set .* is empty.* give a larger 'test'"):
         build_embedded(train=300, val=100, test=300, pool=3000)
+
+
+def test_images_are_checked_before_anything_is_written(tmp_path, backbone):
+    root = _fresh(tmp_path)
+    image = next((root / "coco" / "val2014").glob("*.jpg"))
+    image.write_text("not an image at all")
+    with pytest.raises(DataError, match=f"{image.name}: not an image"):
+        vr.prepare(root / "vqa_vs", str(backbone), progress=False)
+    assert not (root / "vqa_vs" / "features").exists()
+
+
+def test_images_are_found_in_the_other_documented_folders(tmp_path):
+    (tmp_path / "vqa_vs" / "images" / "val2014").mkdir(parents=True)
+    p = tmp_path / "vqa_vs" / "images" / "val2014" / "COCO_val2014_000000000042.jpg"
+    p.write_bytes(b"x")
+    assert vr.image_path(tmp_path, 42) == p
+    with pytest.raises(DataError, match=r"image id 43: no image at .*coco/train2014/COCO_train2014_000000000043.jpg"):
+        vr.image_path(tmp_path, 43)

@@ -93,15 +93,15 @@ def groups_of(rows: list[dict]) -> np.ndarray:
 
 def prepare(base: Path, backbone: str, *, batch_size: int = 32, device: str | None = None,
             progress: bool = True) -> Path:
-    """Read and check every file and image path (nothing is written before all pass), then
-    extract the features of the three splits and write the prepared folder. An image that is
-    not an image is an error naming it (the extraction stops; finished batches are kept and
-    resumed)."""
+    """Read and check every file and image (each must exist and be an image, whatever its name
+    says; nothing is written before all pass), then extract the features of the three splits and
+    write the prepared folder (an interrupted extraction resumes from its finished batches)."""
     from i2m2bench.data import vl_features as vf
 
     splits = {name: read_split(base, stem) for name, stem in SPLITS.items()}
     items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
                     for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}
+    vf.check_images(p for its in items.values() for it in its for p in it.images)
     out = base / FEATURES
     for name, its in items.items():
         vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,

@@ -81,6 +81,22 @@ def _open_image(path: Path):
         raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
 
 
+def check_images(paths: Iterable[Path]) -> None:
+    """Every path is a file whose header Pillow recognises as an image (whatever its name says):
+    checked before anything is extracted or written. DataError naming the first that is not."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        problem = path_problem(path)
+        if problem is not None:
+            raise DataError(f"{path}: {problem} (an image the annotations name)")
+        try:
+            with Image.open(path):  # reads the header only
+                pass
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
+
+
 def load_backbone(folder: str | os.PathLike, device: str | None = None):
     """(model, processor, device) from a local ``transformers`` folder (``local_files_only``:
     nothing is downloaded); a DataError naming the folder when it holds no usable model."""
@@ -251,5 +267,5 @@ def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "size
     return out
 
 
-__all__ = ["FEATURES", "Item", "MANIFEST", "extract", "load_backbone", "manifest_digest",
+__all__ = ["FEATURES", "Item", "MANIFEST", "check_images", "extract", "load_backbone", "manifest_digest",
            "open_features", "write_manifest"]

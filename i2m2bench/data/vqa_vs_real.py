@@ -13,8 +13,8 @@ Question files: JSON lists of ``{image_id, question, question_id}``; answer file
 VQA v2's annotation format (``question_id``, ``answers``: 10 ``{answer, answer_confidence,
 answer_id}``, ``multiple_choice_answer``, ``answer_type``, ``question_type``, ``image_id``). The
 OOD sets are subsets of the IID test set, by question id. Images: COCO ``train2014`` and
-``val2014`` under ``<data root>/coco/``, ``COCO_<split>2014_<12-digit image id>.jpg``, looked up
-by ``image_id`` in both.
+``val2014`` under ``<data root>/coco/`` (or ``coco/images/``, ``vqa_vs/images/``, ``vqa_vs/``),
+``COCO_<split>2014_<12-digit image id>.jpg``, looked up by ``image_id`` in both.
 
 **Answers** (:func:`normalize`, :func:`vocabulary`, :func:`soft_targets`): every answer string is
 normalised the VQA way (lower case, punctuation, number words to digits, articles dropped); the
@@ -130,16 +130,22 @@ def folder(data_root: str | None = None) -> Path:
     return path
 
 
+#: where COCO's ``<split>2014`` folders are looked for, under the data root (first found wins)
+IMAGE_DIRS = ("coco", "coco/images", "vqa_vs/images", "vqa_vs")
+
+
 def image_path(root: Path, image_id: int) -> Path:
-    """The COCO image of ``image_id`` under ``<root>/coco``; a DataError naming both places
-    looked in when it is in neither."""
-    tried = [root / "coco" / f"{split}2014" / f"COCO_{split}2014_{image_id:012d}.jpg"
-             for split in ("train", "val")]
+    """The COCO image of ``image_id``: ``COCO_<split>2014_<12-digit id>.jpg`` in a
+    ``train2014`` or ``val2014`` folder under one of :data:`IMAGE_DIRS` of the data root; a
+    DataError naming the places looked in when it is in none."""
+    tried = [root / d / f"{split}2014" / f"COCO_{split}2014_{image_id:012d}.jpg"
+             for d in IMAGE_DIRS for split in ("train", "val")]
     for p in tried:
         if p.is_file():
             return p
-    raise DataError(f"image id {image_id}: no image at {tried[0]} or {tried[1]} (field "
-                    "'image_id' of the questions)")
+    raise DataError(f"image id {image_id}: no image at {tried[0]} or {tried[1]} (nor under "
+                    f"{', '.join(d + '/' for d in IMAGE_DIRS[1:])}) (field 'image_id' of the "
+                    "questions)")
 
 
 def _ood_rows(base: Path, test_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -175,6 +181,7 @@ def prepare(base: Path, backbone: str, *, batch_size: int = 32, device: str | No
     root = base.parent
     items = {name: [vf.Item(q["question_id"], (image_path(root, q["image_id"]),), q["question"])
                     for q in qs] for name, (qs, _, _) in splits.items()}  # every image exists
+    vf.check_images({p for its in items.values() for it in its for p in it.images})
     out = base / FEATURES
     for name, its in items.items():
         vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
