@@ -98,6 +98,52 @@ def resolve_data_root(data_root: str | os.PathLike | None = None, *, check: bool
     return check_data_root(env, f"${DATA_ENV}") if env else None
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dataset_folder(data_root, folder: str, dataset: str, holding: str, embedded: str) -> Path:
+    """``<data root>/<folder>`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``): a missing
+    root, or a root without that folder, is a DataError saying what belongs there (``holding``)
+    and that no data root gives the ``embedded`` stand-in."""
+    root = resolve_data_root(data_root, check=True)
+    if root is None:
+        raise DataError(f"{dataset}: the real data need a data root (--data-root DIR or "
+                        f"${DATA_ENV}) holding {holding}")
+    path = root / folder
+    problem = path_problem(path, "folder")
+    if problem is not None:
+        origin = "data_root" if data_root is not None else f"${DATA_ENV}"
+        raise DataError(f"{path}: {problem}; the data root ({origin} {root}) must hold "
+                        f"{holding}, or give no data root (or source='embedded') for the "
+                        f"{embedded}")
+    return path
+
+
+def reads_real(dataset: str, source: str, data_root, embedded: str, readme: str) -> bool:
+    """Whether a builder with ``source`` ('auto', 'real' or 'embedded') reads the real data:
+    'real', or 'auto' with a data root given (which must exist). Otherwise says on stderr that
+    the ``embedded`` stand-in is used and where the README tells about it."""
+    if source not in ("auto", "real", "embedded"):
+        raise ValueError(f"{dataset}: source must be 'auto', 'real' or 'embedded'; got {source!r}")
+    root = None if source == "embedded" else resolve_data_root(data_root, check=True)
+    if root is not None or source == "real":
+        return True
+    import sys
+
+    why = "no data root given" if source == "auto" else "source='embedded'"
+    print(f"[i2m2bench] {dataset}: {why}; using the {embedded} (see README: '{readme}').",
+          file=sys.stderr)
+    return False
+
+
 def check_count(dataset: str, option: str, value, *, optional: bool = False, low: int = 1) -> None:
     """A sample-count option (``n_train``, ``max_eval``, ...) is a whole number >= ``low`` (or
     None when ``optional``): ValueError naming the dataset and option otherwise (a float such as
@@ -111,4 +157,4 @@ def check_count(dataset: str, option: str, value, *, optional: bool = False, low
 
 
 __all__ = ["DATASETS", "DATA_ENV", "DataError", "resolve_data_root", "check_data_root",
-           "path_problem", "check_count"]
+           "path_problem", "check_count", "dataset_folder", "file_sha256", "reads_real"]

@@ -24,13 +24,12 @@ Sources of data (``source``):
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from i2m2bench.data.base import DATASETS, DataError, path_problem, resolve_data_root
+from i2m2bench.data.base import DATASETS, dataset_folder, reads_real
 from i2m2bench.data.fastmri_processing import LABELS
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
@@ -111,18 +110,8 @@ def load_real(folder, verify: str = "probe") -> Task:
 def real_folder(data_root: str | None = None) -> Path:
     """``<data root>/fastmri`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``); a missing
     root, or a root without that folder, is a DataError saying what belongs there."""
-    root = resolve_data_root(data_root, check=True)
-    if root is None:
-        raise DataError(f"fastmri: the real data need a data root (--data-root DIR or "
-                        f"$I2M2BENCH_DATA) holding fastmri/: {REAL_HINT}")
-    folder = root / "fastmri"
-    problem = path_problem(folder, "folder")
-    if problem is not None:
-        origin = "data_root" if data_root is not None else "$I2M2BENCH_DATA"
-        raise DataError(f"{folder}: {problem}; the data root ({origin} {root}) must hold "
-                        f"fastmri/ ({REAL_HINT}), or give no data root (or source='embedded') "
-                        "for the embedded phantom")
-    return folder
+    return dataset_folder(data_root, "fastmri", "fastmri", f"fastmri/ ({REAL_HINT})",
+                          "embedded phantom")
 
 
 @DATASETS.register("fastmri")
@@ -132,16 +121,11 @@ def build_fastmri(source: str = "auto", data_root: str | None = None, verify: st
     """FastMRI knee from ``<data_root>/fastmri`` (its prepared cache; ``verify``: ``'probe'``
     or ``'full'`` checksums) or, with no data root under ``auto``, the EMBEDDED phantom
     (``patients`` x ``slices`` slices of ``size`` x ``size``, from ``data_seed``)."""
-    if source not in ("auto", "real", "embedded"):
-        raise ValueError(f"fastmri: source must be 'auto', 'real' or 'embedded'; got {source!r}")
     if verify not in ("probe", "full"):
         raise ValueError(f"fastmri: verify must be 'probe' or 'full'; got {verify!r}")
-    root = None if source == "embedded" else resolve_data_root(data_root, check=True)
-    if root is not None or source == "real":
+    if reads_real("fastmri", source, data_root,
+                  "EMBEDDED synthetic k-space knee phantom, not fastMRI", "FastMRI"):
         return load_real(real_folder(data_root), verify)
-    why = "no data root given" if source == "auto" else "source='embedded'"
-    print(f"[i2m2bench] fastmri: {why}; using the EMBEDDED synthetic k-space knee phantom, not "
-          "fastMRI (see README: 'FastMRI').", file=sys.stderr)
     return build_embedded(patients, slices, size, data_seed, noise)
 
 

@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from i2m2bench.data import mimic_real as mr
-from i2m2bench.data.base import DATASETS, DataError, check_count, path_problem, resolve_data_root
+from i2m2bench.data.base import DATASETS, DataError, check_count, dataset_folder, reads_real
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 SHIFT = "hospital_b"
@@ -131,18 +130,7 @@ def build_embedded(task: str = "mortality", patients: int = 5000, shift_patients
 def real_folder(data_root: str | None = None) -> Path:
     """``<data root>/mimic`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``); a missing root,
     or one without that folder, is a DataError saying what belongs there."""
-    root = resolve_data_root(data_root, check=True)
-    if root is None:
-        raise DataError(f"mimic: the real data need a data root (--data-root DIR or "
-                        f"$I2M2BENCH_DATA) holding {REAL_HINT}")
-    folder = root / "mimic"
-    problem = path_problem(folder, "folder")
-    if problem is not None:
-        origin = "data_root" if data_root is not None else "$I2M2BENCH_DATA"
-        raise DataError(f"{folder}: {problem}; the data root ({origin} {root}) must hold "
-                        f"{REAL_HINT}, or give no data root (or source='embedded') for the "
-                        "embedded cohort")
-    return folder
+    return dataset_folder(data_root, "mimic", "mimic", REAL_HINT, "embedded cohort")
 
 
 def load_real(folder: Path, task: str = "mortality", stats: str = "train") -> Task:
@@ -162,17 +150,12 @@ def build_mimic(task: str = "mortality", source: str = "auto", data_root: str | 
     if task not in mr.TASKS:
         raise ValueError(f"mimic: task must be one of {', '.join(map(repr, mr.TASKS))}; "
                          f"got {task!r}")
-    if source not in ("auto", "real", "embedded"):
-        raise ValueError(f"mimic: source must be 'auto', 'real' or 'embedded'; got {source!r}")
     if stats not in ("train", "all"):
         raise ValueError(f"mimic: stats must be 'train' (the training split's statistics) or "
                          f"'all' (every sample's, as the official code); got {stats!r}")
-    root = None if source == "embedded" else resolve_data_root(data_root, check=True)
-    if root is not None or source == "real":
+    if reads_real("mimic", source, data_root, "EMBEDDED synthetic ICU cohort, not MIMIC-III",
+                  "MIMIC-III"):
         return load_real(real_folder(data_root), task, stats)
-    why = "no data root given" if source == "auto" else "source='embedded'"
-    print(f"[i2m2bench] mimic: {why}; using the EMBEDDED synthetic ICU cohort, not MIMIC-III "
-          "(see README: 'MIMIC-III').", file=sys.stderr)
     return build_embedded(task, patients, shift_patients, data_seed, stats)
 
 

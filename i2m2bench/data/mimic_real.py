@@ -39,14 +39,13 @@ and ``mimic_7``), binary.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data.base import DataError, path_problem
+from i2m2bench.data.base import DataError, file_sha256, path_problem
 
 PICKLE, NPZ = "im.pk", "mimic.npz"
 #: key -> per-sample shape (the official layout).
@@ -61,14 +60,6 @@ TASKS: dict[str, tuple[str, int | None, int]] = {
 }
 SPLIT_SEED = 10  # random.seed(10) in get_data.py, line 78
 _SOURCE_KEY = "source_sha256"
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_arrays(arrays, source: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -124,7 +115,7 @@ def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
             raise DataError(f"{npz}: not a readable .npz of NumPy arrays ({exc}); rerun "
                             "`python -m i2m2bench prepare mimic --data-root DIR`") from exc
         recorded = arrays.pop(_SOURCE_KEY, None)
-        if recorded is not None and path_problem(pk) is None and str(recorded) != file_digest(pk):
+        if recorded is not None and path_problem(pk) is None and str(recorded) != file_sha256(pk):
             raise DataError(f"{npz} was prepared from another {PICKLE} than {pk} (sha256 "
                             f"{str(recorded)[:12]}...); rerun `python -m i2m2bench prepare mimic "
                             "--data-root DIR`, or remove one of them")
@@ -154,7 +145,7 @@ def prepare(folder: Path) -> Path:
     tmp = folder / f".{NPZ}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays, **{_SOURCE_KEY: np.array(file_digest(pk))})
+            np.savez(f, **arrays, **{_SOURCE_KEY: np.array(file_sha256(pk))})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

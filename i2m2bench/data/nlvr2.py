@@ -24,12 +24,11 @@ Sources of data (``source``):
 from __future__ import annotations
 
 import hashlib
-import sys
 
 import numpy as np
 import torch
 
-from i2m2bench.data.base import DATASETS, check_count, resolve_data_root
+from i2m2bench.data.base import DATASETS, check_count, reads_real
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 LABELS = ("False", "True")
@@ -106,18 +105,13 @@ def build_nlvr2(source: str = "auto", data_root: str | None = None, verify: str 
                 data_seed: int = 0) -> Task:
     """NLVR2 from the prepared features under ``<data_root>/nlvr2`` or, with no data root under
     ``auto``, the EMBEDDED pair world (``train``... sentences of 4 pairs each)."""
-    if source not in ("auto", "real", "embedded"):
-        raise ValueError(f"nlvr2: source must be 'auto', 'real' or 'embedded'; got {source!r}")
     if verify not in ("size", "full"):
         raise ValueError(f"nlvr2: verify must be 'size' or 'full'; got {verify!r}")
-    root = None if source == "embedded" else resolve_data_root(data_root, check=True)
-    if root is not None or source == "real":
+    if reads_real("nlvr2", source, data_root, "EMBEDDED pairs of rendered scenes, not NLVR2",
+                  "NLVR2"):
         from i2m2bench.data import nlvr2_real
 
         return nlvr2_real.load(nlvr2_real.folder(data_root), verify)
-    why = "no data root given" if source == "auto" else "source='embedded'"
-    print(f"[i2m2bench] nlvr2: {why}; using the EMBEDDED pairs of rendered scenes, not NLVR2 (see "
-          "README: 'NLVR2').", file=sys.stderr)
     return build_embedded(train, val, test, held_out, data_seed)
 
 

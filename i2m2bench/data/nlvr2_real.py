@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from i2m2bench.data import hf_json
-from i2m2bench.data.base import DataError, path_problem, resolve_data_root
+from i2m2bench.data.base import DataError, dataset_folder, path_problem
 
 SPLITS = {"train": "train", "val": "dev", "test": "test1"}
 FEATURES = "features"
@@ -38,16 +38,7 @@ HINT = ("NLVR2's data/{train,dev,test1}.json and images/ under nlvr2/ (README: '
 
 def folder(data_root: str | None = None) -> Path:
     """``<data root>/nlvr2``; a DataError saying what belongs there when it is missing."""
-    root = resolve_data_root(data_root, check=True)
-    if root is None:
-        raise DataError(f"nlvr2: the real data need a data root (--data-root DIR or "
-                        f"$I2M2BENCH_DATA) holding {HINT}")
-    path = root / "nlvr2"
-    problem = path_problem(path, "folder")
-    if problem is not None:
-        raise DataError(f"{path}: {problem}; the data root must hold {HINT}, or give no data root "
-                        "for the embedded pair world")
-    return path
+    return dataset_folder(data_root, "nlvr2", "nlvr2", HINT, "embedded pair world")
 
 
 def _identifier_ok(value) -> bool:

@@ -42,7 +42,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from i2m2bench.data.base import DataError, path_problem
+from i2m2bench.data.base import DataError, file_sha256, path_problem
 
 MANIFEST = "manifest.json"
 FEATURES = ("image", "text", "joint")
@@ -56,14 +56,6 @@ class Item:
     id: int
     images: tuple[Path, ...]
     text: str
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _open_image(path: Path):
@@ -203,7 +195,7 @@ def write_manifest(folder: Path, splits: Iterable[str], backbone: str,
         for name in ("ids", *FEATURES, *extra):
             path = folder / split / f"{name}.npy"
             a = np.load(path, mmap_mode="r")
-            files[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": sha256(path)}
+            files[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": file_sha256(path)}
         entry["splits"][split] = {"rows": files["ids"]["shape"][0], "files": files}
     path = folder / MANIFEST
     tmp = folder / f".{MANIFEST}.tmp"
@@ -251,7 +243,7 @@ def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "size
         if list(a.shape) != list(want["shape"]) or str(a.dtype) != want["dtype"]:
             raise DataError(f"{path}: shape {list(a.shape)} {a.dtype}, but {manifest} records "
                             f"{want['shape']} {want['dtype']}; prepare the features again")
-        if verify == "full" and sha256(path) != want["sha256"]:
+        if verify == "full" and file_sha256(path) != want["sha256"]:
             raise DataError(f"{path}: its sha256 differs from {manifest}: the file changed "
                             "after it was prepared; prepare the features again")
         out[name] = path

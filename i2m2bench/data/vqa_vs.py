@@ -24,12 +24,11 @@ Sources of data (``source``):
 from __future__ import annotations
 
 import hashlib
-import sys
 
 import numpy as np
 import torch
 
-from i2m2bench.data.base import DATASETS, check_count, resolve_data_root
+from i2m2bench.data.base import DATASETS, check_count, reads_real
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 OOD_SETS = ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO", "KW+KO", "QT+KW+KO")
@@ -97,18 +96,13 @@ def build_vqa_vs(source: str = "auto", data_root: str | None = None, verify: str
                  data_seed: int = 0) -> Task:
     """VQA-VS from the prepared features under ``<data_root>/vqa_vs`` (``verify``: ``'size'``
     or ``'full'`` checksums) or, with no data root under ``auto``, the EMBEDDED scene world."""
-    if source not in ("auto", "real", "embedded"):
-        raise ValueError(f"vqa_vs: source must be 'auto', 'real' or 'embedded'; got {source!r}")
     if verify not in ("size", "full"):
         raise ValueError(f"vqa_vs: verify must be 'size' or 'full'; got {verify!r}")
-    root = None if source == "embedded" else resolve_data_root(data_root, check=True)
-    if root is not None or source == "real":
+    if reads_real("vqa_vs", source, data_root,
+                  "EMBEDDED scene world with planted shortcuts, not VQA-VS", "VQA-VS"):
         from i2m2bench.data import vqa_vs_real
 
         return vqa_vs_real.load(vqa_vs_real.folder(data_root), verify)
-    why = "no data root given" if source == "auto" else "source='embedded'"
-    print(f"[i2m2bench] vqa_vs: {why}; using the EMBEDDED scene world with planted shortcuts, not "
-          "VQA-VS (see README: 'VQA-VS').", file=sys.stderr)
     return build_embedded(train, val, test, pool, data_seed)
 
 

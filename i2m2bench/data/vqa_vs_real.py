@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from i2m2bench.data import hf_json
-from i2m2bench.data.base import DataError, path_problem, resolve_data_root
+from i2m2bench.data.base import DataError, dataset_folder, path_problem
 
 OOD_SETS = ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO", "KW+KO", "QT+KW+KO")
 SPLITS = {"train": "Training", "val": "Val", "test": "IID-Test"}
@@ -118,16 +118,7 @@ def soft_targets(questions: list[dict], answers: dict[int, dict], vocab: list[st
 
 def folder(data_root: str | None = None) -> Path:
     """``<data root>/vqa_vs``; a DataError saying what belongs there when it is missing."""
-    root = resolve_data_root(data_root, check=True)
-    if root is None:
-        raise DataError(f"vqa_vs: the real data need a data root (--data-root DIR or "
-                        f"$I2M2BENCH_DATA) holding {HINT}")
-    path = root / "vqa_vs"
-    problem = path_problem(path, "folder")
-    if problem is not None:
-        raise DataError(f"{path}: {problem}; the data root must hold {HINT}, or give no data root "
-                        "for the embedded scene world")
-    return path
+    return dataset_folder(data_root, "vqa_vs", "vqa_vs", HINT, "embedded scene world")
 
 
 #: where COCO's ``<split>2014`` folders are looked for, under the data root (first found wins)
