@@ -46,11 +46,9 @@ def read(path: str | os.PathLike, what: str, lines: bool = False) -> list[dict[s
     problem = path_problem(path)
     if problem is not None:
         raise DataError(f"{path}: {problem} ({what})")
-    where = _position(path, lines)
-    if where:
-        raise DataError(f"{path}: malformed JSON at {where} ({what})")
     if not lines:
-        head = path.read_text(encoding="utf-8", errors="replace").lstrip()[:1]
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096).lstrip()[:1]
         if head != "[":
             raise DataError(f"{path}: expected a JSON list of objects ({what}); the file starts "
                             f"with {head!r}")
@@ -63,6 +61,9 @@ def read(path: str | os.PathLike, what: str, lines: bool = False) -> list[dict[s
             ds = datasets.load_dataset("json", data_files=str(path), split="train",
                                        cache_dir=cache, keep_in_memory=True)
         except Exception as exc:  # noqa: BLE001 - datasets wraps everything in its own errors
+            where = _position(path, lines)  # the standard library says where it breaks
+            if where:
+                raise DataError(f"{path}: malformed JSON at {where} ({what})") from None
             cause = exc.__cause__ or exc
             raise DataError(f"{path}: not a readable list of JSON objects ({what}): "
                             f"{type(cause).__name__}: {cause}") from exc

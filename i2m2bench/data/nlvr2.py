@@ -111,7 +111,9 @@ def build_nlvr2(source: str = "auto", data_root: str | None = None, verify: str 
                   "NLVR2"):
         from i2m2bench.data import nlvr2_real
 
-        return nlvr2_real.load(nlvr2_real.folder(data_root), verify)
+        got = nlvr2_real.load(nlvr2_real.folder(data_root), verify)
+        return Task(task_spec("real", got["dims"], f"NLVR2 ({got['folder']})"), got["splits"], {},
+                    options={"source": "real", "checksum": got["checksum"]})
     return build_embedded(train, val, test, held_out, data_seed)
 
 

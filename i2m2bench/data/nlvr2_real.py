@@ -105,15 +105,14 @@ def prepare(base: Path, backbone: str, *, batch_size: int = 32, device: str | No
     return vf.write_manifest(out, list(SPLITS), str(backbone), extra=("labels", "groups"))
 
 
-def load(base: Path, verify: str = "size"):
-    """The task from the prepared features under ``base/features``, checked against the manifest
-    and against the examples of the JSON Lines files."""
+def load(base: Path, verify: str = "size") -> dict:
+    """The prepared features under ``base/features``, checked against the manifest and against
+    the examples of the JSON Lines files: ``{"splits", "dims", "checksum", "folder"}`` (the task
+    is made by :mod:`i2m2bench.data.nlvr2`)."""
     import torch
 
     from i2m2bench.data import vl_features as vf
     from i2m2bench.data.disk import DiskSplit
-    from i2m2bench.data.nlvr2 import task_spec
-    from i2m2bench.types import Task
 
     out = base / FEATURES
     splits, dims = {}, None
@@ -130,8 +129,7 @@ def load(base: Path, verify: str = "size"):
                                           torch.from_numpy(labels), name,
                                           groups=torch.from_numpy(np.load(files["groups"])))
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
-    spec = task_spec("real", dims, f"NLVR2 ({out})")
-    return Task(spec, splits, {}, options={"source": "real", "checksum": vf.manifest_digest(out)})
+    return {"splits": splits, "dims": dims, "checksum": vf.manifest_digest(out), "folder": out}
 
 
 __all__ = ["SPLITS", "folder", "groups_of", "image_paths", "load", "prepare", "read_split"]

@@ -102,7 +102,10 @@ def build_vqa_vs(source: str = "auto", data_root: str | None = None, verify: str
                   "EMBEDDED scene world with planted shortcuts, not VQA-VS", "VQA-VS"):
         from i2m2bench.data import vqa_vs_real
 
-        return vqa_vs_real.load(vqa_vs_real.folder(data_root), verify)
+        got = vqa_vs_real.load(vqa_vs_real.folder(data_root), verify)
+        return Task(task_spec("real", got["dims"], got["answers"], f"VQA-VS ({got['folder']})"),
+                    got["splits"], got["shifts"],
+                    options={"source": "real", "checksum": got["checksum"]})
     return build_embedded(train, val, test, pool, data_seed)
 
 
