@@ -162,11 +162,20 @@ def test_extraction_resumes_after_an_interruption(tmp_path, backbone):
     assert full["joint"] == (7, 16) and not (tmp_path / "b" / "progress.json").exists()
 
 
-def test_cli_prepare_needs_a_backbone(tmp_path):
+def test_cli_prepare_checks_the_files_and_then_needs_a_backbone(tmp_path):
     env = {**os.environ, "I2M2BENCH_PLUGINS": "0"}
+    root = _fresh(tmp_path)
     r = subprocess.run([sys.executable, "-m", "i2m2bench", "prepare", "vqa-vs", "--data-root",
-                        str(tmp_path)], capture_output=True, text=True, env=env)
-    assert r.returncode == 2 and "--backbone DIR" in r.stderr
+                        str(root)], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "check out" in r.stderr and "--backbone DIR" in r.stderr
+    path = root / "vqa_vs" / "Val" / "Val-Ques.json"
+    path.write_text(path.read_text()[:-2])  # malformed: found before any backbone is needed
+    r = subprocess.run([sys.executable, "-m", "i2m2bench", "prepare", "vqa-vs", "--data-root",
+                        str(root)], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "Val-Ques.json: malformed JSON at line 1" in r.stderr
+    with pytest.raises(DataError, match="Val-Ques.json: malformed JSON"):
+        build_task("vqa_vs", data_root=str(root))  # unprepared: the files are checked first
+    assert not (root / "vqa_vs" / "features").exists()
 
 
 # ------------------------------------------------------------------------------ embedded world

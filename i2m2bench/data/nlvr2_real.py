@@ -82,17 +82,22 @@ def groups_of(rows: list[dict]) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def prepare(base: Path, backbone: str, *, batch_size: int = 32, device: str | None = None,
+def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: str | None = None,
             progress: bool = True) -> Path:
     """Read and check every file and image (each must exist and be an image, whatever its name
     says; nothing is written before all pass), then extract the features of the three splits and
-    write the prepared folder (an interrupted extraction resumes from its finished batches)."""
+    write the prepared folder (an interrupted extraction resumes from its finished batches). With
+    no ``backbone`` the files are checked and a DataError says that extracting needs one."""
     from i2m2bench.data import vl_features as vf
 
     splits = {name: read_split(base, stem) for name, stem in SPLITS.items()}
     items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
                     for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}
     vf.check_images(p for its in items.values() for it in its for p in it.images)
+    if backbone is None:
+        raise DataError(f"{base}: the examples and images check out ({sum(map(len, items.values()))} "
+                        "examples); extracting their features needs --backbone DIR (a "
+                        "transformers model saved in a local folder with its processor)")
     out = base / FEATURES
     for name, its in items.items():
         vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,

@@ -156,10 +156,12 @@ def _ood_rows(base: Path, test_ids: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def prepare(base: Path, backbone: str, *, batch_size: int = 32, device: str | None = None,
+def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: str | None = None,
             progress: bool = True) -> Path:
-    """Read and check every file (nothing is written before all of them pass), then extract the
-    features of train, val and IID test with ``backbone`` and write the prepared folder."""
+    """Read and check every file and image (nothing is written before all of them pass), then
+    extract the features of train, val and IID test with ``backbone`` and write the prepared
+    folder. With no ``backbone`` the files are checked and a DataError says that extracting
+    needs one."""
     from i2m2bench.data import vl_features as vf
 
     splits = {name: read_split(base / stem, stem) for name, stem in SPLITS.items()}
@@ -173,6 +175,10 @@ def prepare(base: Path, backbone: str, *, batch_size: int = 32, device: str | No
     items = {name: [vf.Item(q["question_id"], (image_path(root, q["image_id"]),), q["question"])
                     for q in qs] for name, (qs, _, _) in splits.items()}  # every image exists
     vf.check_images({p for its in items.values() for it in its for p in it.images})
+    if backbone is None:
+        raise DataError(f"{base}: the annotations and images check out ({sum(map(len, items.values()))} "
+                        "questions); extracting their features needs --backbone DIR (a "
+                        "transformers model saved in a local folder with its processor)")
     out = base / FEATURES
     for name, its in items.items():
         vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
@@ -197,14 +203,13 @@ def load(base: Path, verify: str = "size") -> dict:
     from i2m2bench.data.disk import DiskSplit
 
     out = base / FEATURES
+    expected = {name: np.array([q["question_id"] for q in read_split(base / stem, stem)[0]],
+                               dtype=np.int64) for name, stem in SPLITS.items()}  # checked
     vocab_path = out / "answers.json"
     problem = path_problem(vocab_path)
     if problem is not None:
         raise DataError(f"{vocab_path}: {problem}; prepare the features first: {HINT}")
     vocab = tuple(json.loads(vocab_path.read_text()))
-    expected = {name: np.array([q["question_id"] for q in hf_json.read(
-        base / stem / f"{stem}-Ques.json", "VQA-VS questions")], dtype=np.int64)
-        for name, stem in SPLITS.items()}
     ood = _ood_rows(base, expected["test"])
     for s, rows in ood.items():
         expected[s] = expected["test"][rows]
