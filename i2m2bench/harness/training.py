@@ -163,11 +163,16 @@ def poe_share(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int,
     model.eval()
     batch = split.batch(torch.arange(min(batch_size, len(split))), spec)
 
+    cuda = batch.target.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)  # GPU work is asynchronous
+
     def timed(fn) -> float:
         fn()  # warm-up
+        sync()
         t0 = time.perf_counter()
         for _ in range(reps):
             fn()
+        sync()
         return (time.perf_counter() - t0) / reps
 
     def step():
@@ -175,8 +180,10 @@ def poe_share(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int,
 
     def product():
         logits = {k: z.detach().requires_grad_() for k, z in model(batch).items()}
+        sync()
         t0 = time.perf_counter()
         model.loss(logits, batch).backward()
+        sync()
         product.seconds += time.perf_counter() - t0
 
     product.seconds = 0.0
