@@ -7,9 +7,9 @@ that what a shortcut is can be controlled exactly.
 
 **Scenes** (:func:`sample_scenes`): 1 to :data:`MAX_OBJECTS` objects, each a shape
 (:data:`SHAPES`), a colour (:data:`COLOURS`), a size (:data:`SIZES`) and a position on a grid of
-cells (no two objects share a cell). ``attributes`` lets a caller fix the objects (a planted
-scene); :func:`render` draws them at ``size`` x ``size`` pixels (uint8 RGB, a little pixel noise),
-deterministically from a seed.
+cells (no two objects share a cell), uniform over shapes and colours unless ``colour_p`` /
+``shape_p`` say otherwise; :func:`render` draws them at ``size`` x ``size`` pixels (uint8 RGB, a
+little pixel noise), deterministically from a seed.
 
 **Questions** (:func:`question`): seven templates, each with the question type VQA would give it
 (``qtype``: the opening words, as VQA's ``question_type`` field), the content words
@@ -29,8 +29,14 @@ template               text                                        answers
 =====================  ==========================================  ===================
 
 ``color``, ``shape`` and ``where`` ask about an object that is unique in the scene by the
-words of the question (the question is not asked otherwise). Words are tokenised with the fixed
-vocabulary :data:`VOCAB` (id 0 pads).
+words of the question (the question is not asked otherwise).
+
+**Statements** (:func:`statement`, :data:`STATEMENTS`): single-image sentences answered yes / no
+("the image has exactly {n} {colour} objects", "the image contains a {colour} {shape}"). The
+frozen backbone (:mod:`i2m2bench.data.scene_backbone`) is pretrained on them besides the questions,
+so that its features also serve the NLVR2 twin's sentences about image pairs
+(:mod:`i2m2bench.data.nlvr2_world`). Words of questions and sentences are tokenised with the fixed
+vocabulary :data:`VOCAB` (id 0 pads; at most :data:`MAX_TOKENS` words).
 """
 from __future__ import annotations
 
