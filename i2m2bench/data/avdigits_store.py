@@ -25,11 +25,12 @@ This module needs numpy only.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
+
+from i2m2bench.data.base import file_sha256
 
 STORE_PATH: Path = Path(__file__).parent / "embedded" / "avdigits_v1.npz"
 SHA256_PATH: Path = STORE_PATH.with_suffix(".sha256")
@@ -60,15 +61,6 @@ def expected_sha256(sha_path: str | os.PathLike = SHA256_PATH) -> str:
     if not text:
         raise ValueError(f"{sha_path} is empty")
     return text[0].lower()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_store(path: str | os.PathLike = STORE_PATH, verify: bool = True) -> dict[str, np.ndarray]:

@@ -149,7 +149,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from i2m2bench.data.base import DataError, path_problem
+from i2m2bench.data.base import DataError, file_sha256, path_problem
 from i2m2bench.data.disk import DiskSplit
 from i2m2bench.data.fastmri_processing import (CROP, KSPACE_SHAPE, LABELS, column_mask,
                                                magnitude_phase, parse_labels)
@@ -185,7 +185,6 @@ MAG_REF_SLICES = 64
 _VOLUME_ID = re.compile(r"file\d+")  # a fastMRI knee volume id (file1000001)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a folder name, no path parts
 _WHOLE = re.compile(r"[0-9]+")
-_HASH_BLOCK = 8 << 20
 
 DEVIATIONS = (
     "reviewed volume ids are sorted before the 70/15/15 split (the official list comes from a "
@@ -692,14 +691,6 @@ def _probe_sha256(path: Path, offset: int, blocks: int = PROBE_BLOCKS,
     return h.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_BLOCK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _file_entry(path: Path) -> dict:
     """A written file's manifest entry: shape, dtype, bytes, data offset, sha256, probe."""
     with open(path, "rb") as fh:
@@ -709,7 +700,7 @@ def _file_entry(path: Path) -> dict:
         shape, _, dtype = read(fh)
         offset = fh.tell()
     return {"shape": list(shape), "dtype": np.dtype(dtype).str, "bytes": os.path.getsize(path),
-            "offset": offset, "sha256": _sha256(path),
+            "offset": offset, "sha256": file_sha256(path),
             "probe_sha256": _probe_sha256(path, offset, PROBE_BLOCKS, PROBE_BLOCK_BYTES)}
 
 
@@ -934,7 +925,7 @@ def _check_file(path: Path, entry: dict, manifest: Path, verify: str,
         if _probe_sha256(path, int(entry["offset"]), *probe) != entry["probe_sha256"]:
             raise _stale(path, manifest, "its probe sha256 (header and sampled blocks) differs "
                                          "from the manifest's")
-    elif verify == "full" and _sha256(path) != entry["sha256"]:
+    elif verify == "full" and file_sha256(path) != entry["sha256"]:
         raise _stale(path, manifest, "its sha256 differs from the manifest's")
 
 

@@ -94,10 +94,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
                     for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}
     vf.check_images(p for its in items.values() for it in its for p in it.images)
-    if backbone is None:
-        raise DataError(f"{base}: the examples and images check out ({sum(map(len, items.values()))} "
-                        "examples); extracting their features needs --backbone DIR (a "
-                        "transformers model saved in a local folder with its processor)")
+    vf.require_backbone(backbone, base, sum(map(len, items.values())), "examples")
     out = base / FEATURES
     for name, its in items.items():
         vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,

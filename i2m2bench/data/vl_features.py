@@ -89,6 +89,15 @@ def check_images(paths: Iterable[Path]) -> None:
             raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
 
 
+def require_backbone(backbone, base: Path, count: int, what: str) -> None:
+    """The files under ``base`` checked out (``count`` ``what``); a DataError saying that the
+    extraction needs ``--backbone DIR`` when ``backbone`` is None."""
+    if backbone is None:
+        raise DataError(f"{base}: the {what} and images check out ({count} {what}); extracting "
+                        "their features needs --backbone DIR (a transformers model saved in a "
+                        "local folder with its processor)")
+
+
 def load_backbone(folder: str | os.PathLike, device: str | None = None):
     """(model, processor, device) from a local ``transformers`` folder (``local_files_only``:
     nothing is downloaded); a DataError naming the folder when it holds no usable model."""
@@ -259,5 +268,5 @@ def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "size
     return out
 
 
-__all__ = ["FEATURES", "Item", "MANIFEST", "check_images", "extract", "load_backbone", "manifest_digest",
+__all__ = ["FEATURES", "Item", "MANIFEST", "check_images", "require_backbone", "extract", "load_backbone", "manifest_digest",
            "open_features", "write_manifest"]

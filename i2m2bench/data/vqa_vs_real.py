@@ -175,10 +175,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     items = {name: [vf.Item(q["question_id"], (image_path(root, q["image_id"]),), q["question"])
                     for q in qs] for name, (qs, _, _) in splits.items()}  # every image exists
     vf.check_images({p for its in items.values() for it in its for p in it.images})
-    if backbone is None:
-        raise DataError(f"{base}: the annotations and images check out ({sum(map(len, items.values()))} "
-                        "questions); extracting their features needs --backbone DIR (a "
-                        "transformers model saved in a local folder with its processor)")
+    vf.require_backbone(backbone, base, sum(map(len, items.values())), "questions")
     out = base / FEATURES
     for name, its in items.items():
         vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
