@@ -28,20 +28,31 @@ EPILOG = """examples:
   python -m i2m2bench prepare mimic --data-root ~/data          # once: mimic/im.pk -> mimic.npz
   python -m i2m2bench prepare vqa-vs --backbone ~/flava --data-root ~/data   # once: features
   python -m i2m2bench bench                                     # PoE kernel throughput table
+  torchrun --nproc-per-node 2 -m i2m2bench run --gin gin/fastmri.gin   # each unit on 2 GPUs (DDP)
+  python -m i2m2bench run --gin gin/avmnist.gin --executor ray  # units as Ray tasks
 """
 
 
 def _cmd_run(args) -> int:
+    from i2m2bench.harness import distributed
     from i2m2bench.harness.config import CLI_NAMES, check_run_arguments
     from i2m2bench.harness.runner import run_suite
 
     check_run_arguments(args.gin, args.methods, args.seeds, data_root=args.data_root, out=args.out,
                         results_dir=args.leaderboard_dir, device=args.device, names=CLI_NAMES)
-    run = run_suite(args.gin, args.gin_param, methods=args.methods, seeds=args.seeds,
-                    data_root=args.data_root, device=args.device, out=args.out,
-                    results_dir=args.leaderboard_dir, force=args.force,
-                    progress=not args.no_progress, dry_run=args.dry_run,
-                    tensorboard=args.tensorboard)
+    try:
+        run = run_suite(args.gin, args.gin_param, methods=args.methods, seeds=args.seeds,
+                        data_root=args.data_root, device=args.device, out=args.out,
+                        results_dir=args.leaderboard_dir, force=args.force,
+                        progress=not args.no_progress, dry_run=args.dry_run,
+                        tensorboard=args.tensorboard, executor=args.executor,
+                        ray_address=args.ray_address, ray_cpus_per_unit=args.ray_cpus_per_unit,
+                        ray_gpus_per_unit=args.ray_gpus_per_unit)
+        main = distributed.is_main()
+    finally:
+        distributed.shutdown()
+    if not main:  # rank 0 reports for the group
+        return 3 if run.failures else 0
     if args.dry_run:
         return _print_plan(run)
     if not run.summary and not run.failures:
@@ -268,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tensorboard", metavar="DIR", default=None,
                    help="write loss and validation metric per epoch per unit to DIR "
                         "(needs the tensorboard extra: pip install 'i2m2bench[tensorboard]')")
+    r.add_argument("--executor", choices=["in-process", "ray"], default="in-process",
+                   help="in-process (default; under torchrun each unit trains data-parallel over "
+                        "the ranks) or ray: units as Ray tasks (needs the ray extra)")
+    r.add_argument("--ray-address", metavar="HOST:PORT", default=None,
+                   help="the Ray cluster to use (default: start a local instance)")
+    r.add_argument("--ray-cpus-per-unit", type=int, default=1, metavar="N",
+                   help="CPUs per unit under --executor ray, also its torch threads (default 1)")
+    r.add_argument("--ray-gpus-per-unit", type=float, default=None, metavar="G",
+                   help="GPUs per unit under --executor ray (default: 1 on CUDA, else 0)")
     r.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",

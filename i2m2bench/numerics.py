@@ -40,6 +40,10 @@ def numerics(device: torch.device) -> dict:
     out = {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "threads": torch.get_num_threads(), "deterministic": DETERMINISTIC,
            "torch": torch.__version__}
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        out["world_size"] = dist.get_world_size()  # data-parallel: the gradient reduction order
     if device.type == "cuda":
         out.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
                    cudnn=torch.backends.cudnn.version(), cudnn_benchmark=False,
@@ -54,7 +58,8 @@ def numerics_label(n: dict | None, device: str = "") -> str:
         return device
     where = f"{n['gpu']} (CUDA {n.get('cuda')})" if n.get("gpu") else f"cpu: {n.get('cpu', '?')}"
     det = "" if n.get("deterministic", True) else ", non-deterministic"
-    return f"{where}, {n.get('cpu_capability', '?')}, {n.get('threads', '?')} threads{det}"
+    ranks = f", {n['world_size']} data-parallel ranks" if n.get("world_size", 1) > 1 else ""
+    return f"{where}, {n.get('cpu_capability', '?')}, {n.get('threads', '?')} threads{ranks}{det}"
 
 
 __all__ = ["DETERMINISTIC", "cpu_model", "numerics", "numerics_label"]

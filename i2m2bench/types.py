@@ -273,6 +273,26 @@ class Batch:
         return self.present[modality]
 
 
+def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows [start, stop) of a batch of ``n`` that data-parallel rank ``rank`` of ``world``
+    trains on: contiguous, sizes differing by at most one (the first ``n % world`` ranks take one
+    more)."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+def shard_rows(index, shard: tuple[int, int] | None):
+    """Rank ``shard[0]``'s part of one batch's row ``index`` (a tensor or array) under
+    :func:`shard_bounds`; ``index`` itself for ``shard=None``. A rank whose part is empty (a last
+    batch with fewer rows than ranks) gets the batch's first row as a stand-in, which the
+    training loop weighs 0, so that every rank takes every step."""
+    if shard is None:
+        return index
+    start, stop = shard_bounds(len(index), *shard)
+    return index[start:stop] if stop > start else index[:1]
+
+
 class DataSplit(ABC):
     """What the harness needs of a split, whatever holds its data.
 
@@ -303,11 +323,12 @@ class DataSplit(ABC):
         """Rows ``index`` (int64, any device) as one normalised batch."""
 
     @abstractmethod
-    def batches(self, spec: TaskSpec, batch_size: int,
-                order: torch.Tensor | None = None) -> Iterator[Batch]:
+    def batches(self, spec: TaskSpec, batch_size: int, order: torch.Tensor | None = None,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
         """One pass: batches of ``batch_size`` consecutive entries of ``order`` (a CPU int64
         tensor of row indices; None: rows 0..N-1 in turn), in that order; the last may be
-        shorter."""
+        shorter. ``shard=(rank, world)``: of each such batch only the rows that data-parallel
+        rank ``rank`` of ``world`` trains on (:func:`shard_rows`)."""
 
     @abstractmethod
     def mean(self, modality: str) -> torch.Tensor:
@@ -358,18 +379,18 @@ class Split(DataSplit):
             inputs[m.name] = model_input(self.inputs[m.name].index_select(0, index), m, inplace=True)
         return Batch(inputs, self.target.index_select(0, index))
 
-    def batches(self, spec: TaskSpec, batch_size: int,
-                order: torch.Tensor | None = None) -> Iterator[Batch]:
+    def batches(self, spec: TaskSpec, batch_size: int, order: torch.Tensor | None = None,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
         """Gathered on the split's device, one ``index_select`` per modality (no DataLoader)."""
         device = self.target.device
-        if order is None:
+        if order is None and shard is None:
             n = len(self)
             for start in range(0, n, batch_size):
                 yield self.batch(torch.arange(start, min(start + batch_size, n), device=device), spec)
             return
-        order = order.to(device)
+        order = (torch.arange(len(self)) if order is None else order).to(device)
         for start in range(0, int(order.shape[0]), batch_size):
-            yield self.batch(order[start:start + batch_size], spec)
+            yield self.batch(shard_rows(order[start:start + batch_size], shard), spec)
 
     def mean(self, modality: str) -> torch.Tensor:
         return self.inputs[modality].sum(0, dtype=torch.float64) / len(self)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from i2m2bench.types import Batch, DataSplit, Split, TaskSpec, model_input
+from i2m2bench.types import Batch, DataSplit, Split, TaskSpec, model_input, shard_rows
 
 # Rows per chunk of a sequential scan (means, validation): about this many bytes.
 CHUNK_BYTES = 64 << 20
@@ -440,14 +440,15 @@ class DiskSplit(DataSplit):
                 persistent_workers=opts.persistent_workers)
         return self._dataloader
 
-    def batches(self, spec: TaskSpec, batch_size: int,
-                order: torch.Tensor | None = None) -> Iterator[Batch]:
+    def batches(self, spec: TaskSpec, batch_size: int, order: torch.Tensor | None = None,
+                shard: tuple[int, int] | None = None) -> Iterator[Batch]:
         n = len(self)
         if order is None:
             index = [np.arange(s, min(s + batch_size, n), dtype=np.int64) for s in range(0, n, batch_size)]
         else:
             flat = order.detach().to("cpu", torch.int64).numpy()
             index = [flat[s:s + batch_size] for s in range(0, len(flat), batch_size)]
+        index = [shard_rows(idx, shard) for idx in index]
         if self._options().workers(self.device) == 0:
             for idx in index:
                 yield self._finish(self._dataset[idx], idx, spec)

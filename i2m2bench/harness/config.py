@@ -39,6 +39,7 @@ from i2m2bench.harness.protocols import DEFAULT_LEVELS
 _LABEL = re.compile(r"[A-Za-z0-9._-]+")
 #: ``train.class_weights`` values: none, or from the training labels' class frequencies.
 CLASS_WEIGHTS = (None, "balanced")
+PRECISIONS = ("fp32", "bf16")  # train.precision
 #: ``train.loss`` values; which apply to a task depends on its problem type (fusion.base.LOSSES).
 LOSS_NAMES = ("auto", "nll", "bce", "soft_ce")
 #: Protocol heads that draw robustness curves, whose effective robustness compares with
@@ -162,6 +163,11 @@ class TrainConfig:
     heuristic), as the official FastMRI code weights its per-label cross-entropies (its weights
     file is not public: ``i2m2bench.harness.training.balanced_class_weights``).
 
+    ``precision``: ``'fp32'`` (default) or ``'bf16'``: training and evaluation under
+    ``torch.autocast`` with bfloat16 (matmuls and convolutions in bfloat16, reductions and the
+    PoE kernels in float32; ``i2m2bench.harness.training.autocast``); it is part of the unit's
+    settings, so of its hash and of every row.
+
     ``patience``: training stops after this many consecutive epochs without a strict
     improvement of the selection metric; None never stops early. The default, 11, is the
     official I2M2 loops' rule ``if early_stop and patience > 10: break`` with the counter raised
@@ -184,6 +190,7 @@ class TrainConfig:
     select_on: str | None = None
     class_weights: str | None = None
     betas: tuple | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         """Every field's type and range (:class:`SettingError` naming ``train.<field>``); values
@@ -194,6 +201,9 @@ class TrainConfig:
         if self.loss not in LOSS_NAMES:
             raise SettingError("train.loss", f"train.loss must be one of "
                                f"{', '.join(map(repr, LOSS_NAMES))}; got {self.loss!r}")
+        if self.precision not in PRECISIONS:
+            raise SettingError("train.precision", f"train.precision must be one of "
+                               f"{', '.join(map(repr, PRECISIONS))}; got {self.precision!r}")
         if self.class_weights not in CLASS_WEIGHTS:
             raise SettingError("train.class_weights", f"train.class_weights must be one of "
                                f"{', '.join(map(repr, CLASS_WEIGHTS))}; got {self.class_weights!r}")

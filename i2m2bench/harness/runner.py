@@ -43,14 +43,15 @@ import torch
 from i2m2bench._version import __version__
 from i2m2bench.data import accepts_data_root, build_task
 from i2m2bench.fusion.base import FUSIONS, ContractError, Fusion, check_outputs
-from i2m2bench.harness import store
+from i2m2bench.harness import distributed, store
 from i2m2bench.harness.config import SuiteConfig, check_run_arguments, read_suite
 from i2m2bench.harness.errors import ConfigError, UnitFailed
+from i2m2bench.harness.executors import make_executor
 from i2m2bench.harness.ginfiles import check_scopes, parse_gin
 from i2m2bench.harness.protocols import Protocol, ProtocolError
 from i2m2bench.harness.protocols import expand as expand_protocols
 from i2m2bench.harness.recipes import RECIPES, Checkpoint
-from i2m2bench.harness.seeding import resolve_device, seed_everything
+from i2m2bench.harness.seeding import deterministic_setup, seed_everything
 from i2m2bench.harness.training import (NaNLossError, TrainResult, check_task_metrics, poe_share,
                                         check_train_settings, evaluate, selection_metric,
                                         train_model)
@@ -123,6 +124,9 @@ class SuiteRun:
     failures: list = field(default_factory=list)
     plan: list = field(default_factory=list)  # [PlanItem], dependencies first
     repairs: list = field(default_factory=list)  # one line per repair of the result store
+    # None: records are written to the store as they are made; a list: they are collected there
+    # (rec, prov, replace, label) for a driver to write (i2m2bench.harness.executors)
+    pending: list | None = None
     _failed: dict = field(default_factory=dict)
     _means: dict = field(default_factory=dict)
     resolver: UnitResolver = field(init=False)
@@ -213,37 +217,56 @@ class SuiteRun:
 
     # -- execution -------------------------------------------------------------------------
     def execute(self, progress: Progress) -> None:
-        """Bring each unit of the plan about, each under its lock (``<run dir>/unit.lock``): a
-        run that shares the run folder with another waits while the other works on a unit, then
-        decides again what the unit needs (usually nothing: the other run completed it). A
-        complete unit's rows are first checked against its ``metrics.json`` (:meth:`_heal`)."""
-        for i, item in enumerate(self.plan):
-            u = item.unit
-            with store.locked(self.unit_dir(u) / "unit", on_wait=lambda lock, u=u: self.log(
-                    f"[i2m2bench] {self.where(u)}: another run is working on it ({lock}); waiting")):
-                action = self.action(u)
-                if action != item.action:  # another run got there first (or undid it)
-                    self.plan[i] = item = dataclasses.replace(item, action=action)
-                if action == SKIP:
+        """Bring each unit of the plan about in turn (:meth:`run_item`)."""
+        for item in list(self.plan):
+            self.run_item(item, progress)
+
+    def run_item(self, item: PlanItem, progress: Progress | None = None) -> str:
+        """Bring one unit about under its lock (``<run dir>/unit.lock``) and return what was done
+        (``train``, ``evaluate`` or ``skip``): a run that shares the run folder with another
+        waits while the other works on the unit, then decides again what the unit needs (usually
+        nothing: the other run completed it). A complete unit's rows are first checked against
+        its ``metrics.json`` (:meth:`_heal`).
+
+        Under torchrun (:mod:`~i2m2bench.harness.distributed`) rank 0 holds the lock and decides,
+        every rank trains, and rank 0 alone evaluates and writes; the ranks meet after each unit
+        (an I2M2 unit then finds its experts' checkpoints)."""
+        u, main = item.unit, distributed.is_main()
+        lock = (store.locked(self.unit_dir(u) / "unit", on_wait=lambda path: self.log(
+            f"[i2m2bench] {self.where(u)}: another run is working on it ({path}); waiting"))
+            if main else contextlib.nullcontext())
+        with lock:
+            action = distributed.broadcast(self.action(u) if main else None)
+            if action != item.action:  # another run got there first (or undid it)
+                i = next(k for k, it in enumerate(self.plan) if it.unit == u)
+                self.plan[i] = dataclasses.replace(item, action=action)
+            if action == SKIP:
+                if main:
                     self._heal(u)
-                    self.log(f"[i2m2bench] {self.where(u)}: done already ({self.unit_dir(u)}); skipping")
-                    continue
-                metrics = self._read_metrics(self.unit_dir(u)) if action == EVALUATE else {}
-                what = ("training" if action == TRAIN else "new protocols" if metrics
-                        else "re-evaluating (metrics.json unreadable)")
+                self.log(f"[i2m2bench] {self.where(u)}: done already ({self.unit_dir(u)}); skipping")
+                return action
+            metrics = self._read_metrics(self.unit_dir(u)) if action == EVALUATE and main else {}
+            what = ("training" if action == TRAIN else "new protocols" if metrics
+                    else "re-evaluating (metrics.json unreadable)")
+            if progress is not None:
                 progress.begin(f"{self.where(u)}: {what}")
-                try:
-                    if action == TRAIN:
-                        self._train_unit(u)
-                    elif metrics:
-                        self._heal(u)
-                        self._evaluate_more(u)
-                    else:
-                        self._reevaluate(u)
-                except UnitFailed:
-                    pass  # recorded; the other units go on
-                finally:
+            try:
+                if action == TRAIN:
+                    self._train_unit(u)
+                elif not main:
+                    pass  # evaluation is rank 0's
+                elif metrics:
+                    self._heal(u)
+                    self._evaluate_more(u)
+                else:
+                    self._reevaluate(u)
+            except UnitFailed:
+                pass  # recorded; the other units go on
+            finally:
+                if progress is not None:
                     progress.end()
+        distributed.barrier()
+        return action
 
     def _checkpoints(self, u: Unit) -> dict[str, Checkpoint]:
         for slot, dep in u.deps.items():
@@ -257,12 +280,12 @@ class SuiteRun:
         return self.resolver.build(u.method).to(self.device)
 
     def _train_unit(self, u: Unit) -> None:
-        task, d = self.task, self.unit_dir(u)
+        task, d, main = self.task, self.unit_dir(u), distributed.is_main()
         # A (re)training starts incomplete: an earlier run's metrics or failure no longer stand
         # (else a failed --force retrain would leave the old metrics.json, and the unit skipped).
-        for stale in ("metrics.json", "failed.json"):
+        for stale in ("metrics.json", "failed.json") if main else ():
             (d / stale).unlink(missing_ok=True)
-        for tmp in d.glob(".*.tmp"):  # left by a run killed mid-write (the unit lock is ours)
+        for tmp in d.glob(".*.tmp") if main else ():  # left by a run killed mid-write (the lock is ours)
             if store.is_temporary(tmp):
                 tmp.unlink(missing_ok=True)
         checkpoints = self._checkpoints(u)
@@ -286,19 +309,22 @@ class SuiteRun:
                     res = train_model(model, train, task.splits["val"], task.spec, u.train, gen,
                                       desc=u.key, progress=self.progress, on_epoch=on_epoch)
                 else:
-                    val, pred = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size)
+                    val, pred = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size,
+                                         precision=u.train.precision)
                     res = TrainResult(val[selection_metric(task.spec, u.train)], -1, 0, 0.0, 0.0,
                                       [], val, pred)
         except NaNLossError as exc:
             self._record_failure(u, str(exc))
+        if not main:
+            return  # rank 0 evaluates and writes
         t0 = time.perf_counter()
         scores, preds, robust_s = self._evaluate_all(model, u, res.val_scores, res.val_pred)
         eval_s = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if self.device.type == "cuda":
             peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        share = (poe_share(model, train, task.spec, u.train.batch_size)
-                 if recipe.trains and res.seconds else None)
+        share = (poe_share(model, train, task.spec, u.train.batch_size,
+                           precision=u.train.precision) if recipe.trains and res.seconds else None)
         info = dict(zip(UNIT_INFO, (res.seconds, res.samples_per_s, eval_s, robust_s,
                                     res.epochs_run, res.best_epoch, peak_mb, share)))
         info = {k: v for k, v in info.items() if v is not None}
@@ -361,7 +387,7 @@ class SuiteRun:
         modification time and given this run's provenance (the log line says so)."""
         d = self.unit_dir(u)
         metrics = self._read_metrics(d)
-        if not metrics:
+        if not metrics or self.pending is not None:  # a worker: its driver heals
             return
         mtime = _dt.datetime.fromtimestamp((d / "metrics.json").stat().st_mtime, _dt.timezone.utc)
         records = store.records_from_metrics(self._base(u), metrics, prov=self.provenance,
@@ -449,12 +475,17 @@ class SuiteRun:
         try:
             model.load_state_dict(store.load_checkpoint(path))
         except Exception as exc:  # noqa: BLE001 - a damaged checkpoint of this very unit
+            if distributed.active():  # the other ranks are not training with this one
+                raise ConfigError(f"{path}: cannot load the checkpoint of {self.where(u)} "
+                                  f"({type(exc).__name__}: {exc}), nor {d / 'metrics.json'}; "
+                                  f"delete {d} to retrain it") from exc
             self.log(f"[i2m2bench] {path}: cannot load it either ({type(exc).__name__}: {exc}); "
                      f"training {self.where(u)} again")
             return self._train_unit(u)
         task = self.task
         t0 = time.perf_counter()
-        values, pred = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size)
+        values, pred = evaluate(model, task.splits["val"], task.spec, u.train.eval_batch_size,
+                                precision=u.train.precision)
         scores, preds, robust_s = self._evaluate_all(model, u, values, pred)
         spent = time.perf_counter() - t0
         have = store.unit_records(self.results_path, u.unit_hash, u.seed)
@@ -522,7 +553,8 @@ class SuiteRun:
         """({metric: value} for every declared metric, the predictions) of one protocol."""
         task = self.task
         _, split = self._split_of(proto)
-        return evaluate(model, split, task.spec, u.train.eval_batch_size, proto.transform(task, u.seed))
+        return evaluate(model, split, task.spec, u.train.eval_batch_size, proto.transform(task, u.seed),
+                        precision=u.train.precision)
 
     def _score(self, proto: Protocol | str, metric: str, value: float) -> dict:
         if isinstance(proto, str):  # "val": the validation score that selected the checkpoint
@@ -601,9 +633,10 @@ class SuiteRun:
     def _record_failure(self, u: Unit, message: str) -> None:
         """A failed unit leaves a ``failed.json`` and a ``failed`` record; retried next run."""
         self.log(f"[i2m2bench] {self.where(u)}: FAILED: {message}")
-        store.write_text_atomic(self.unit_dir(u) / "failed.json",
-                                json.dumps({"unit": u.key, "error": message}))
-        self._store(u, [], {"failed": 1.0}, replace=True, error=message)
+        if distributed.is_main():
+            store.write_text_atomic(self.unit_dir(u) / "failed.json",
+                                    json.dumps({"unit": u.key, "error": message}))
+            self._store(u, [], {"failed": 1.0}, replace=True, error=message)
         self._failed[u.method, u.seed] = message
         self.failures.append(f"{self.where(u)}: {message}")
         raise UnitFailed(message)
@@ -628,10 +661,17 @@ class SuiteRun:
         made with other numerics replaced, torn lines dropped) are logged."""
         rec, prov = store.make_record(self._base(u), self.provenance, scores, info,
                                       store.utc_now(), error)
-        for note in store.upsert_unit(self.results_path, rec, prov, replace=replace,
-                                      label=self.where(u)):
-            self.log(f"[i2m2bench] {note}")
+        if self.pending is not None:  # a worker of another executor: the driver writes it
+            self.pending.append((rec, prov, replace, self.where(u)))
+        else:
+            self.write_record(rec, prov, replace, self.where(u))
         return rec, prov
+
+    def write_record(self, rec: dict, prov: dict, replace: bool, label: str) -> None:
+        """Upsert one unit record into this board's results file, logging the store's notes
+        (rows made with other numerics replaced, torn lines dropped)."""
+        for note in store.upsert_unit(self.results_path, rec, prov, replace=replace, label=label):
+            self.log(f"[i2m2bench] {note}")
 
 
 def _build_task(suite: SuiteConfig, label: str | None, options: dict, data_root: str | None) -> Task:
@@ -646,28 +686,82 @@ def _build_task(suite: SuiteConfig, label: str | None, options: dict, data_root:
         raise ConfigError(f"suite.sweep[{label!r}] = {suite.sweep[label]}: {exc}") from exc
 
 
+@dataclass
+class SuitePlan:
+    """A parsed, validated and planned suite: one :class:`SuiteRun` per dataset setting."""
+
+    suite: SuiteConfig
+    runs: list
+    methods: list
+    seeds: list
+    device: torch.device
+
+
+def plan_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
+               methods: list[str] | None = None, seeds: list[int] | None = None,
+               data_root: str | None = None, device: torch.device, out: str | Path = "runs",
+               results_dir: str | Path = "leaderboards", force: bool = False,
+               progress: bool = True, tensorboard: Path | None = None,
+               log: Callable[[str], None] | None = None) -> SuitePlan:
+    """Parse the gin files, build every setting's task on ``device``, validate every method on a
+    probe batch and plan every unit (what :func:`run_suite` and each worker of an executor do
+    before any training). The ``i2m2bench.plugins`` entry points are loaded first."""
+    deterministic_setup()  # before any CUDA work: cuBLAS reads its workspace setting once
+    load_plugins()
+    parse_gin(gin_files, bindings)
+    suite = read_suite()
+    check_scopes(list(suite.methods))
+    config_hash = store.stable_hash(gin.config_str())
+    from i2m2bench.reporting import LAYOUTS
+
+    LAYOUTS.get(suite.layout)  # an unknown layout is a config error before any training
+    selected = list(suite.methods) if not methods else list(methods)
+    seed_list = [int(s) for s in (seeds if seeds is not None else suite.seeds)]
+    prov = store.provenance(device)
+    runs: list[SuiteRun] = []
+    for label, options in suite.settings().items():
+        task = _build_task(suite, label, options, data_root)
+        task = Task(task.spec, {k: s.to(device) for k, s in task.splits.items()},
+                    {k: s.to(device) for k, s in task.shifts.items()}, task.options)
+        run = SuiteRun(suite, task, device, Path(out), Path(results_dir), force=force,
+                       progress=progress, config_hash=config_hash, provenance=prov,
+                       setting=label, tensorboard=tensorboard, **({"log": log} if log else {}))
+        run.validate(selected)  # every method, model, expert map and protocol, before training
+        same = [r.setting for r in runs if r.task_identity() == run.task_identity()]
+        if same:
+            raise ConfigError(f"suite.sweep: settings {same[0]!r} and {label!r} resolve to the same "
+                              "dataset options; their units (and result rows) would coincide")
+        run.make_plan(selected, seed_list)
+        runs.append(run)
+    return SuitePlan(suite, runs, selected, seed_list, device)
+
+
 def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
               methods: list[str] | None = None, seeds: list[int] | None = None,
               data_root: str | None = None, device: str | None = None, out: str | Path = "runs",
               results_dir: str | Path = "leaderboards", force: bool = False,
               progress: bool = True, render: bool = True, dry_run: bool = False,
               tensorboard: str | Path | None = None,
-              log: Callable[[str], None] | None = None) -> SuiteRun:
+              log: Callable[[str], None] | None = None, executor: str = "in-process",
+              ray_address: str | None = None, ray_cpus_per_unit: int = 1,
+              ray_gpus_per_unit: float | None = None) -> SuiteRun:
     """Run a suite from gin files; returns the :class:`SuiteRun` (``.summary``, ``.failures``,
     ``.plan``: the units and what was done with each — ``train``, ``evaluate`` or ``skip``).
 
     ``dry_run``: resolve and validate everything, fill ``.plan``, train and write nothing.
     The ``i2m2bench.plugins`` entry points are loaded first, once per process
     (``I2M2BENCH_PLUGINS=0`` skips them).
+
+    ``executor``: ``'in-process'`` (default; under torchrun, every unit data-parallel over the
+    ranks, :mod:`~i2m2bench.harness.distributed`) or ``'ray'`` (units as Ray tasks on the
+    cluster at ``ray_address``, a local instance without one; ``ray_cpus_per_unit`` CPUs and
+    ``ray_gpus_per_unit`` GPUs each, default one GPU per unit on CUDA:
+    :mod:`~i2m2bench.harness.executors`).
     """
     check_run_arguments(gin_files, methods, seeds, data_root=data_root, out=out,
                         results_dir=results_dir, device=device)
-    load_plugins()
-    parse_gin(gin_files, bindings)
-    suite = read_suite()
-    check_scopes(list(suite.methods))
-    config_hash = store.stable_hash(gin.config_str())
-    dev = resolve_device(device)
+    runner = make_executor(executor, ray_address=ray_address, cpus_per_unit=ray_cpus_per_unit,
+                           gpus_per_unit=ray_gpus_per_unit)
     tb = Path(tensorboard) if tensorboard is not None else None
     if tb is not None:
         try:
@@ -677,27 +771,14 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
                               "pip install 'i2m2bench[tensorboard]'") from exc
     if not dry_run:
         store.check_writable(Path(out), Path(results_dir) / "results")
-    from i2m2bench.reporting import LAYOUTS
-
-    LAYOUTS.get(suite.layout)  # an unknown layout is a config error before any training
-    selected = list(suite.methods) if not methods else list(methods)
-    seed_list = [int(s) for s in (seeds if seeds is not None else suite.seeds)]
-    prov = store.provenance(dev)
-    runs: list[SuiteRun] = []
-    for label, options in suite.settings().items():
-        task = _build_task(suite, label, options, data_root)
-        task = Task(task.spec, {k: s.to(dev) for k, s in task.splits.items()},
-                    {k: s.to(dev) for k, s in task.shifts.items()}, task.options)
-        run = SuiteRun(suite, task, dev, Path(out), Path(results_dir), force=force,
-                       progress=progress, config_hash=config_hash, provenance=prov,
-                       setting=label, tensorboard=tb, **({"log": log} if log else {}))
-        run.validate(selected)  # every method, model, expert map and protocol, before training
-        same = [r.setting for r in runs if r.task_identity() == run.task_identity()]
-        if same:
-            raise ConfigError(f"suite.sweep: settings {same[0]!r} and {label!r} resolve to the same "
-                              "dataset options; their units (and result rows) would coincide")
-        run.make_plan(selected, seed_list)
-        runs.append(run)
+    deterministic_setup()
+    dev = distributed.init_from_env(runner.driver_device(device))
+    if not distributed.is_main():
+        log = _quiet  # rank 0 speaks for the group
+    plan = plan_suite(gin_files, bindings, methods=methods, seeds=seeds, data_root=data_root,
+                      device=dev, out=out, results_dir=results_dir, force=force, progress=progress,
+                      tensorboard=tb, log=log)
+    runs, suite, selected, seed_list = plan.runs, plan.suite, plan.methods, plan.seeds
     first = runs[0]
     if dry_run:
         for other in runs[1:]:  # one plan for the whole sweep
@@ -709,20 +790,26 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     for run in runs:
         where = "" if run.setting is None else f", setting {run.setting!r}"
         spec = run.task.spec
+        ranks = f" x {distributed.world_size()} ranks" if distributed.active() else ""
         run.log(f"[i2m2bench] suite {suite.name!r}{where}: dataset {spec.name} v{spec.version} "
-                f"({spec.source} data), {len(selected)} methods x seeds {seed_list}, device {dev}; "
-                f"results -> {run.results_path}")
-        if run.results_path not in checked:  # each line the store does not understand, once
+                f"({spec.source} data), {len(selected)} methods x seeds {seed_list}, device {dev}"
+                f"{ranks}, executor {runner.name}; results -> {run.results_path}")
+        if run.results_path not in checked and distributed.is_main():  # each odd line, once
             checked.add(run.results_path)
             with store.locked(run.results_path):
                 store.read_records(run.results_path, report=lambda m, r=run: r.log(f"[i2m2bench] {m}"))
-        run.execute(bar)
+    runner.execute(runs, bar, job=dict(
+        gin_files=[str(Path(f).resolve()) for f in gin_files], bindings=list(bindings),
+        methods=methods, seeds=seeds, device=device,
+        data_root=None if data_root is None else str(Path(data_root).resolve()),
+        out=str(Path(out).resolve()), results_dir=str(Path(results_dir).resolve()), force=force),
+        planner=plan_suite)
     for other in runs[1:]:  # one plan, summary and failure list for the whole sweep
         first.plan += other.plan
         first.summary += other.summary
         first.failures += other.failures
         first.repairs += other.repairs
-    if render:
+    if render and distributed.is_main():
         from i2m2bench.harness.publish import publish_predictions, render_board_file
 
         for results in dict.fromkeys(r.results_path for r in runs):  # one per board, in order
@@ -733,3 +820,7 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
             path = render_board_file(results, first.results_dir, report=store.quiet)
             first.log(f"[i2m2bench] leaderboard -> {path}")
     return first
+
+
+def _quiet(_line: str) -> None:
+    """The log of a rank other than 0."""

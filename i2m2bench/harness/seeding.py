@@ -12,6 +12,26 @@ import numpy as np
 import torch
 
 
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def deterministic_setup() -> None:
+    """What deterministic CUDA needs before any CUDA work (probe batches included): a fixed
+    cuBLAS workspace (``CUBLAS_WORKSPACE_CONFIG``, read when cuBLAS initialises; a value the
+    user set is kept), cuDNN's deterministic algorithms and no benchmarking (which picks
+    algorithms by timing, so differently from run to run), deterministic algorithms everywhere
+    (an op without a deterministic implementation is an error naming it). Called by the runner
+    before a task is built; :func:`seed_everything` repeats it per unit."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True)
+    # With deterministic algorithms on, torch also fills every fresh tensor with NaN to expose
+    # reads of uninitialised memory; that costs ~13% of an AV-MNIST training step on CPU and
+    # changes no result of a correct op (the determinism tests compare runs bit for bit).
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     """Seed python, numpy, torch (CPU and CUDA); return a torch generator for data order."""
     random.seed(seed)
@@ -20,15 +40,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     if deterministic:
-        # cuBLAS needs a fixed workspace to be deterministic; must be set before cuBLAS initialises.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        # With deterministic algorithms on, torch also fills every fresh tensor with NaN to expose
-        # reads of uninitialised memory; that costs ~13% of an AV-MNIST training step on CPU and
-        # changes no result of a correct op (the determinism tests compare runs bit for bit).
-        torch.utils.deterministic.fill_uninitialized_memory = False
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+        deterministic_setup()
     return torch.Generator().manual_seed(seed)
 
 

@@ -20,11 +20,12 @@ import torch
 from tqdm.auto import tqdm
 
 from i2m2bench.fusion.base import Fusion, resolve_loss
+from i2m2bench.harness import distributed
 from i2m2bench.harness.config import TrainConfig
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.metrics import (MetricError, check_spec, compute_all, declared_metrics, direction,
                                is_defined, resolve)
-from i2m2bench.types import Batch, DataSplit, Task, TaskSpec
+from i2m2bench.types import Batch, DataSplit, Task, TaskSpec, shard_bounds
 
 
 class NaNLossError(RuntimeError):
@@ -41,19 +42,29 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
+def autocast(device: torch.device, precision: str = "fp32"):
+    """The autocast context of ``train.precision``: ``'bf16'`` runs eligible ops (matmuls,
+    convolutions) in bfloat16 on ``device`` (CUDA or CPU), the rest -- and the PoE kernels, which
+    accumulate in float32 -- as PyTorch's autocast lists decide; ``'fp32'`` changes nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.inference_mode()
 def predict(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int = 1000,
-            transform: Callable[[Batch, int], Batch] | None = None) -> torch.Tensor:
-    """Combined predictions (N, C) on ``split`` with the model in eval mode (BatchNorm frozen),
-    without gradients, on the split's device. ``transform(batch, start)`` (an evaluation
-    protocol: availability mask, perturbation) is applied to each batch first."""
+            transform: Callable[[Batch, int], Batch] | None = None,
+            precision: str = "fp32") -> torch.Tensor:
+    """Combined predictions (N, C), float32, on ``split`` with the model in eval mode
+    (BatchNorm frozen), without gradients, on the split's device, under ``precision``
+    (:func:`autocast`). ``transform(batch, start)`` (an evaluation protocol: availability mask,
+    perturbation) is applied to each batch first."""
     was_training = model.training
     model.eval()
     outs = []
-    for k, batch in enumerate(split.batches(spec, batch_size)):  # rows 0..N-1 in turn
-        if transform is not None:
-            batch = transform(batch, k * batch_size)
-        outs.append(model.log_probs(model(batch), batch))
+    with autocast(split.device, precision):
+        for k, batch in enumerate(split.batches(spec, batch_size)):  # rows 0..N-1 in turn
+            if transform is not None:
+                batch = transform(batch, k * batch_size)
+            outs.append(model.log_probs(model(batch), batch).float())
     model.train(was_training)
     return torch.cat(outs)
 
@@ -69,10 +80,11 @@ def scores(pred: torch.Tensor, split: DataSplit, spec: TaskSpec,
 
 def evaluate(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int = 1000,
              transform: Callable[[Batch, int], Batch] | None = None,
-             metrics: Sequence[str] | None = None) -> tuple[dict[str, float], torch.Tensor]:
+             metrics: Sequence[str] | None = None,
+             precision: str = "fp32") -> tuple[dict[str, float], torch.Tensor]:
     """(``{metric: value}``, the predictions they were computed from) of ``model`` on ``split``
     (see :func:`predict` and :func:`scores`)."""
-    pred = predict(model, split, spec, batch_size, transform)
+    pred = predict(model, split, spec, batch_size, transform, precision)
     return scores(pred, split, spec, metrics), pred
 
 
@@ -151,7 +163,7 @@ def check_train_settings(cfg: TrainConfig, task: Task, method: str) -> None:
 
 
 def poe_share(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int,
-              reps: int = 5) -> float | None:
+              reps: int = 5, precision: str = "fp32") -> float | None:
     """The share of a training step (forward, loss, backward) spent combining the experts and
     computing the loss on the combination -- the product of experts' own forward and backward --
     measured on the first ``batch_size`` training rows, ``reps`` times each, in eval mode (no
@@ -176,13 +188,17 @@ def poe_share(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int,
         return (time.perf_counter() - t0) / reps
 
     def step():
-        model.loss(model(batch), batch).backward()
+        with autocast(batch.target.device, precision):
+            loss = model.loss(model(batch), batch)
+        loss.backward()
 
     def product():
-        logits = {k: z.detach().requires_grad_() for k, z in model(batch).items()}
-        sync()
-        t0 = time.perf_counter()
-        model.loss(logits, batch).backward()
+        with autocast(batch.target.device, precision):
+            logits = {k: z.detach().requires_grad_() for k, z in model(batch).items()}
+            sync()
+            t0 = time.perf_counter()
+            loss = model.loss(logits, batch)
+        loss.backward()
         sync()
         product.seconds += time.perf_counter() - t0
 
@@ -211,13 +227,24 @@ class TrainResult:
 
 def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec, cfg: TrainConfig,
                 generator: torch.Generator, desc: str = "", progress: bool = True,
-                on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+                on_epoch: Callable[[dict], None] | None = None,
+                on_step: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Train on the combined loss (``train.loss``); keep the best-validation weights in ``model``
     at the end, best by ``train.select_on`` (default: the task's primary metric) in the metric's
     direction; an undefined (nan) value never counts as an improvement.
 
     ``on_epoch(record)`` (optional) receives each epoch's ``{"epoch", "train_loss", "val"}``
-    (``val``: the selection metric; e.g. for TensorBoard)."""
+    (``val``: the selection metric; e.g. for TensorBoard); ``on_step(epoch, step, loss)`` each
+    step's loss on the whole (global) batch.
+
+    Data-parallel (under torchrun, :mod:`i2m2bench.harness.distributed`): every rank draws the
+    same permutation, takes its contiguous part of each global batch of ``train.batch_size``
+    rows, and weighs its mean loss by its share of the batch (``n_rank * world / n``), so that
+    DDP's average of the ranks' gradients is the gradient of the global batch's mean loss -- the
+    single-process step up to floating-point reduction order. (A loss that is not a mean over
+    samples, i.e. multilabel ``train.class_weights``, normalises its weights within each rank's
+    part.) The logged loss is the global batch's, summed over ranks; every rank validates the
+    same weights on the whole validation split, and rank 0's value decides."""
     opt = _optimizer(model, cfg)
     model.loss_kind = cfg.loss  # read by Fusion.loss
     model.class_weights = (balanced_class_weights(train.target, spec).to(train.target.device)
@@ -226,29 +253,46 @@ def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec,
     higher = direction(select)
     device = train.target.device
     n = len(train)
+    world, rank = distributed.world_size(), distributed.rank()
+    shard = (rank, world) if world > 1 else None
+    net = distributed.wrap(model, device)  # DDP (SyncBatchNorm on CUDA); ``model`` when alone
     best_val, best_epoch, best_state, history = (-math.inf if higher else math.inf), -1, None, []
     best_pred = val_pred = None
     seen, train_time = 0, 0.0
-    bar = tqdm(range(cfg.epochs), desc=desc, leave=False, disable=not progress or None)
+    bar = tqdm(range(cfg.epochs), desc=desc, leave=False,
+               disable=not progress or not distributed.is_main() or None)
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=generator)
         total = torch.zeros((), device=device)
-        for step, batch in enumerate(train.batches(spec, cfg.batch_size, order)):
-            loss = model.loss(model(batch), batch)
-            if not torch.isfinite(loss):
-                raise NaNLossError(f"{desc}: loss is {loss.item()} at epoch {epoch}, step {step}")
+        for step, batch in enumerate(train.batches(spec, cfg.batch_size, order, shard)):
+            rows = min(cfg.batch_size, n - step * cfg.batch_size)  # the global batch
+            with autocast(device, cfg.precision):
+                loss = model.loss(net(batch), batch)
+            if shard is not None:
+                start, stop = shard_bounds(rows, rank, world)
+                share = (stop - start) / rows  # 0 for a stand-in row (shard_rows)
+                local = loss.detach().float() * share
+                loss = loss * (share * world)
+                value = distributed.all_sum(local)
+            else:
+                value = loss.detach().float()
+            if not torch.isfinite(value):
+                raise NaNLossError(f"{desc}: loss is {value.item()} at epoch {epoch}, step {step}")
+            if on_step is not None:
+                on_step(epoch, step, float(value))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            total += loss.detach() * len(batch)
+            total += value * rows
         seen += n
         train_time += time.perf_counter() - t0
-        values, val_pred = evaluate(model, val, spec, cfg.eval_batch_size, metrics=(select,))
-        val_score = values[select]
+        values, val_pred = evaluate(model, val, spec, cfg.eval_batch_size, metrics=(select,),
+                                    precision=cfg.precision)
+        val_score = distributed.broadcast(values[select])
         history.append({"epoch": epoch, "train_loss": float(total) / n, "val": val_score})
         if on_epoch is not None:
             on_epoch(history[-1])
