@@ -67,6 +67,8 @@ class RayExecutor:
             import ray  # noqa: F401
         except ImportError as exc:
             raise ConfigError("--executor ray needs Ray: pip install 'i2m2bench[ray]'") from exc
+        if address not in (None, "", "local", "auto"):
+            check_reachable(address)  # before any data is built
         self.address, self.cpus, self.gpus = address, cpus_per_unit, gpus_per_unit
         self.cuda = False
 
@@ -88,8 +90,6 @@ class RayExecutor:
 
         if ray.is_initialized():
             return
-        if self.address not in (None, "", "local", "auto"):
-            check_reachable(self.address)
         try:
             ray.init(address=self.address or None, log_to_driver=False, include_dashboard=False,
                      configure_logging=False)
