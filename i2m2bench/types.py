@@ -396,6 +396,55 @@ class Split(DataSplit):
         return self.inputs[modality].sum(0, dtype=torch.float64) / len(self)
 
 
+class HostSplit(Split):
+    """An in-memory split too large for the GPU: inputs stay in host memory (pinned when CUDA is
+    present, so that copies overlap compute), each batch is gathered there and copied to
+    ``device``; ``target`` (what metrics read) lives on ``device``. Batches are bit-identical to
+    those of the same split held on ``device`` (the same :func:`model_input`, applied after the
+    copy). Made by :func:`place_split`."""
+
+    def __init__(self, split: Split, device: torch.device | str) -> None:
+        pin = torch.cuda.is_available() and torch.device(device).type == "cuda"
+        inputs = {m: x.cpu().pin_memory() if pin else x.cpu() for m, x in split.inputs.items()}
+        super().__init__(inputs, split.target.to(device), split.name, split.groups)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return place_split(Split(self.inputs, self.target, self.name, self.groups), device)
+
+    def batch(self, index: torch.Tensor, spec: TaskSpec) -> Batch:
+        dev = self.target.device
+        host = index.detach().to("cpu", torch.int64)
+        inputs = {}
+        for m in spec.modalities:
+            rows = self.inputs[m.name].index_select(0, host)
+            if rows.device.type == "cpu" and dev.type == "cuda":
+                rows = rows.pin_memory()
+            inputs[m.name] = model_input(rows.to(dev, non_blocking=True), m, inplace=True)
+        return Batch(inputs, self.target.index_select(0, index.to(dev)))
+
+    def mean(self, modality: str) -> torch.Tensor:
+        return super().mean(modality).to(self.target.device)
+
+
+#: The share of the GPU's free memory that an in-memory split may take on the GPU; a larger one
+#: stays in (pinned) host memory and streams (:class:`HostSplit`).
+GPU_SPLIT_SHARE = 0.5
+
+
+def place_split(split: DataSplit, device: torch.device | str, free_bytes: int | None = None) -> DataSplit:
+    """``split`` on ``device``: an in-memory split whose inputs take more than
+    :data:`GPU_SPLIT_SHARE` of the GPU's free memory (``free_bytes``; default
+    ``torch.cuda.mem_get_info``) stays in host memory and streams (:class:`HostSplit`); any
+    other split moves (:meth:`DataSplit.to`; an on-disk split streams anyway)."""
+    device = torch.device(device)
+    if device.type != "cuda" or type(split) is not Split:
+        return split.to(device)
+    need = sum(x.numel() * x.element_size() for x in split.inputs.values())
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    return split.to(device) if need <= GPU_SPLIT_SHARE * free_bytes else HostSplit(split, device)
+
+
 @dataclass
 class Task:
     """What a dataset builder returns: the spec, the standard splits and named shift test sets."""

@@ -60,7 +60,7 @@ from i2m2bench.metrics import as_numpy, declared_metrics, direction
 from i2m2bench.predictions import FILE as PREDICTIONS_FILE
 from i2m2bench.predictions import Predictions, load_predictions, save_predictions
 from i2m2bench.registry import load_plugins
-from i2m2bench.types import Task
+from i2m2bench.types import Task, place_split
 
 __all__ = ["ConfigError", "UnitFailed", "PlanItem", "SuiteRun", "run_suite", "UNIT_INFO"]
 
@@ -721,8 +721,8 @@ def plan_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     runs: list[SuiteRun] = []
     for label, options in suite.settings().items():
         task = _build_task(suite, label, options, data_root)
-        task = Task(task.spec, {k: s.to(device) for k, s in task.splits.items()},
-                    {k: s.to(device) for k, s in task.shifts.items()}, task.options)
+        task = Task(task.spec, {k: place_split(s, device) for k, s in task.splits.items()},
+                    {k: place_split(s, device) for k, s in task.shifts.items()}, task.options)
         run = SuiteRun(suite, task, device, Path(out), Path(results_dir), force=force,
                        progress=progress, config_hash=config_hash, provenance=prov,
                        setting=label, tensorboard=tensorboard, **({"log": log} if log else {}))
