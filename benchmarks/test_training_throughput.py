@@ -27,6 +27,7 @@ of the whole process tree (shared pages counted once; sampled every 0.5 s); ``pe
 
 Not run by CI (minutes; several GB of temporary files, deleted afterwards). Results go to
 ``leaderboards/bench/training_throughput.json`` and ``leaderboards/training_throughput.md``
+(``I2M2BENCH_BENCH_OUT=<folder>``: there instead; ``scripts/gpu_check.sh`` uses ``leaderboards/gpu``)
 (``I2M2BENCH_BENCH_QUICK=1``: tiny sizes, to check the code; written under the temp folder).
 """
 from __future__ import annotations
@@ -410,7 +411,8 @@ def publish(tmp_root):
     yield
     if not RESULTS:
         return
-    target = (tmp_root.parent / "i2m2bench-bench-quick") if QUICK else ROOT / "leaderboards"
+    target = ((tmp_root.parent / "i2m2bench-bench-quick") if QUICK else
+              Path(os.environ.get("I2M2BENCH_BENCH_OUT", ROOT / "leaderboards")))  # gpu_check.sh
     path = target / "bench" / "training_throughput.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     old.pop("disk_10gb", None)  # the layout before sample sizes were measured separately

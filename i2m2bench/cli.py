@@ -162,6 +162,11 @@ def _cmd_leaderboard(args) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return 1
         stale = publish.stale_boards(out, boards) + (stale_poe(out) if boards is None else [])
+        gpu = out / "gpu"  # scripts/gpu_check.sh's figures, once committed
+        if boards is None and (gpu / "results").is_dir():
+            stale += publish.stale_boards(gpu, None)
+        if boards is None:
+            stale += stale_poe(gpu)
         for s in stale:
             print(f"stale: {s}", file=sys.stderr)
         if stale:
@@ -183,6 +188,15 @@ def _cmd_compare(args) -> int:
 
     check_folder_argument(args.first, "FIRST")
     check_folder_argument(args.second, "SECOND")
+    if args.exact:
+        from i2m2bench.harness.store import exact_differences
+
+        diffs = exact_differences(Path(args.first) / "results", Path(args.second) / "results")
+        for line in diffs:
+            print(line)
+        print("bit-identical: every score and figure (timings aside) agrees" if not diffs else
+              f"{len(diffs)} difference(s)")
+        return 1 if diffs else 0
     cmp = publish.compare_folders(Path(args.first), Path(args.second), args.board)
     sys.stdout.write(comparison_text(cmp))
     if not cmp.compared:
@@ -319,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("second", metavar="SECOND", help="another leaderboard folder")
     cp.add_argument("--board", metavar="NAME",
                     help="the board to compare (required when FIRST holds several)")
+    cp.add_argument("--exact", action="store_true",
+                    help="instead: are the result rows bit-identical (timings aside)? exit 1 if not")
     cp.set_defaults(func=_cmd_compare)
 
     pr = sub.add_parser("prepare", help="convert a real dataset once: fastmri into the verified, "

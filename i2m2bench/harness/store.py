@@ -379,6 +379,47 @@ def unit_view(records: list[dict]) -> tuple[dict, dict]:
     return scores, info
 
 
+#: Figures that measure the machine rather than the model: any two runs differ in them.
+TIMING_FIGURES = ("train_seconds", "samples_per_s", "eval_seconds", "robustness_eval_seconds",
+                  "peak_memory_mb", "poe_share")
+
+
+def exact_differences(first: Path, second: Path) -> list[str]:
+    """Where two results files (or folders of them, matched by file name) disagree, bit for bit:
+    units present in one only, and every score or non-timing figure (:data:`TIMING_FIGURES`
+    aside) that differs, one line each; [] when every row is the same. NaN equals NaN."""
+    first, second = Path(first), Path(second)
+    if first.is_dir() or second.is_dir():
+        names = sorted({p.name for d in (first, second) for p in Path(d).glob("*.jsonl")})
+        if not names:
+            return [f"{first}, {second}: no results files (*.jsonl)"]
+        return [line for n in names for line in exact_differences(first / n, second / n)]
+
+    def units(path: Path) -> dict:
+        if not path.exists():
+            return {}
+        _, recs = read_records(path, report=quiet)
+        by = {}
+        for r in recs:
+            by.setdefault((r.get("setting"), r["method"], r["seed"], r["unit_hash"]), []).append(r)
+        return {k: unit_view(v) for k, v in by.items()}
+
+    a, b = units(first), units(second)
+    out = [f"{first.name}: {'/'.join(str(x) for x in k if x is not None)} only in "
+           f"{first if k in a else second}" for k in sorted(a.keys() ^ b.keys(), key=str)]
+    for k in sorted(a.keys() & b.keys(), key=str):
+        (sa, ia), (sb, ib) = a[k], b[k]
+        ia = {f: v for f, v in ia.items() if f not in TIMING_FIGURES}
+        ib = {f: v for f, v in ib.items() if f not in TIMING_FIGURES}
+        for what, x, y in (("score", sa, sb), ("figure", ia, ib)):
+            for f in sorted(x.keys() | y.keys(), key=str):
+                vx, vy = x.get(f), y.get(f)
+                if _fmt(vx) != _fmt(vy):
+                    out.append(f"{first.name}: {'/'.join(str(v) for v in k if v is not None)} "
+                               f"{what} {f}: {_fmt(vx)} vs {_fmt(vy)}")
+    return out
+
+
 def _fmt(v) -> str:
     return "nan" if isinstance(v, float) and math.isnan(v) else repr(v)
 
