@@ -70,9 +70,32 @@ def _load(path: Path) -> dict:
     return data
 
 
+GPU_DIR = "gpu"  # scripts/gpu_check.sh writes its figures to <leaderboards>/gpu/
+
+
+def gpu_note(out_dir: Path) -> str:
+    """The closing section of a CPU table: where the same benchmarks on a GPU are, or that they
+    are pending (none committed). Empty for a GPU table itself (``<...>/gpu/``)."""
+    out_dir = Path(out_dir)
+    if out_dir.name == GPU_DIR:
+        return ""
+    gpu = out_dir / GPU_DIR / "poe_kernel.md"
+    if gpu.exists():
+        return ("\n## On a GPU\n\nThe same benchmarks on CUDA (Triton backend included): "
+                f"[{GPU_DIR}/poe_kernel.md]({GPU_DIR}/poe_kernel.md), from `scripts/gpu_check.sh`.\n")
+    return ("\n## On a GPU\n\n**GPU figures pending**: no GPU run is committed yet. "
+            "`bash scripts/gpu_check.sh` on a machine with CUDA measures every backend there "
+            f"(Triton included) and writes `{GPU_DIR}/poe_kernel.md` beside this table.\n")
+
+
+def poe_markdown(out_dir: Path) -> str:
+    """``poe_kernel.md`` of ``out_dir``: the render of its JSON, and :func:`gpu_note`."""
+    return render_poe_markdown(_load(json_path(out_dir))) + gpu_note(out_dir)
+
+
 def render_poe_file(out_dir: Path) -> Path:
     path = out_dir / "poe_kernel.md"
-    write_text_atomic(path, render_poe_markdown(_load(json_path(out_dir))))
+    write_text_atomic(path, poe_markdown(out_dir))
     return path
 
 
@@ -83,6 +106,6 @@ def stale_poe(out_dir: Path) -> list[str]:
     md = out_dir / "poe_kernel.md"
     if not md.exists():
         return [f"{md}: missing ({src} exists)"]
-    if md.read_text(encoding="utf-8") != render_poe_markdown(_load(src)):
+    if md.read_text(encoding="utf-8") != poe_markdown(out_dir):
         return [f"{md}: differs from a render of {src}"]
     return []

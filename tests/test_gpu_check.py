@@ -71,10 +71,16 @@ def test_leaderboard_check_covers_committed_gpu_figures(tmp_path):
                                   "--leaderboard-dir", str(lb)], capture_output=True, text=True,
                                  timeout=300)
     assert run().returncode == 0
+    assert "**GPU figures pending**" in (lb / "poe_kernel.md").read_text()
     shutil.copytree(lb / "bench", lb / "gpu" / "bench")  # as gpu_check.sh leaves it, rendered
     subprocess.run([sys.executable, "-m", "i2m2bench", "leaderboard", "--leaderboard-dir",
                     str(lb / "gpu")], check=True, capture_output=True, timeout=300)
+    assert "On a GPU" not in (lb / "gpu" / "poe_kernel.md").read_text()
     check = [sys.executable, "-m", "i2m2bench", "leaderboard", "--check", "--leaderboard-dir", str(lb)]
+    res = subprocess.run(check, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and f"stale: {lb / 'poe_kernel.md'}" in res.stderr  # still "pending"
+    assert run().returncode == 0
+    assert "[gpu/poe_kernel.md](gpu/poe_kernel.md)" in (lb / "poe_kernel.md").read_text()
     assert subprocess.run(check, capture_output=True, timeout=300).returncode == 0
     md = lb / "gpu" / "poe_kernel.md"
     md.write_text(md.read_text() + "edited by hand\n")
