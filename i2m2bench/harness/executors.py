@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -170,7 +171,8 @@ def _worker_runs(planner: Callable, job: dict) -> dict:
         plan = planner(job["gin_files"], job["bindings"], methods=job["methods"],
                           seeds=job["seeds"], data_root=job["data_root"],
                           device=resolve_device(job["device"]), out=job["out"],
-                          results_dir=job["results_dir"], force=job["force"], progress=False)
+                          results_dir=job["results_dir"], force=job["force"], progress=False,
+                          tensorboard=None if job["tensorboard"] is None else Path(job["tensorboard"]))
         _PLANS[key] = {run.setting: run for run in plan.runs}
     return _PLANS[key]
 

@@ -802,7 +802,8 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
         gin_files=[str(Path(f).resolve()) for f in gin_files], bindings=list(bindings),
         methods=methods, seeds=seeds, device=device,
         data_root=None if data_root is None else str(Path(data_root).resolve()),
-        out=str(Path(out).resolve()), results_dir=str(Path(results_dir).resolve()), force=force),
+        out=str(Path(out).resolve()), results_dir=str(Path(results_dir).resolve()), force=force,
+        tensorboard=None if tb is None else str(tb.resolve())),
         planner=plan_suite)
     for other in runs[1:]:  # one plan, summary and failure list for the whole sweep
         first.plan += other.plan
