@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from i2m2bench.bench import stale_poe
+from i2m2bench.bench import poe_markdown, stale_poe
 from i2m2bench.reporting.poe_kernel import render_poe_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,19 +35,83 @@ def test_ratios_throughput_and_memory_are_derived_from_the_json():
     md = render_poe_markdown(fake())
     assert "| fused vs reference" in md and "10.0×" in md  # 2.0 / 0.2
     assert "4.0×" in md  # 0.8 / 0.2
-    # fused fwdbwd: 3*4096*32768*4 bytes / 0.2 s = 8.05 GB/s = 40% of 20 GB/s
+    # fused fwdbwd: 3*4096*32768*4 bytes / 0.2 s = 8.05 GB/s; roofline: see the tests below
     row = re.search(r"\| fwdbwd \| 3 +\| 4096 \| 32768 \|(.*)", md).group(1)
-    assert re.findall(r"[^|\s]+", row) == ["2000", "800", "200", "fused", "8.1", "40%"]
+    rl = _roofline_s(3, 4096, 32768, ROOF)
+    assert re.findall(r"[^|\s]+", row) == ["2000", "800", "200", "fused", "8.1", _ms(rl),
+                                            f"{rl / 0.2:.0%}", f"{rl / 0.2:.0%}"]
     assert re.search(r"\| fused +\| 1.02 +\| 1 +\| 0.02 +\|", md)
     assert "Test CPU" in md
+
+
+def _roofline_s(k, b, c, roof, itemsize=4):
+    """The table's definition, restated: read K*B*C logits + write one B*C buffer at the higher of
+    the measured read/copy bandwidths, or one exp per element at the measured exp rate."""
+    bw = max(roof["roofline_read_gbps"], roof["roofline_copy_gbps"]) * 1e9
+    return max((k + 1) * b * c * itemsize / bw, b * c / (roof["roofline_exp_gelems"] * 1e9))
+
+
+def _ms(s):
+    return f"{s * 1e3:.0f}" if s >= 0.1 else f"{s * 1e3:.3g}"
+
+
+def _cells(md, mode, k, b, c):
+    row = re.search(rf"\| {mode} +\| {k} +\| {b} +\| {c} +\|(.*)", md).group(1)
+    return re.findall(r"[^|\s]+", row)
+
+
+@pytest.mark.parametrize("read,copy,exp", [(20.0, 16.0, 3.0),  # memory-bound, read is the higher
+                                           (10.0, 25.0, 3.0),  # memory-bound, copy is the higher
+                                           (20.0, 16.0, 0.5)])  # exp-bound
+def test_roofline_percent_is_derived_from_the_json(read, copy, exp):
+    roof = {**ROOF, "roofline_read_gbps": read, "roofline_copy_gbps": copy, "roofline_exp_gelems": exp}
+
+    def bench(mode, backend, mean, k=3, b=4096, c=32768):
+        e = _bench(mode, backend, mean, k, b, c)
+        e["extra_info"].update(roof)
+        return e
+
+    times = {("fwd", "torch"): 0.9, ("fwd", "fused"): 0.31, ("fwdbwd", "reference"): 2.0,
+             ("fwdbwd", "torch"): 0.8, ("fwdbwd", "fused"): 0.27}
+    benches = [bench(m, x, t) for (m, x), t in times.items()]
+    benches += [bench("fwd", "torch", 0.001, k=2, b=256, c=3129), bench("fwd", "fused", 0.002, k=2, b=256, c=3129)]
+    md = render_poe_markdown({"benchmarks": benches})
+    rl = _roofline_s(3, 4096, 32768, roof)
+    mem = 4 * 4096 * 32768 * 4 / (max(read, copy) * 1e9)
+    assert rl == pytest.approx(mem if exp == 3.0 else 4096 * 32768 / (exp * 1e9))  # which bound binds
+    for mode in ("fwd", "fwdbwd"):
+        cells = _cells(md, mode, 3, 4096, 32768)
+        fused = times[(mode, "fused")]
+        assert cells[-5] == "fused"
+        assert cells[-3:] == [_ms(rl), f"{rl / fused:.0%}", f"{rl / fused:.0%}"]
+    # a row the torch backend wins: the best and the fused columns differ
+    small = _roofline_s(2, 256, 3129, roof)
+    assert _cells(md, "fwd", 2, 256, 3129)[-5:] == ["torch", f"{2 * 256 * 3129 * 4 / 0.001 / 1e9:.1f}", _ms(small),
+                                                     f"{small / 0.001:.0%}", f"{small / 0.002:.0%}"]
+    line = re.search(r"\| fused forward and forward\+backward: % of roofline +\|([^|]*)\|([^|]*)\|", md)
+    assert line.group(1).strip() == f"forward {rl / 0.31:.0%}, forward+backward {rl / 0.27:.0%}"
+    assert line.group(2).strip() == "≥ 50% each"
+    assert f"({max(read, copy):.1f} GB/s)" in md and "one exp per element" in md
+
+
+def test_roofline_target_line_needs_only_the_rows_present():
+    benches = [_bench("fwdbwd", "reference", 2.0), _bench("fwdbwd", "torch", 0.8),
+               _bench("fwdbwd", "fused", 0.2), _bench("fwd", "torch", 0.1)]
+    md = render_poe_markdown({"benchmarks": benches})
+    rl = _roofline_s(3, 4096, 32768, ROOF)
+    assert re.search(rf"\| fused forward and forward\+backward: % of roofline +\| forward\+backward "
+                     rf"{rl / 0.2:.0%} +\|", md)  # no fused forward row: only the one measured
+    assert _cells(md, "fwd", 3, 4096, 32768)[-1] == "—"
 
 
 def test_stale_check(tmp_path):
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "poe_kernel.json").write_text(json.dumps(fake()))
     assert "missing" in stale_poe(tmp_path)[0]
-    (tmp_path / "poe_kernel.md").write_text(render_poe_markdown(fake()))
+    (tmp_path / "poe_kernel.md").write_text(poe_markdown(tmp_path), encoding="utf-8")  # render + GPU note
     assert stale_poe(tmp_path) == []
+    (tmp_path / "poe_kernel.md").write_text(render_poe_markdown(fake()), encoding="utf-8")
+    assert "differs" in stale_poe(tmp_path)[0]  # the closing GPU note is part of the table
 
 
 @pytest.mark.slow

@@ -225,3 +225,187 @@ def test_fused_workspace_is_reused_only_when_nothing_refers_to_it():
     del g3, view
     g4 = torch.autograd.grad(poe_nll(zs, t, backend="fused"), zs)
     assert g4[0].data_ptr() == ptr  # nothing refers to it any more: reused
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("grad_mode", ["no_grad", "inference_mode", "inputs_without_grad"])
+def test_forward_without_autograd_matches_the_paper(backend, dtype, tol, grad_mode):
+    """Evaluation path (nothing saved for backward): values, dtype, mask and weights."""
+    zs = [z.detach().to(dtype) for z in make(k=3, b=5, c=7)]
+    if grad_mode != "inputs_without_grad":
+        zs = [z.requires_grad_() for z in zs]
+    w = torch.tensor([1.0, 0.5, 2.0])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]], dtype=torch.bool)
+    ctx = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}.get(grad_mode, torch.enable_grad)
+    for weights, m in [(None, None), (w, mask)]:
+        with ctx():
+            out = poe_log_softmax(zs, weights, m, backend=backend)
+        assert out.dtype == dtype and out.shape == (5, 7) and not out.requires_grad
+        want = paper([z.detach() for z in zs], weights, m)
+        assert torch.allclose(out.double(), want, atol=tol * 10, rtol=tol)
+
+
+def _big(k=3, b=16, c=4096, seed=0, dtype=torch.float32):
+    """Above FUSED_MIN_ELEMENTS, so ``auto`` would pick fused too; several chunks' worth of rows."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, c, generator=g).mul_(3).to(dtype) for _ in range(k)]
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    from i2m2bench.poe import fused
+    monkeypatch.setattr(fused, "CHUNK_ELEMS", 4096 * 3)  # 3 rows per chunk, the last one partial
+    fused.release_workspace()
+    yield fused
+    fused.release_workspace()
+
+
+def test_fused_forward_never_overwrites_an_output_the_caller_still_holds(small_chunks):
+    fused = small_chunks
+    a, b, c = _big(seed=1), _big(seed=2), _big(seed=3)
+    with torch.no_grad():
+        out1 = poe_log_softmax(a, backend="fused")
+        snap1 = out1.clone()
+        out2 = poe_log_softmax(b, backend="fused")  # out1 is held: a second buffer
+        assert out2.data_ptr() != out1.data_ptr() and torch.equal(out1, snap1)
+        view = out1[3:5]
+        del out1
+        out3 = poe_log_softmax(c, backend="fused")  # out1's storage is pinned by a view, out2 held
+        assert len({out2.data_ptr(), out3.data_ptr(), view.data_ptr() - 3 * 4096 * 4}) == 3
+        assert torch.equal(view, snap1[3:5])
+        snap2, snap3 = out2.clone(), out3.clone()
+        arr, st = out2.numpy(), out3.untyped_storage()  # non-tensor holders pin storage too
+        ptr2, ptr3 = out2.data_ptr(), out3.data_ptr()
+        del out2, out3
+        out4 = poe_log_softmax(a, backend="fused")
+        assert out4.data_ptr() not in (ptr2, ptr3)
+        assert torch.equal(torch.from_numpy(arr), snap2)
+        assert torch.equal(torch.empty(0).set_(st, 0, (16, 4096)), snap3)
+        assert torch.allclose(out4.double(), paper(a), atol=1e-5)
+        assert len(fused._workspace) <= fused.WORKSPACE_SLOTS
+        ptr4 = out4.data_ptr()
+        del out4
+        out5 = poe_log_softmax(b, backend="fused")  # nothing refers to out4's storage: reused
+        assert out5.data_ptr() == ptr4
+        assert torch.allclose(out5.double(), paper(b), atol=1e-5)
+
+
+def test_fused_outputs_alternate_between_two_buffers_in_a_loop(small_chunks):
+    """``out = poe_log_softmax(x)`` in a loop holds the previous output during the next call."""
+    inputs = [_big(seed=s) for s in range(6)]
+    ptrs, out = [], None
+    with torch.no_grad():
+        for zs in inputs:
+            out = poe_log_softmax(zs, backend="fused")
+            ptrs.append(out.data_ptr())
+            assert torch.allclose(out.double(), paper(zs), atol=1e-5)
+    assert len(set(ptrs)) == 2 and ptrs[0::2] == [ptrs[0]] * 3 and ptrs[1::2] == [ptrs[1]] * 3
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_fused_reuse_keeps_mask_weights_and_saved_outputs_correct(small_chunks, dtype, tol):
+    """Reused buffers under masks, weights and bf16; an output saved for backward is pinned."""
+    w = torch.tensor([1.0, 0.5, 2.0])
+    mask = torch.ones(16, 3, dtype=torch.bool)
+    mask[::2, 0] = False
+    mask[1::4, 2] = False
+    zs = [z.requires_grad_() for z in _big(seed=7, dtype=dtype)]
+    out = poe_log_softmax(zs, w, mask, backend="fused")  # graph recorded: output saved
+    loss = -out[torch.arange(16), torch.arange(16) * 7].float().sum()
+    del out  # only the graph holds the saved output now
+    for s in range(4):  # evaluation calls in between must not reuse the saved output
+        other = _big(seed=20 + s, dtype=dtype)
+        with torch.no_grad():
+            o = poe_log_softmax(other, w, mask, backend="fused")
+        assert o.dtype == dtype
+        assert torch.allclose(o.double(), paper([z.double() for z in other], w, mask), atol=tol * 10, rtol=tol)
+    g = torch.autograd.grad(loss, zs)
+    zd = [z.detach().double().requires_grad_() for z in zs]
+    ref = -paper(zd, w, mask)[torch.arange(16), torch.arange(16) * 7].sum()
+    gr = torch.autograd.grad(ref, zd)
+    for a, b in zip(g, gr):
+        assert a.dtype == dtype and torch.allclose(a.double(), b, atol=tol)
+
+
+def test_fused_gradients_the_caller_holds_are_never_overwritten(small_chunks):
+    """The shared gradient buffer returned by autograd.grad is the caller's until dropped."""
+    zs = [z.requires_grad_() for z in _big(seed=4)]
+    t = torch.arange(16) * 11
+    g1 = torch.autograd.grad(poe_nll(zs, t, backend="fused"), zs)
+    snap = g1[0].clone()
+    g2 = torch.autograd.grad(poe_nll(zs, t.flip(0), backend="fused"), zs)
+    g3 = torch.autograd.grad(poe_nll(zs, (t + 1) % 4096, backend="fused"), zs)
+    assert torch.equal(g1[0], snap) and torch.equal(g1[2], snap)
+    assert len({g1[0].data_ptr(), g2[0].data_ptr(), g3[0].data_ptr()}) == 3
+    gr = torch.autograd.grad(poe_nll(zs, (t + 1) % 4096, backend="reference"), zs)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(g3, gr))
+
+
+def test_fused_workspace_limits(small_chunks, monkeypatch):
+    fused = small_chunks
+    with torch.no_grad():
+        held = [poe_log_softmax(_big(seed=s), backend="fused") for s in range(4)]  # all held
+        assert len(fused._workspace) == fused.WORKSPACE_SLOTS
+        small = poe_log_softmax(_big(b=8, seed=9), backend="fused")  # another shape: evicts oldest
+        assert len(fused._workspace) == fused.WORKSPACE_SLOTS
+        del held, small
+        poe_log_softmax(_big(b=4, seed=9), backend="fused")  # free storages of other shapes go
+        assert len(fused._workspace) == 1
+        monkeypatch.setattr(fused, "WORKSPACE_MAX_BYTES", 16 * 4096 * 4 - 1)  # one buffer is too big
+        fused.release_workspace()
+        poe_log_softmax(_big(seed=1), backend="fused")
+        assert fused._workspace == []
+
+
+def test_fused_underflowing_rows_with_mask_and_weights_across_chunks(small_chunks):
+    """Rows whose p(target) underflows are recomputed after the chunk loop: masks, weights, NaN."""
+    zs = [z.requires_grad_() for z in _big(seed=5)]
+    with torch.no_grad():
+        zs[0][7, 0] = 500.0  # row 7 (third chunk): target 1 has p = exp(-500 * w0)
+        zs[2][7] = float("nan")  # expert 2 is missing for row 7
+        zs[1][14, 3] = -400.0  # row 14 (last chunk): target 3 underflows through expert 1 alone
+    mask = torch.ones(16, 3, dtype=torch.bool)
+    mask[7, 2] = False
+    w = torch.tensor([1.0, 0.5, 2.0])
+    t = torch.arange(16) % 5
+    t[7], t[14] = 1, 3
+    loss = poe_nll(zs, t, w, mask, reduction="none", backend="fused")
+    ref = poe_nll(zs, t, w, mask, reduction="none", backend="reference")
+    assert torch.isfinite(loss).all() and loss[7] > 400 and loss[14] > 150
+    assert torch.allclose(loss, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_fused_workspace_crosses_inference_mode_and_threads(small_chunks):
+    """A buffer first made under inference_mode serves later autograd calls; two threads never
+    share one."""
+    import threading
+
+    zs = [z.requires_grad_() for z in _big(seed=8)]
+    t = torch.arange(16) * 3
+    with torch.inference_mode():
+        out = poe_log_softmax(zs, backend="fused")
+        assert out.is_inference() and torch.allclose(out.double(), paper(zs), atol=1e-5)
+        del out
+    g = torch.autograd.grad(poe_nll(zs, t, backend="fused"), zs)
+    gr = torch.autograd.grad(poe_nll(zs, t, backend="reference"), zs)
+    assert not g[0].is_inference() and all(torch.allclose(a, b, atol=1e-7) for a, b in zip(g, gr))
+
+    inputs = [_big(seed=30 + i) for i in range(2)]
+    wants = [paper(zs) for zs in inputs]
+    errors = []
+
+    def work(i):
+        with torch.no_grad():
+            for _ in range(20):
+                out = poe_log_softmax(inputs[i], backend="fused")
+                for _ in range(3):  # held while the other thread computes
+                    if not torch.allclose(out.double(), wants[i], atol=1e-5):
+                        errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []

@@ -104,8 +104,8 @@ def poe_log_softmax(logits: Logits, weights: torch.Tensor | None = None,
         return reference.log_softmax(zs, weights, mask)
     if b == "torch":
         return torch_backend.log_softmax(zs, weights, mask)
-    fn = fused.FusedLogSoftmax if b == "fused" else triton_backend.TritonLogSoftmax
-    return fn.apply(_coefs(weights, len(zs)), mask, *zs)
+    fn = fused.log_softmax if b == "fused" else triton_backend.log_softmax
+    return fn(_coefs(weights, len(zs)), mask, zs)
 
 
 def poe_nll(logits: Logits, target: torch.Tensor, weights: torch.Tensor | None = None,

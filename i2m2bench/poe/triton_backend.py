@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from i2m2bench.poe.fused import FusedLogSoftmax, FusedNLL, save_loss_and_grad
+from i2m2bench.poe.fused import FusedLogSoftmax, FusedNLL, needs_graph, save_loss_and_grad
 
 MAX_EXPERTS = 8
 
@@ -108,7 +108,10 @@ if triton is not None:
             tl.store(out_ptr + row * out_stride + cols, g.to(out_ptr.dtype.element_ty), mask=valid)
 
 
-def _launch(zs, coefs, mask, target, mode: int, scale: float):
+def _launch(zs, coefs, mask, target, mode: int, scale: float, out_dtype: torch.dtype | None = None):
+    """Run the kernel. ``out`` is in the accumulation dtype unless ``out_dtype`` names another
+    (the kernel casts on store: a forward-only call writes half inputs' output directly, with no
+    float32 intermediate and no conversion pass). MODE 1 computes no loss: none is allocated."""
     k = len(zs)
     if k > MAX_EXPERTS:
         raise ValueError(f"triton poe backend supports at most {MAX_EXPERTS} experts; got {k}")
@@ -116,16 +119,16 @@ def _launch(zs, coefs, mask, target, mode: int, scale: float):
     b, c = zs[0].shape
     dev = zs[0].device
     acc = torch.float64 if zs[0].dtype == torch.float64 else torch.float32
-    out = torch.empty((b, c), dtype=acc, device=dev)
-    loss = torch.empty(b, dtype=acc, device=dev)
+    out = torch.empty((b, c), dtype=out_dtype or acc, device=dev)
     w = torch.tensor(coefs, dtype=acc, device=dev)
+    loss = torch.empty(b, dtype=acc, device=dev) if mode == 0 else None
     m = mask.to(torch.int8).contiguous() if mask is not None else w  # dummy pointer when unused
-    t = target.contiguous() if target is not None else loss  # dummy pointer when unused
+    t = target.contiguous() if target is not None else w  # dummy pointer when unused
     ptrs = zs + [zs[0]] * (MAX_EXPERTS - k)
     block = min(triton.next_power_of_2(c), 4096)
-    _poe_kernel[(b,)](*ptrs, w, m, t, out, loss, zs[0].stride(0), out.stride(0), scale, C=c,
-                      K=k, HAS_MASK=mask is not None, MODE=mode, BLOCK=block,
-                      ACC=tl.float64 if acc == torch.float64 else tl.float32,
+    _poe_kernel[(b,)](*ptrs, w, m, t, out, w if loss is None else loss, zs[0].stride(0),
+                      out.stride(0), scale, C=c, K=k, HAS_MASK=mask is not None, MODE=mode,
+                      BLOCK=block, ACC=tl.float64 if acc == torch.float64 else tl.float32,
                       num_warps=8 if block >= 2048 else 4)
     return out, loss
 
@@ -141,6 +144,15 @@ class TritonNLL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, go):
         return FusedNLL.backward(ctx, go)
+
+
+def log_softmax(coefs, mask, zs):
+    """The triton ``poe_log_softmax``: without autograd (evaluation) the kernel writes the output
+    in the input dtype and nothing is saved; with it, the float32 output is kept for backward."""
+    if needs_graph(zs):
+        return TritonLogSoftmax.apply(coefs, mask, *zs)
+    out, _ = _launch(list(zs), coefs, mask, None, 1, 1.0, out_dtype=zs[0].dtype)
+    return out
 
 
 class TritonLogSoftmax(torch.autograd.Function):
