@@ -136,8 +136,11 @@ class RayExecutor:
                     progress.end()
                 _collect(by_setting[result["setting"]], item, result)
         except BaseException:
-            for ref in refs.values():
-                ray.cancel(ref, force=True)
+            for ref in refs.values():  # the rest of the suite is not wanted any more
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - a task that ended meanwhile
+                    pass
             raise
 
 
