@@ -381,8 +381,9 @@ class Split(DataSplit):
 
     def batches(self, spec: TaskSpec, batch_size: int, order: torch.Tensor | None = None,
                 shard: tuple[int, int] | None = None) -> Iterator[Batch]:
-        """Gathered on the split's device, one ``index_select`` per modality (no DataLoader)."""
-        device = self.target.device
+        """Gathered where the inputs live (the split's device; host memory for a
+        :class:`HostSplit`), one ``index_select`` per modality (no DataLoader)."""
+        device = next(iter(self.inputs.values())).device if self.inputs else self.target.device
         if order is None and shard is None:
             n = len(self)
             for start in range(0, n, batch_size):

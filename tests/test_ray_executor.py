@@ -17,13 +17,11 @@ import torch
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.executors import check_reachable, make_executor
 from i2m2bench.harness.runner import run_suite
+from i2m2bench.harness.store import TIMING_FIGURES
 
 ray = pytest.importorskip("ray")  # installed by the dev extra: CI runs these
 
 ROOT = Path(__file__).resolve().parents[1]
-# Figures that measure the machine, not the model: they differ between any two runs.
-TIMING = {"train_seconds", "samples_per_s", "eval_seconds", "robustness_eval_seconds",
-          "peak_memory_mb", "poe_share"}
 SUITES = {"avmnist_smoke.gin": "avmnist_smoke-embedded-avdigits.jsonl",
           "dependency_spectrum_smoke.gin": "dependency_spectrum_smoke.jsonl"}
 
@@ -40,7 +38,7 @@ def rows(path: Path) -> dict:
         r = dict(r)
         r["numerics"] = prov[r.pop("provenance")]["numerics"]
         r.pop("date")
-        r["info"] = {k: v for k, v in r["info"].items() if k not in TIMING}
+        r["info"] = {k: v for k, v in r["info"].items() if k not in TIMING_FIGURES}
         out[r.get("setting"), r["method"], r["seed"]] = r
     return out
 
@@ -79,8 +77,8 @@ def test_ray_rows_equal_the_in_process_rows(local_ray, in_process, tmp_path, gin
     for key in want:
         assert got[key] == want[key], key
     assert (tmp_path / "lb" / SUITES[gin].replace(".jsonl", ".md")).exists()
-    # the I2M2 units ran after their experts: their checkpoints start from the experts' weights
-    # (a unit run before them would have found no expert checkpoint and failed)
+    # every unit was trained by a worker; the I2M2 units after their experts (one run before
+    # them would have found no expert checkpoint and failed: ``run.failures`` is empty above)
     assert all(item.action == "train" for item in run.plan)
 
 

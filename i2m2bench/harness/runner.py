@@ -771,8 +771,7 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
                               "pip install 'i2m2bench[tensorboard]'") from exc
     if not dry_run:
         store.check_writable(Path(out), Path(results_dir) / "results")
-    deterministic_setup()
-    dev = distributed.init_from_env(runner.driver_device(device))
+    dev = distributed.init_from_env(runner.driver_device(device))  # no cuBLAS work yet
     if not distributed.is_main():
         log = _quiet  # rank 0 speaks for the group
     plan = plan_suite(gin_files, bindings, methods=methods, seeds=seeds, data_root=data_root,
