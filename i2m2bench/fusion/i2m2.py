@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from i2m2bench.fusion.base import FUSIONS, Fusion, build_fusion
-from i2m2bench.fusion.intra_only import _intra_experts
+from i2m2bench.fusion.intra_only import build_intra_experts
 from i2m2bench.types import Batch, TaskSpec
 
 
@@ -28,7 +28,7 @@ class I2M2(Fusion):
         super().__init__(spec)
         if inter_missing not in ("drop", "impute"):
             raise ValueError(f"inter_missing must be 'drop' or 'impute'; got {inter_missing!r}")
-        self.intra_experts = _intra_experts(spec, intra_options)
+        self.intra_experts = build_intra_experts(spec, intra_options)
         self.inter_expert = build_fusion(inter, spec, **dict(inter_options or {}))
         if self.inter_expert.combine != "single":
             raise ValueError(f"I2M2's inter expert must be a single-expert strategy; {inter!r} "

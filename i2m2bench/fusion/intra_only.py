@@ -13,7 +13,7 @@ from i2m2bench.fusion.unimodal import Unimodal
 from i2m2bench.types import Batch, TaskSpec
 
 
-def _intra_experts(spec: TaskSpec, options: dict | None) -> nn.ModuleDict:
+def build_intra_experts(spec: TaskSpec, options: dict | None) -> nn.ModuleDict:
     """One :class:`Unimodal` expert per (underived) modality with ``options``; ``options['per_modality']``
     ({modality: options}) adds or replaces options of one modality's expert (e.g. MIMIC's series
     expert ``{'timeseries': {'encoder_options': {'step_dim': 15}}}``)."""
@@ -37,7 +37,7 @@ class IntraOnly(Fusion):
     def __init__(self, spec: TaskSpec, intra_options: dict | None = None,
                  weights: list[float] | None = None) -> None:
         super().__init__(spec)
-        self.intra_experts = _intra_experts(spec, intra_options)
+        self.intra_experts = build_intra_experts(spec, intra_options)
         self._weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
 
     def expert_weights(self):

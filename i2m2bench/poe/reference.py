@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 
-def _select(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+def select_present(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """``t`` where ``keep`` (one flag per row) is True, zero elsewhere (``t`` itself without a
+    mask); a missing expert's rows may hold NaN, which never reaches the sum."""
     if keep is None:
         return t
     return torch.where(keep.unsqueeze(1), t, torch.zeros((), dtype=t.dtype, device=t.device))
@@ -21,10 +23,10 @@ def log_softmax(zs: list[torch.Tensor], weights: torch.Tensor | None,
     num = 0
     for k, z in enumerate(zs):
         keep = None if mask is None else mask[:, k]
-        term = F.log_softmax(_select(z, keep), dim=-1)  # a missing expert's logits may be NaN
+        term = F.log_softmax(select_present(z, keep), dim=-1)  # a missing expert's logits may be NaN
         if weights is not None:
             term = term * weights[k].to(term.dtype)
-        num = num + _select(term, keep)
+        num = num + select_present(term, keep)
     return num - torch.logsumexp(num, dim=-1, keepdim=True)
 
 
@@ -36,7 +38,7 @@ def bernoulli_logits(zs, weights, mask):
     total = 0
     for k, z in enumerate(zs):
         term = z if weights is None else z * weights[k].to(z.dtype)
-        total = total + _select(term, None if mask is None else mask[:, k])
+        total = total + select_present(term, None if mask is None else mask[:, k])
     return total
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from i2m2bench.poe.reference import _select
+from i2m2bench.poe.reference import select_present
 
 
 def summed_logits(zs: list[torch.Tensor], weights: torch.Tensor | None,
@@ -17,7 +17,7 @@ def summed_logits(zs: list[torch.Tensor], weights: torch.Tensor | None,
     total = None
     for k, z in enumerate(zs):
         term = z if weights is None else z * weights[k].to(z.dtype)
-        term = _select(term, None if mask is None else mask[:, k])
+        term = select_present(term, None if mask is None else mask[:, k])
         total = term if total is None else total + term
     return total
 

@@ -15,6 +15,7 @@ AUROC of a label with one class only) shows as "undefined" and never wins "best"
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 from tabulate import tabulate
 
@@ -93,62 +94,92 @@ def _unmarked_note(count: int, board: str) -> list[str]:
             "average precision or consistency, not yet resampled.", ""]
 
 
-def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
-    """The leaderboard of one board's rows (pure: same rows and predictions, same text)."""
-    if not rows:
-        raise ValueError("no result rows to render")
-    metrics = board_metrics(rows) or ["metric"]
-    per_metric = {mt: BoardData.of(metric_rows(rows, mt)) for mt in metrics}
-    data = per_metric[metrics[0]]  # the primary metric: robustness sections, settings
-    units, methods = data.units, data.methods
-    first = next(iter(rows))
-    metric = metrics[0]
-    direction = {mt: next((r["higher_is_better"] for r in rows
-                           if r["protocol"] != "train" and r["metric"] == mt), True)
-                 for mt in metrics}
-    hib = direction[metric]
-    protocols = data.plain_protocols()
-    shifts = [p for p in protocols if data.kinds[p] == "shift"]
-    if len(shifts) >= 2:  # several shift sets (VQA-VS's nine): their mean after the last one
-        at = protocols.index(shifts[-1]) + 1
-        protocols = [*protocols[:at], SHIFT_MEAN, *protocols[at:]]
-    columns = [(p, mt) for p in protocols for mt in metrics]
+@dataclass
+class _View:
+    """What every part of one board reads: its rows per metric, directions and columns."""
+    rows: list[dict]
+    metrics: list[str]
+    per_metric: dict[str, BoardData]
+    direction: dict[str, bool]
+    shifts: list[str]
+    columns: list[tuple[str, str]]
 
+    @classmethod
+    def of(cls, rows: list[dict]) -> "_View":
+        metrics = board_metrics(rows) or ["metric"]
+        per_metric = {mt: BoardData.of(metric_rows(rows, mt)) for mt in metrics}
+        direction = {mt: next((r["higher_is_better"] for r in rows
+                               if r["protocol"] != "train" and r["metric"] == mt), True)
+                     for mt in metrics}
+        data = per_metric[metrics[0]]
+        protocols = data.plain_protocols()
+        shifts = [p for p in protocols if data.kinds[p] == "shift"]
+        if len(shifts) >= 2:  # several shift sets (VQA-VS's nine): their mean after the last one
+            at = protocols.index(shifts[-1]) + 1
+            protocols = [*protocols[:at], SHIFT_MEAN, *protocols[at:]]
+        columns = [(p, mt) for p in protocols for mt in metrics]
+        return cls(rows, metrics, per_metric, direction, shifts, columns)
+
+    @property
+    def data(self) -> BoardData:
+        """The primary metric's data: robustness sections, settings."""
+        return self.per_metric[self.metrics[0]]
+
+    @property
+    def first(self) -> dict:
+        return next(iter(self.rows))
+
+    def values(self, m: str, p: str, mt: str):
+        units = self.per_metric[mt].units
+        return list(shift_mean(units[m], self.shifts).values()) if p == SHIFT_MEAN else units[m].score(p)
+
+
+def _main_cells(view: _View, evidence: Evidence) -> tuple[dict, int]:
+    """The cells of the main table per (protocol, metric), and how many columns carry no marks."""
     cells, unmarked = {}, 0
-    untrained = {m for m in methods if not units[m].trained}
-    for p, mt in columns:
+    units = view.data.units
+    untrained = {m for m in view.data.methods if not units[m].trained}
+    for p, mt in view.columns:
+        mt_units = view.per_metric[mt].units
         if p == SHIFT_MEAN:  # per seed, the mean over the shift sets; intervals only, no marks
             cells[p, mt], _ = column_cells(
-                column_entries(per_metric[mt].units, methods, evidence, p, mt,
-                               values=lambda u, _p: shift_mean(u, shifts)),
-                direction[mt], ranked=False)
+                column_entries(mt_units, view.data.methods, evidence, p, mt,
+                               values=lambda u, _p: shift_mean(u, view.shifts)),
+                view.direction[mt], ranked=False)
             continue
-        cells[p, mt], ok = column_cells(column_entries(per_metric[mt].units, methods, evidence, p, mt),
-                                        direction[mt], unranked=untrained)
+        cells[p, mt], ok = column_cells(column_entries(mt_units, view.data.methods, evidence, p, mt),
+                                        view.direction[mt], unranked=untrained)
         unmarked += not ok
+    return cells, unmarked
 
+
+def _main_table(view: _View, evidence: Evidence) -> tuple[str, int, bool]:
+    """(the main table, columns without marks, whether some cell is undefined)."""
+    cells, unmarked = _main_cells(view, evidence)
     headers = ["Method", "Fusion", "Recipe", "Seeds"]
-    headers += [f"{p} {mt} (%) {'↑' if direction[mt] else '↓'}" for p, mt in columns]
+    headers += [f"{p} {mt} (%) {'↑' if view.direction[mt] else '↓'}" for p, mt in view.columns]
     headers += ["train samples/s", "train s", "epochs run"]
-    body = []
-    undefined = False
-    for m in methods:
-        u = units[m]
+    body, undefined = [], False
+    for m in view.data.methods:
+        u = view.data.units[m]
         r0 = u.rows[0]
         failed = {r["seed"] for r in u.rows if r["metric"] == "failed"}
         seeds = {r["seed"] for r in u.rows} - failed
         count = f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))
         line = [f"{r0['label']} (`{m}`)", r0.get("fusion", ""), r0["recipe"], count]
-        for p, mt in columns:
-            values = (list(shift_mean(per_metric[mt].units[m], shifts).values()) if p == SHIFT_MEAN
-                      else per_metric[mt].units[m].score(p))
-            undefined = undefined or is_undefined(values)
+        for p, mt in view.columns:
+            undefined = undefined or is_undefined(view.values(m, p, mt))
             line.append(cells[p, mt][m])
         for k in TRAIN_INFO:
             v = u.figure(k) if u.trained else None  # an evaluate-only unit trained nothing
             line.append(f"{statistics.fmean(v):.0f}" if v else "—")
         body.append(line)
+    table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    return table, unmarked, undefined
 
+
+def _preamble(view: _View, undefined: bool) -> list[str]:
+    first, shifts = view.first, view.shifts
     title_data = first["dataset"] + (" (EMBEDDED data)" if first["data_source"] == "embedded" else "")
     lines = [f"# Leaderboard: `{first['suite']}` suite on {title_data}", ""]
     if first["data_source"] == "embedded":
@@ -168,44 +199,50 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
         lines += ["\"undefined\": the metric has no value on that split for at least one seed "
                   "(e.g. AUROC or average precision of a label whose targets hold one class only); "
                   "such a cell never counts as best.", ""]
-    lines.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
-    robust, robust_unmarked = robustness_sections(data, hib, metric, first["board"], evidence)
-    lines += robust
-    if unmarked + robust_unmarked:
-        lines += [""] + _unmarked_note(unmarked + robust_unmarked, first["board"])[:-1]
-    lines += ["", "## Settings and provenance", ""]
+    return lines
+
+
+def _schedule(t: dict, trained: bool, recipe: str) -> str:
+    chosen = "".join(f" {k}={t[k]}" for k, default in (("loss", "auto"), ("select_on", None),
+                                                         ("class_weights", None), ("betas", None))
+                     if t.get(k, default) != default)  # only when not the task's default
+    if not trained:
+        return f"— (no training: recipe `{recipe}`)"
+    return (f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "
+            f"batch={t['batch_size']} epochs≤{t['epochs']} "
+            f"patience={'none' if t['patience'] is None else t['patience']} "
+            f"clip={t['grad_clip']}{chosen}")
+
+
+def _settings(view: _View) -> list[str]:
+    """The settings and provenance table, one row per method."""
+    units = view.data.units
     prov = []
-    for m in methods:
+    for m in view.data.methods:
         rs = units[m].rows
-        t = rs[0]["train"]
-        chosen = "".join(f" {k}={t[k]}" for k, default in (("loss", "auto"), ("select_on", None),
-                                                             ("class_weights", None), ("betas", None))
-                         if t.get(k, default) != default)  # only when not the task's default
-        schedule = (f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "
-                    f"batch={t['batch_size']} epochs≤{t['epochs']} "
-                    f"patience={'none' if t['patience'] is None else t['patience']} "
-                    f"clip={t['grad_clip']}{chosen}"
-                    if units[m].trained else f"— (no training: recipe `{rs[0]['recipe']}`)")
         prov.append([
-            f"`{m}`", f"`{rs[0]['unit_hash']}`", schedule,
+            f"`{m}`", f"`{rs[0]['unit_hash']}`",
+            _schedule(rs[0]["train"], units[m].trained, rs[0]["recipe"]),
             ", ".join(sorted({r["git_commit"] for r in rs})),
             ", ".join(sorted({machine_of(r) for r in rs})),
             ", ".join(sorted({r["torch_version"] for r in rs})),
             max(r["date"] for r in rs)[:10],
         ])
-    lines.append(tabulate(prov, headers=["Method", "Unit hash", "Schedule", "Commit", "Device",
-                                         "torch", "Date"], tablefmt="github", disable_numparse=True))
+    return ["", "## Settings and provenance", "",
+            tabulate(prov, headers=["Method", "Unit hash", "Schedule", "Commit", "Device",
+                                    "torch", "Date"], tablefmt="github", disable_numparse=True)]
+
+
+def _footer(view: _View) -> list[str]:
+    """Machines, peak memory, the PoE's share of a step and the robustness protocols' time."""
+    units = view.data.units
     every = [r for u in units.values() for r in u.rows]
-    lines += machines_note(every)
+    lines = machines_note(every)
     peaks = [r["value"] for r in every if r["metric"] == "peak_memory_mb"]
     if peaks:
         lines += ["", f"Peak memory of the training process (CPU: resident set; CUDA: allocated), "
                       f"max over units: {max(peaks):.0f} MB."]
-    shares = {}
-    for m in methods:
-        v = units[m].figure("poe_share")
-        if v:
-            shares[m] = statistics.fmean(v)
+    shares = {m: statistics.fmean(v) for m in view.data.methods if (v := units[m].figure("poe_share"))}
     if shares:
         lines += ["", "Share of a training step spent in the product of experts (combining the "
                       "experts and the loss on the combination, forward and backward; measured "
@@ -219,6 +256,26 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
                       f"{100 * robust / rest:.1f}% on top of the units' training and test/shift "
                       f"evaluation ({rest:.0f} s; per-epoch validation and start-up are not in "
                       "that sum, so the share of the run's wall time is smaller)."]
+    return lines
+
+
+def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
+    """The leaderboard of one board's rows (pure: same rows and predictions, same text)."""
+    if not rows:
+        raise ValueError("no result rows to render")
+    view = _View.of(rows)
+    table, unmarked, undefined = _main_table(view, evidence)
+    lines = _preamble(view, undefined)
+    lines.append(table)
+    data = view.data
+    hib = view.direction[view.metrics[0]]
+    robust, robust_unmarked = robustness_sections(data, hib, view.metrics[0], view.first["board"],
+                                                  evidence)
+    lines += robust
+    if unmarked + robust_unmarked:
+        lines += [""] + _unmarked_note(unmarked + robust_unmarked, view.first["board"])[:-1]
+    lines += _settings(view)
+    lines += _footer(view)
     lines.append("")
     return "\n".join(lines)
 

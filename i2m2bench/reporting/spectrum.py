@@ -62,6 +62,64 @@ def _collect(rows: list[dict]) -> tuple[dict, dict, list, list]:
     return values, {"meta": meta, "options": options, "hash": hashes}, settings, methods
 
 
+def _protocol_section(proto: str, values: dict, info: dict, settings: list, methods: list,
+                      evidence: Evidence, metric: str) -> tuple[list[str], int]:
+    """One protocol's settings x methods table (with its Bayes columns), and how many of its rows
+    carry no marks."""
+    which = PROTOCOLS[proto]
+    options = info["options"]
+    headers = ["Setting", "inter share", "Bayes ceiling"]
+    if proto != "test":
+        headers.append("training Bayes rule")
+    headers += [f"`{m}`" for m in methods]
+    body, unmarked = [], 0
+    for s in settings:
+        o = options[s]
+        b = bayes_ceiling(o, which)
+        line = [f"`{s}`", f"{float(o.get('inter_share', 0.0)):.3g}",
+                f"{b['ceiling'] * 100:.1f} ± {b['ceiling_se'] * 100:.1f}"]
+        if proto != "test":
+            line.append(f"{b['train_rule'] * 100:.1f} ± {b['train_rule_se'] * 100:.1f}")
+        entries = {m: entry(values.get((s, m), {}).get(proto, {}),
+                            lambda seed, s=s, m=m: (s, m, info["hash"][s, m], seed),
+                            evidence, proto, metric)
+                   for m in methods if (s, m) in info["hash"]}
+        cells, ok = column_cells(entries, True, 100.0, 1)
+        unmarked += not ok
+        for m in methods:
+            c = cells.get(m, "—")
+            if values.get((s, m), {}).get("failed"):
+                c += f" ({len(values[(s, m)]['failed'])} failed)"
+            line.append(c)
+        body.append(line)
+    lines = [f"## {_PROTOCOL_TITLES[proto]}", ""]
+    if proto != "test":
+        lines += ["Bayes ceiling: the Bayes accuracy of the shifted distribution itself. "
+                  "Training Bayes rule: the accuracy there of the Bayes-optimal classifier "
+                  "of the *training* setting (what a perfect model of the training data "
+                  "scores when the dependency goes missing).", ""]
+    return lines + [_table(headers, body), ""], unmarked
+
+
+def _provenance(rows: list[dict], methods: list[str], meta: dict) -> list[str]:
+    """The methods and provenance section."""
+    prov = []
+    for m in methods:
+        r0 = meta[m]
+        t = r0["train"]
+        rs = [r for r in rows if r["method"] == m]
+        prov.append([f"`{m}`", r0["label"], r0.get("fusion", ""), r0["recipe"],
+                     f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "
+                     f"batch={t['batch_size']} epochs≤{t['epochs']} patience={t['patience']}",
+                     str(len({r["seed"] for r in rs})),
+                     ", ".join(sorted({r["git_commit"] for r in rs})),
+                     ", ".join(sorted({machine_of(r) for r in rs})),
+                     max(r["date"] for r in rs)[:10]])
+    return ["## Methods and provenance", "",
+            _table(["Method", "Label", "Fusion", "Recipe", "Schedule", "Seeds", "Commit",
+                    "Device", "Date"], prov)]
+
+
 @LAYOUTS.register("dependency_spectrum")
 class DependencySpectrumLayout(Layout):
     """Settings x methods tables (test and each shift set) with the Bayes ceiling, and a figure
@@ -94,58 +152,15 @@ class DependencySpectrumLayout(Layout):
                  f"Carlo samples (fixed seed {BAYES_MC_SEED}); ± is its standard error.", "",
                  f"![Accuracy against the inter-dependency share]({board}.png)", ""]
         for proto in PROTOCOLS:
-            which = PROTOCOLS[proto]
-            headers = ["Setting", "inter share", "Bayes ceiling"]
-            if proto != "test":
-                headers.append("training Bayes rule")
-            headers += [f"`{m}`" for m in methods]
-            body = []
-            for s in settings:
-                o = options[s]
-                b = bayes_ceiling(o, which)
-                line = [f"`{s}`", f"{float(o.get('inter_share', 0.0)):.3g}",
-                        f"{b['ceiling'] * 100:.1f} ± {b['ceiling_se'] * 100:.1f}"]
-                if proto != "test":
-                    line.append(f"{b['train_rule'] * 100:.1f} ± {b['train_rule_se'] * 100:.1f}")
-                entries = {m: entry(values.get((s, m), {}).get(proto, {}),
-                                    lambda seed, s=s, m=m: (s, m, info["hash"][s, m], seed),
-                                    evidence, proto, metric)
-                           for m in methods if (s, m) in info["hash"]}
-                cells, ok = column_cells(entries, True, 100.0, 1)
-                unmarked += not ok
-                for m in methods:
-                    c = cells.get(m, "—")
-                    if values.get((s, m), {}).get("failed"):
-                        c += f" ({len(values[(s, m)]['failed'])} failed)"
-                    line.append(c)
-                body.append(line)
-            lines += [f"## {_PROTOCOL_TITLES[proto]}", ""]
-            if proto != "test":
-                lines += ["Bayes ceiling: the Bayes accuracy of the shifted distribution itself. "
-                          "Training Bayes rule: the accuracy there of the Bayes-optimal classifier "
-                          "of the *training* setting (what a perfect model of the training data "
-                          "scores when the dependency goes missing).", ""]
-            lines.append(_table(headers, body))
-            lines.append("")
+            section, count = _protocol_section(proto, values, info, settings, methods, evidence,
+                                               metric)
+            lines += section
+            unmarked += count
         if unmarked:
             lines += [f"{unmarked} row(s) carry no marks: the per-sample predictions of some "
                       f"method there are not published beside the results (`predictions/{board}/`), "
                       "or cover other test samples. Re-run the suite to publish them.", ""]
-        lines += ["## Methods and provenance", ""]
-        prov = []
-        for m in methods:
-            r0 = meta[m]
-            t = r0["train"]
-            rs = [r for r in rows if r["method"] == m]
-            prov.append([f"`{m}`", r0["label"], r0.get("fusion", ""), r0["recipe"],
-                         f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "
-                         f"batch={t['batch_size']} epochs≤{t['epochs']} patience={t['patience']}",
-                         str(len({r["seed"] for r in rs})),
-                         ", ".join(sorted({r["git_commit"] for r in rs})),
-                         ", ".join(sorted({machine_of(r) for r in rs})),
-                         max(r["date"] for r in rs)[:10]])
-        lines.append(_table(["Method", "Label", "Fusion", "Recipe", "Schedule", "Seeds", "Commit",
-                             "Device", "Date"], prov))
+        lines += _provenance(rows, methods, meta)
         lines += machines_note(rows)
         lines.append("")
         return "\n".join(lines)
