@@ -59,12 +59,14 @@ class Progress:
     done: int = 0
 
     def begin(self, what: str) -> None:
+        """Log that the next unit begins (``what`` names it and what is done)."""
         elapsed = time.perf_counter() - self.started
         eta = "—" if not self.done else _hms(elapsed / self.done * (self.total - self.done))
         self.log(f"[i2m2bench] unit {self.done + 1}/{self.total} {what} "
                  f"(elapsed {_hms(elapsed)}, ETA {eta})")
 
     def end(self) -> None:
+        """One unit more is done."""
         self.done += 1
 
 
@@ -95,26 +97,32 @@ class SuiteRun:
     # -- identity (the planner's workspace) -------------------------------------------------
     @property
     def workspace(self):
+        """The setting's task and where its units and records live."""
         return self.planner.workspace
 
     @property
     def suite(self):
+        """The suite's settings."""
         return self.workspace.suite
 
     @property
     def task(self):
+        """The setting's task."""
         return self.workspace.task
 
     @property
     def device(self) -> torch.device:
+        """The device units train on."""
         return self.planner.device
 
     @property
     def out(self) -> Path:
+        """The folder of the units' run folders."""
         return self.workspace.out
 
     @property
     def results_dir(self) -> Path:
+        """The leaderboard folder (results files under ``results/``)."""
         return self.workspace.results_dir
 
     @property
@@ -124,20 +132,25 @@ class SuiteRun:
 
     @property
     def resolver(self):
+        """The unit resolver (methods, units, hashes)."""
         return self.planner.resolver
 
     @property
     def board(self) -> str:
+        """The board this setting's records belong to."""
         return self.workspace.board
 
     @property
     def results_path(self) -> Path:
+        """The board's results file."""
         return self.workspace.results_path
 
     def unit_dir(self, u) -> Path:
+        """The run folder of unit ``u``."""
         return self.workspace.unit_dir(u)
 
     def where(self, u) -> str:
+        """How log lines name unit ``u``."""
         return self.workspace.where(u)
 
     def item(self, method: str, seed: int) -> PlanItem:

@@ -38,14 +38,17 @@ class UnitFiles:
 
     @property
     def metrics_path(self) -> Path:
+        """``metrics.json``."""
         return self.folder / METRICS
 
     @property
     def checkpoint_path(self) -> Path:
+        """``model.pt``."""
         return self.folder / CHECKPOINT
 
     @property
     def predictions_path(self) -> Path:
+        """``predictions.npz``."""
         return self.folder / PREDICTIONS_FILE
 
     def lock(self, on_wait: Callable[[Path], object] | None = None):

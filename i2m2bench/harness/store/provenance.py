@@ -45,6 +45,7 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 def utc_now() -> str:
+    """The current UTC time, ISO format to the second (a record's date)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
