@@ -2,7 +2,7 @@
 
 Errors in configs or data are reported as one clear message with a non-zero exit code; pass
 ``--debug`` for the Python traceback. ``run`` checks its own arguments before reading any gin
-file (:func:`i2m2bench.harness.config.check_run_arguments`): an empty ``--out`` or
+file (:func:`i2m2bench.harness.checks.check_run_arguments`): an empty ``--out`` or
 ``--leaderboard-dir``, a ``--data-root`` that is not an existing folder, a ``--device`` this machine
 does not have, the same method or seed twice. ``bench --quick`` writes to a scratch folder
 (:data:`i2m2bench.bench.QUICK_DIR`) unless ``--leaderboard-dir`` is given, so a quick check never
@@ -35,7 +35,7 @@ EPILOG = """examples:
 
 def _cmd_run(args) -> int:
     from i2m2bench.harness import distributed
-    from i2m2bench.harness.config import CLI_NAMES, check_run_arguments
+    from i2m2bench.harness.checks import CLI_NAMES, check_run_arguments
     from i2m2bench.harness.runner import run_suite
 
     check_run_arguments(args.gin, args.methods, args.seeds, data_root=args.data_root, out=args.out,
@@ -116,7 +116,7 @@ def _cmd_list(args) -> int:
         for name in reg.names():
             print(f"  {name:<20} {reg.origin(name)}")
     if args.kind in (None, "suites"):
-        from i2m2bench.harness.config import installed_suites
+        from i2m2bench.harness.ginfiles import installed_suites
         from i2m2bench.harness.ginfiles import suites_dir
 
         print(f"suites (installed in {suites_dir()}; run one with --gin NAME.gin, or "
@@ -135,7 +135,7 @@ def _cmd_list(args) -> int:
 def _cmd_leaderboard(args) -> int:
     from i2m2bench.bench import json_path, render_poe_file, stale_poe
     from i2m2bench.harness import publish
-    from i2m2bench.harness.config import check_folder_argument
+    from i2m2bench.harness.checks import check_folder_argument
 
     check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
     out = Path(args.leaderboard_dir)
@@ -183,7 +183,7 @@ def _cmd_leaderboard(args) -> int:
 
 def _cmd_compare(args) -> int:
     from i2m2bench.harness import publish
-    from i2m2bench.harness.config import check_folder_argument
+    from i2m2bench.harness.checks import check_folder_argument
     from i2m2bench.reporting.machines import comparison_text
 
     check_folder_argument(args.first, "FIRST")
@@ -238,7 +238,7 @@ def _cmd_prepare(args) -> int:
 
 def _cmd_bench(args) -> int:
     from i2m2bench.bench import default_out_dir, run_benchmarks
-    from i2m2bench.harness.config import check_folder_argument
+    from i2m2bench.harness.checks import check_folder_argument
 
     if args.leaderboard_dir is not None:
         check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")

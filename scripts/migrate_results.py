@@ -1,6 +1,6 @@
 """Convert results files from schema 1 (one JSON line per score, provenance repeated on each)
 to schema 2 (one record per unit and protocol set, provenance once; see
-``i2m2bench/harness/store.py``).
+``i2m2bench/harness/store/records.py``).
 
     python scripts/migrate_results.py leaderboards/results/*.jsonl
 
@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from i2m2bench.harness.store import locked, records_from_rows, write_records
+from i2m2bench.fileio import locked
+from i2m2bench.harness.store import records_from_rows, write_records
 
 
 def structured(protocol: str) -> tuple[str, str | None, float | None]:

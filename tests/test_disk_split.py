@@ -9,7 +9,7 @@ import torch
 
 import i2m2bench
 from i2m2bench.data.disk import DiskSplit, LoaderOptions, iter_chunks, open_npy, save_split
-from i2m2bench.harness import runner as runner_mod
+from i2m2bench.harness import planner as planner_mod
 from i2m2bench.harness.config import TrainConfig
 from i2m2bench.harness.runner import run_suite
 from i2m2bench.harness.seeding import seed_everything
@@ -207,8 +207,8 @@ def test_runner_on_disk_equals_in_memory(tmp_path, write_avmnist, monkeypatch):
     assert not disk.failures
     kinds = {type(s) for s in disk.task.splits.values()}
     assert kinds == {DiskSplit}
-    build = runner_mod.build_task
-    monkeypatch.setattr(runner_mod, "build_task", lambda *a, **k: _in_memory(build(*a, **k)))
+    build = planner_mod.build_task
+    monkeypatch.setattr(planner_mod, "build_task", lambda *a, **k: _in_memory(build(*a, **k)))
     mem = _suite(tmp_path, "mem", workers=0)
     assert {type(s) for s in mem.task.splits.values()} == {Split}
     got, want = _records(disk), _records(mem)
@@ -243,8 +243,8 @@ def test_runner_on_disk_toy_every_protocol(tmp_path, monkeypatch):
                          log=lambda s: None)
 
     mem = run("mem")
-    build = runner_mod.build_task
-    monkeypatch.setattr(runner_mod, "build_task", lambda *a, **k: on_disk(build(*a, **k)))
+    build = planner_mod.build_task
+    monkeypatch.setattr(planner_mod, "build_task", lambda *a, **k: on_disk(build(*a, **k)))
     disk = run("disk")
     assert {type(s) for s in [*disk.task.splits.values(), *disk.task.shifts.values()]} == {DiskSplit}
     got, want = _records(disk), _records(mem)

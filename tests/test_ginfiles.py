@@ -10,7 +10,7 @@ import pytest
 
 from i2m2bench.harness import ginfiles
 from i2m2bench.harness.errors import ConfigError
-from i2m2bench.harness.config import installed_suites
+from i2m2bench.harness.ginfiles import installed_suites
 from i2m2bench.harness.ginfiles import check_scopes, parse_gin, resolve_gin_file, suites_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -325,7 +325,7 @@ def test_code_fingerprint_of_classes_without_a_file_and_with_stdlib_bases():
 
 @pytest.mark.slow
 def test_a_failed_forced_retrain_is_retried_next_time(tmp_path, monkeypatch):
-    from i2m2bench.harness import runner
+    from i2m2bench.harness import unit_runner
     from i2m2bench.harness.training import NaNLossError
 
     kw = dict(methods=["a_only"], seeds=[0], out=tmp_path / "r", results_dir=tmp_path / "lb", progress=False)
@@ -334,7 +334,7 @@ def test_a_failed_forced_retrain_is_retried_next_time(tmp_path, monkeypatch):
     def nan(*args, **kwargs):
         raise NaNLossError("a_only/seed0: loss is nan at epoch 0, step 0")
 
-    monkeypatch.setattr(runner, "train_model", nan)
+    monkeypatch.setattr(unit_runner, "train_model", nan)
     failed = run_suite([TOY], FAST, force=True, **kw)
     assert len(failed.failures) == 1
     monkeypatch.undo()

@@ -17,26 +17,23 @@ become folders (:func:`check_plain_name`). A refused setting raises :class:`Sett
 it (``a_only/train.lr`` or ``train.lr``) and the file and line that set it
 (:func:`i2m2bench.harness.ginfiles.binding_location`).
 
-:func:`check_run_arguments` checks the arguments of a run (``run_suite``'s or the command line's:
-gin files, methods, seeds, data root, output folders, device) the same way, before gin is parsed;
-:func:`check_device` names the devices this machine has.
+The value checks themselves (and the checks of a run's arguments) are
+:mod:`i2m2bench.harness.checks`; devices :mod:`i2m2bench.harness.devices`.
 """
 from __future__ import annotations
 
 import difflib
-import math
-import numbers
-import os
-import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Mapping
 
 import gin
 
+from i2m2bench.harness.checks import (SettingError, check_finite, check_no_duplicates,
+                                      check_plain_name, check_real, check_sequence, check_whole,
+                                      is_real_number, is_whole_number, kind_name)
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.protocols import DEFAULT_LEVELS
 
-_LABEL = re.compile(r"[A-Za-z0-9._-]+")
 #: ``train.class_weights`` values: none, or from the training labels' class frequencies.
 CLASS_WEIGHTS = (None, "balanced")
 PRECISIONS = ("fp32", "bf16")  # train.precision
@@ -45,95 +42,6 @@ LOSS_NAMES = ("auto", "nll", "bce", "soft_ce")
 #: Protocol heads that draw robustness curves, whose effective robustness compares with
 #: ``suite.reference`` (:mod:`i2m2bench.harness.protocols`).
 CURVE_PROTOCOLS = ("perturb:", "missing_rate:")
-
-
-class SettingError(ConfigError, ValueError):
-    """A setting with a wrong type or value. ``binding``: the gin binding it came from, unscoped
-    (``train.epochs``); ``message``: what is wrong (gin appends its own context to ``str``)."""
-
-    def __init__(self, binding: str, message: str) -> None:
-        super().__init__(message)
-        self.binding = binding
-        self.message = message
-
-
-# ------------------------------------------------------------------------------ value checks
-def _kind(value) -> str:
-    return type(value).__name__
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _whole(binding: str, value) -> None:
-    """``value`` is an int (not a bool, not a float such as 1.0 or 2.5: never rounded) > 0."""
-    if not _is_int(value):
-        raise SettingError(binding, f"{binding} must be a whole number, not a {_kind(value)} "
-                           f"(never rounded or converted); got {value!r}")
-    if value < 1:
-        raise SettingError(binding, f"{binding} must be > 0; got {value!r}")
-
-
-def _real(binding: str, value, *, low: float = -math.inf, high: float = math.inf,
-          low_open: bool = False, high_open: bool = False, rng: str = "") -> None:
-    """``value`` is a finite number (an int or float, not a bool) in the given range."""
-    if not _is_real(value):
-        raise SettingError(binding, f"{binding} must be a number; got {value!r} (a {_kind(value)})")
-    if not math.isfinite(value):
-        raise SettingError(binding, f"{binding} must be a finite number{rng and ' ' + rng}; got "
-                           f"{value!r}")
-    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-        raise SettingError(binding, f"{binding} must be {rng}; got {value!r}")
-
-
-def _sequence(binding: str, value, what: str, *, empty_ok: bool = False) -> tuple:
-    """A list or tuple (not a string, which gin would otherwise split into characters)."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise SettingError(binding, f"{binding} must be a list of {what}; got {value!r}")
-    if not value and not empty_ok:
-        raise SettingError(binding, f"{binding} must be a non-empty list of {what}; got {value!r}")
-    return tuple(value)
-
-
-def _no_duplicates(binding: str, values: tuple) -> None:
-    seen, dup = set(), []
-    for v in values:
-        if v in seen and v not in dup:
-            dup.append(v)
-        seen.add(v)
-    if dup:
-        raise SettingError(binding, f"{binding} lists {', '.join(map(repr, dup))} more than once; "
-                           f"got {list(values)!r}")
-
-
-def _finite_everywhere(binding: str, value, path: str = "") -> None:
-    """No NaN/Inf float anywhere in a (nested) option value."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise SettingError(binding, f"{binding}{path} = {value!r}: NaN/Inf is not a setting; give a "
-                           "finite number")
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _finite_everywhere(binding, v, f"{path}[{k!r}]")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _finite_everywhere(binding, v, f"{path}[{i}]")
-
-
-def check_plain_name(value, what: str, binding: str | None = None) -> str:
-    """A name that becomes a file or folder name (suite name, method name, sweep label) must be
-    a plain name: letters, digits, ``.``, ``_`` or ``-``, not empty and not only dots (``.``,
-    ``..``), so no ``/``, ``\\`` or NUL. Returns it; :class:`SettingError` (a ConfigError and a
-    ValueError) otherwise, naming ``what`` (and ``binding``)."""
-    if isinstance(value, str) and _LABEL.fullmatch(value) and set(value) != {"."}:
-        return value
-    where = f"{binding}: " if binding else ""
-    raise SettingError(binding or what, f"{where}{what} {value!r} must be letters, digits, '.', '_' "
-                       "or '-' (not empty, not '.' or '..', no '/' or '\\'): it names a folder")
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -210,23 +118,23 @@ class TrainConfig:
         if self.select_on is not None and (not isinstance(self.select_on, str) or not self.select_on):
             raise SettingError("train.select_on", f"train.select_on must be a metric name (or None: "
                                f"the task's primary metric); got {self.select_on!r}")
-        if self.patience is not None and (not _is_int(self.patience) or self.patience < 1):
+        if self.patience is not None and (not is_whole_number(self.patience) or self.patience < 1):
             raise SettingError("train.patience", f"train.patience must be a whole number >= 1 or "
                                f"None (never stop early); got {self.patience!r}")
-        _real("train.lr", self.lr, low=0.0, low_open=True, rng="> 0")
+        check_real("train.lr", self.lr, low=0.0, low_open=True, rng="> 0")
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            _whole(f"train.{name}", getattr(self, name))
-        _real("train.momentum", self.momentum, low=0.0, high=1.0, high_open=True, rng="in [0, 1)")
-        _real("train.weight_decay", self.weight_decay, low=0.0, rng=">= 0")
+            check_whole(f"train.{name}", getattr(self, name))
+        check_real("train.momentum", self.momentum, low=0.0, high=1.0, high_open=True, rng="in [0, 1)")
+        check_real("train.weight_decay", self.weight_decay, low=0.0, rng=">= 0")
         if self.grad_clip is not None:
-            _real("train.grad_clip", self.grad_clip, low=0.0, low_open=True,
+            check_real("train.grad_clip", self.grad_clip, low=0.0, low_open=True,
                   rng="> 0, or None for no clipping")
         if self.betas is not None:
             if self.optimizer not in ("adam", "adamw"):
                 raise SettingError("train.betas", f"train.betas applies to 'adam' and 'adamw'; "
                                    f"train.optimizer is {self.optimizer!r}")
             if (not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2
-                    or not all(_is_real(b) and 0.0 <= b < 1.0 for b in self.betas)):
+                    or not all(is_real_number(b) and 0.0 <= b < 1.0 for b in self.betas)):
                 raise SettingError("train.betas", f"train.betas must be two numbers in [0, 1) "
                                    f"(or None: PyTorch's (0.9, 0.999)); got {self.betas!r}")
             object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -318,11 +226,11 @@ class MethodConfig:
             if not isinstance(slot, str) or not isinstance(source, str):
                 raise SettingError("method.pretrain", "method.pretrain must map slot names to "
                                    f"method names; got {dict(self.pretrain)!r}")
-        _finite_everywhere("method.options", self.options)
+        check_finite("method.options", self.options)
         object.__setattr__(self, "options", dict(self.options))
         object.__setattr__(self, "pretrain", dict(self.pretrain))
         if self.protocols is not None:
-            protocols = _sequence("method.protocols", self.protocols, "protocol names",
+            protocols = check_sequence("method.protocols", self.protocols, "protocol names",
                                   empty_ok=True)
             if not all(isinstance(p, str) for p in protocols):
                 raise SettingError("method.protocols", "method.protocols must be a list of "
@@ -374,25 +282,25 @@ class SuiteConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise SettingError("suite.dataset", f"suite.dataset must be a dataset name; got "
                                f"{self.dataset!r}")
-        methods = _sequence("suite.methods", self.methods, "method names")
+        methods = check_sequence("suite.methods", self.methods, "method names")
         for m in methods:  # each names a run folder
             check_plain_name(m, "method name", "suite.methods")
-        _no_duplicates("suite.methods", methods)
-        seeds = _sequence("suite.seeds", self.seeds, "whole numbers")
+        check_no_duplicates("suite.methods", methods)
+        seeds = check_sequence("suite.seeds", self.seeds, "whole numbers")
         for s in seeds:
-            if not _is_int(s):
+            if not is_whole_number(s):
                 raise SettingError("suite.seeds", f"suite.seeds must be whole numbers, not a "
-                                   f"{_kind(s)} such as {s!r} (never rounded); got {list(seeds)!r}")
-        _no_duplicates("suite.seeds", seeds)
-        protocols = _sequence("suite.protocols", self.protocols, "protocol names", empty_ok=True)
+                                   f"{kind_name(s)} such as {s!r} (never rounded); got {list(seeds)!r}")
+        check_no_duplicates("suite.seeds", seeds)
+        protocols = check_sequence("suite.protocols", self.protocols, "protocol names", empty_ok=True)
         if not all(isinstance(p, str) for p in protocols):
             raise SettingError("suite.protocols", f"suite.protocols must be a list of protocol "
                                f"names; got {list(protocols)!r}")
-        levels = _sequence("suite.levels", self.levels, "levels in (0, 1]")
+        levels = check_sequence("suite.levels", self.levels, "levels in (0, 1]")
         for v in levels:
-            _real("suite.levels", v, low=0.0, high=1.0, low_open=True,
+            check_real("suite.levels", v, low=0.0, high=1.0, low_open=True,
                   rng="in (0, 1] (level 0 is the test score itself)")
-        _no_duplicates("suite.levels", levels)
+        check_no_duplicates("suite.levels", levels)
         for name in ("layout", "reference"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise SettingError(f"suite.{name}", f"suite.{name} must be a name; got "
@@ -407,9 +315,9 @@ class SuiteConfig:
         if not isinstance(self.dataset_options, Mapping):
             raise SettingError("suite.dataset_options", f"suite.dataset_options must be a dict of "
                                f"dataset options; got {self.dataset_options!r}")
-        _finite_everywhere("suite.dataset_options", self.dataset_options)
+        check_finite("suite.dataset_options", self.dataset_options)
         for label, options in (sweep or {}).items():
-            _finite_everywhere("suite.sweep", options, f"[{label!r}]")
+            check_finite("suite.sweep", options, f"[{label!r}]")
         set_ = object.__setattr__
         set_(self, "methods", methods)
         set_(self, "seeds", tuple(int(s) for s in seeds))
@@ -520,152 +428,3 @@ def read_method(name: str, embedded: bool, explicit: set[str] | frozenset = froz
     if embedded and schedule.options:
         method = replace(method, options={**dict(method.options), **dict(schedule.options)})
     return method, (scheduled if embedded else train)
-
-
-# ------------------------------------------------------------------------------ run arguments
-_API_NAMES = {"gin_files": "run_suite: gin_files", "methods": "run_suite: methods",
-              "seeds": "run_suite: seeds", "data_root": "run_suite: data_root",
-              "out": "run_suite: out", "results_dir": "run_suite: results_dir",
-              "device": "run_suite: device"}
-CLI_NAMES = {"gin_files": "--gin", "methods": "--methods", "seeds": "--seeds",
-             "data_root": "--data-root", "out": "--out", "results_dir": "--leaderboard-dir",
-             "device": "--device"}
-
-
-def check_folder_argument(value, what: str) -> None:
-    """An output folder argument: a non-empty path (``''`` would silently mean the working
-    directory)."""
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{what} must be a folder path; got {value!r}")
-    if not str(os.fspath(value)).strip():
-        raise ValueError(f"{what} is empty; name a folder (an empty path would mean the working "
-                         "directory)")
-
-
-def check_run_arguments(gin_files, methods=None, seeds=None, *, data_root=None, out="runs",
-                        results_dir="leaderboards", device=None, names: Mapping | None = None) -> None:
-    """The arguments of a run, checked before gin is parsed or any data is loaded: a non-empty
-    list of gin files (not one string), methods and seeds as non-empty lists without duplicates
-    (seeds whole numbers: ``0.5`` or ``1.0`` are refused, not truncated), output folders that are
-    not empty paths, an explicit data root that exists and is a folder, a device this machine has
-    (:func:`check_device`). TypeError for a wrong type, ValueError for a wrong value, DataError
-    for the data root, ConfigError for the device. ``names``: how the messages name the arguments
-    (default ``run_suite``'s parameters; :data:`CLI_NAMES` for the command line)."""
-    n = {**_API_NAMES, **(names or {})}
-    if isinstance(gin_files, (str, bytes, os.PathLike)) or not isinstance(gin_files, (list, tuple)) \
-            or not gin_files:
-        raise TypeError(f"{n['gin_files']} must be a non-empty list of gin files; got {gin_files!r}")
-    for f in gin_files:
-        if not isinstance(f, (str, os.PathLike)):
-            raise TypeError(f"{n['gin_files']} must be a list of gin file paths; got {f!r} in "
-                            f"{list(gin_files)!r}")
-    if methods is not None:
-        if isinstance(methods, (str, bytes)) or not isinstance(methods, (list, tuple)) or not methods:
-            raise TypeError(f"{n['methods']} must be a non-empty list of method names; got "
-                            f"{methods!r}")
-        if not all(isinstance(m, str) and m for m in methods):
-            raise TypeError(f"{n['methods']} must be a list of method names; got {list(methods)!r}")
-        if len(set(methods)) != len(methods):
-            raise ValueError(f"{n['methods']} names a method more than once; got {list(methods)!r}")
-    if seeds is not None:
-        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)) or not seeds:
-            raise TypeError(f"{n['seeds']} must be a non-empty list of integers; got {seeds!r}")
-        bad = [s for s in seeds if not _is_int(s)]
-        if bad:
-            raise TypeError(f"{n['seeds']} must be a list of integers, not a {_kind(bad[0])} "
-                            f"such as {bad[0]!r} (never rounded); got {list(seeds)!r}")
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"{n['seeds']} lists a seed more than once; got {list(seeds)!r}")
-    check_folder_argument(out, n["out"])
-    check_folder_argument(results_dir, n["results_dir"])
-    if data_root is not None:
-        from i2m2bench.data.base import check_data_root
-
-        check_data_root(data_root, n["data_root"])
-    check_device(device, n["device"])
-
-
-def available_devices() -> list[str]:
-    """The devices this machine has, as ``--device`` takes them: ``cpu``, then ``cuda:N (name)``
-    for each GPU, ``mps`` and ``xpu:N`` where available."""
-    import torch
-
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        out.append("mps")
-    xpu = getattr(torch, "xpu", None)
-    if xpu is not None and xpu.is_available():
-        out += [f"xpu:{i}" for i in range(xpu.device_count())]
-    return out
-
-
-def check_device(device, what: str = "--device") -> None:
-    """``device`` (None, ``''`` or ``'auto'``: CUDA when available, else CPU, as
-    :func:`i2m2bench.harness.seeding.resolve_device` takes them) names a device this machine
-    has: ``cpu``, ``cuda`` / ``cuda:N`` (N below the GPU count), ``mps`` or ``xpu`` when
-    available. Otherwise one ConfigError line listing what the machine has."""
-    if device is None or device in ("", "auto"):
-        return
-    import torch
-
-    have = available_devices()
-    listed = f"; available: {', '.join(have)}"
-    if not isinstance(device, (str, torch.device)) or not str(device).strip():
-        raise ConfigError(f"{what} {device!r}: not a device name{listed}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"{what} {device}: unknown device type{listed}") from None
-    if dev.type == "cpu":
-        return
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"{what} {device}: CUDA is not available on this machine{listed}")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ConfigError(f"{what} {device}: this machine has {count} CUDA device(s){listed}")
-        return
-    if dev.type == "mps" and "mps" in have:
-        return
-    if dev.type == "xpu" and any(d.startswith("xpu") for d in have):
-        count = sum(d.startswith("xpu") for d in have)
-        if dev.index is None or dev.index < count:
-            return
-    raise ConfigError(f"{what} {device}: not a device to train on, on this machine{listed}")
-
-
-# ------------------------------------------------------------------------------ installed suites
-def _query(key: str, default=None):
-    try:
-        return gin.query_parameter(key)
-    except ValueError:  # not bound
-        return default
-
-
-def installed_suites() -> list[dict]:
-    """Every installed gin file that defines a suite (binds ``suite.name``), parsed with gin:
-    ``{"file": Path, "name", "dataset", "methods": [...], "error": None}``. A file that fails to
-    parse is listed with ``"error"`` (its message) and its stem as name. Clears gin's config
-    before and after (the caller's parsed config is gone)."""
-    from i2m2bench.harness.ginfiles import parse_gin, suites_dir
-
-    out = []
-    try:
-        for path in sorted(suites_dir().glob("*.gin")):
-            try:
-                parse_gin([path])
-            except ConfigError as exc:
-                out.append({"file": path, "name": path.stem, "dataset": None, "methods": [],
-                            "error": str(exc)})
-                continue
-            name = _query("suite.name")
-            if name is None:  # shared defaults (base.gin), not a suite
-                continue
-            out.append({"file": path, "name": name, "dataset": _query("suite.dataset"),
-                        "methods": list(_query("suite.methods", [])), "error": None})
-    finally:
-        gin.clear_config()
-    return out

@@ -8,14 +8,18 @@
   A unit's dependencies (I2M2 after its experts) are passed as the Ray object refs of their
   tasks, so Ray schedules it after them; sweep settings and seeds are independent. Each worker
   parses the same gin files, builds the setting's task (once per worker process) and runs the
-  very code of the in-process executor (:meth:`SuiteRun.run_item`: the unit lock, checkpoint,
+  very code of the in-process executor (:meth:`SuiteRun.run_unit`: the unit lock, checkpoint,
   predictions and ``metrics.json`` in the run folder, which must be on storage every node shares),
-  but hands its result rows back: the driver writes them through the same store, in plan order,
+  deferred: its :class:`~i2m2bench.harness.unit_runner.UnitResult` carries the result rows back,
+  and the driver collects them (:meth:`SuiteRun.collect`) through the same store, in plan order,
   so resume, healing and boards work unchanged. A worker sets its torch threads to its CPU share
   (``numerics`` records them). Ray is the optional extra ``i2m2bench[ray]``; without an address a
   local instance is started (or the one this process already started is used).
 
-The engine is Ray's: this module schedules nothing itself.
+Every executor uses the same two methods of a run (``SuiteRun``): ``run_unit(item) ->
+UnitResult`` and ``collect(item, result)``; the torchrun rank logic (rank 0 locks, decides and
+writes; every rank trains) lives in ``run_unit``. The engine is Ray's: this module schedules
+nothing itself.
 """
 from __future__ import annotations
 
@@ -45,8 +49,10 @@ class InProcess:
 
     @staticmethod
     def execute(runs: list, progress, job: dict, planner: Callable) -> None:
+        """Each unit of each run's plan in turn: ``run.collect(item, run.run_unit(item))``."""
         for run in runs:
-            run.execute(progress)
+            for item in list(run.plan):
+                run.collect(item, run.run_unit(item, progress))
 
 
 class RayExecutor:
@@ -101,7 +107,7 @@ class RayExecutor:
 
     def execute(self, runs: list, progress, job: dict, planner: Callable) -> None:
         """``job``: the arguments each worker plans the suite from with ``planner``
-        (:func:`i2m2bench.harness.runner.plan_suite`)."""
+        (:func:`i2m2bench.harness.runner.plan_runs`)."""
         import ray
 
         self.connect()
@@ -124,8 +130,8 @@ class RayExecutor:
                 queue.append((run, item, ref))
         try:
             for run, item, ref in queue:  # results written in plan order, as they arrive
-                if ref is None:
-                    run.run_item(item)  # done already: healed here, from its metrics.json
+                if ref is None:  # done already: healed here, from its metrics.json
+                    run.collect(item, run.run_unit(item))
                     continue
                 progress.begin(f"{run.where(item.unit)}: on a Ray worker")
                 try:
@@ -134,7 +140,7 @@ class RayExecutor:
                     raise exc.as_instanceof_cause() from None
                 finally:
                     progress.end()
-                _collect(by_setting[result["setting"]], item, result)
+                by_setting[result.setting].collect(item, result)
         except BaseException:
             for ref in refs.values():  # the rest of the suite is not wanted any more
                 try:
@@ -142,24 +148,6 @@ class RayExecutor:
                 except Exception:  # noqa: BLE001 - a task that ended meanwhile
                     pass
             raise
-
-
-def _collect(run, item, result: dict) -> None:
-    """Write one worker's result through the driver's store and log."""
-    for line in result["log"]:
-        run.log(line)
-    for rec, prov, replace, label in result["records"]:
-        run.write_record(rec, prov, replace, label)
-    if result["action"] == "skip":
-        run._heal(item.unit)  # another run completed it meanwhile
-    if result["action"] != item.action:
-        i = run.plan.index(item)
-        run.plan[i] = type(item)(item.setting, item.unit, result["action"], item.run_dir)
-    run.summary += result["summary"]
-    run.failures += result["failures"]
-    run.repairs += result["repairs"]
-    if result["error"] is not None:
-        run._failed[item.unit.method, item.unit.seed] = result["error"]
 
 
 # ----------------------------------------------------------------------------- the Ray worker
@@ -171,32 +159,28 @@ def _worker_runs(planner: Callable, job: dict) -> dict:
     if key not in _PLANS:
         _PLANS.clear()
         torch.set_num_threads(job["threads"])
-        plan = planner(job["gin_files"], job["bindings"], methods=job["methods"],
+        _, runs = planner(job["gin_files"], job["bindings"], methods=job["methods"],
                           seeds=job["seeds"], data_root=job["data_root"],
                           device=resolve_device(job["device"]), out=job["out"],
                           results_dir=job["results_dir"], force=job["force"], progress=False,
                           tensorboard=None if job["tensorboard"] is None else Path(job["tensorboard"]))
-        _PLANS[key] = {run.setting: run for run in plan.runs}
+        _PLANS[key] = {run.setting: run for run in runs}
     return _PLANS[key]
 
 
 def _ray_unit(planner: Callable, job: dict, setting: str | None, method: str, seed: int,
-              *deps: dict) -> dict:
-    """One unit on a Ray worker: :meth:`SuiteRun.run_item` with its records collected, not
-    written; ``deps``: the results of its dependencies' tasks (a failed expert fails it)."""
+              *deps):
+    """One unit on a Ray worker: ``run_unit`` deferred (its records and lines are the driver's
+    to write and show); ``deps``: the results of its dependencies' tasks (a failed expert fails
+    it). Returns its ``UnitResult``."""
     run = _worker_runs(planner, job)[setting]
-    lines: list[str] = []
-    run.log = lines.append
-    run.pending, run.summary, run.failures, run.repairs = [], [], [], []
-    run._failed = {(d["method"], d["seed"]): d["error"] for d in deps if d["error"] is not None}
-    item = next(it for it in run.plan if it.unit.method == method and it.unit.seed == seed)
+    failed = {(d.method, d.seed): d.error for d in deps if d.error is not None}
+    item = run.item(method, seed)
     t0 = time.perf_counter()
-    action = run.run_item(item)
-    lines.append(f"[i2m2bench] {run.where(item.unit)}: {action} on a Ray worker "
-                 f"({time.perf_counter() - t0:.1f}s, {torch.get_num_threads()} threads)")
-    return {"setting": setting, "method": method, "seed": seed, "action": action,
-            "records": run.pending, "summary": run.summary, "failures": run.failures,
-            "repairs": run.repairs, "log": lines, "error": run._failed.get((method, seed))}
+    result = run.run_unit(item, failed=failed, deferred=True)
+    result.log.append(f"[i2m2bench] {run.where(item.unit)}: {result.action} on a Ray worker "
+                      f"({time.perf_counter() - t0:.1f}s, {torch.get_num_threads()} threads)")
+    return result
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -37,7 +37,7 @@ import gin
 
 from i2m2bench.harness.errors import ConfigError
 
-__all__ = ["suites_dir", "parse_gin", "check_scopes", "bound_scopes",
+__all__ = ["suites_dir", "parse_gin", "check_scopes", "bound_scopes", "installed_suites",
            "resolve_gin_file", "binding_location"]
 
 # The names this module hands to gin: ``i2m2bench/@ginfile@<absolute path, %-quoted>``. gin
@@ -308,3 +308,35 @@ def check_scopes(methods: list[str]) -> None:
         problems.append(f"gin scope {scope!r} names no method of the suite{hint}: bound at "
                         f"{'; '.join(where[:3])}{more}")
     raise ConfigError("\n  ".join(problems) + f"\n  suite.methods: {list(methods)}")
+
+
+# ------------------------------------------------------------------------------ installed suites
+def _query(key: str, default=None):
+    try:
+        return gin.query_parameter(key)
+    except ValueError:  # not bound
+        return default
+
+
+def installed_suites() -> list[dict]:
+    """Every installed gin file that defines a suite (binds ``suite.name``), parsed with gin:
+    ``{"file": Path, "name", "dataset", "methods": [...], "error": None}``. A file that fails to
+    parse is listed with ``"error"`` (its message) and its stem as name. Clears gin's config
+    before and after (the caller's parsed config is gone)."""
+    out = []
+    try:
+        for path in sorted(suites_dir().glob("*.gin")):
+            try:
+                parse_gin([path])
+            except ConfigError as exc:
+                out.append({"file": path, "name": path.stem, "dataset": None, "methods": [],
+                            "error": str(exc)})
+                continue
+            name = _query("suite.name")
+            if name is None:  # shared defaults (base.gin), not a suite
+                continue
+            out.append({"file": path, "name": name, "dataset": _query("suite.dataset"),
+                        "methods": list(_query("suite.methods", [])), "error": None})
+    finally:
+        gin.clear_config()
+    return out

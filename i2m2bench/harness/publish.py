@@ -27,7 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from i2m2bench.harness.store import Skipped, locked, quiet, read_rows
+from i2m2bench.fileio import locked
+from i2m2bench.harness.store import Skipped, quiet, read_rows
 from i2m2bench.predictions import load_predictions, save_predictions
 from i2m2bench.reporting import (board_is_stale, board_table, latest_units, summary_table, to_csv,
                                  to_json, write_board)

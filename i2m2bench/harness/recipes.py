@@ -20,7 +20,7 @@ from typing import Callable, Literal, Mapping
 
 from i2m2bench.fusion.base import Fusion
 from i2m2bench.harness.errors import ConfigError
-from i2m2bench.harness.store import load_checkpoint
+from i2m2bench.harness.checkpoints import load_checkpoint
 from i2m2bench.registry import Registry
 
 

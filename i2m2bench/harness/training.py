@@ -225,6 +225,42 @@ class TrainResult:
     val_pred: torch.Tensor | None = None
 
 
+def _train_epoch(model: Fusion, net: torch.nn.Module, opt: torch.optim.Optimizer, train: DataSplit,
+                 spec: TaskSpec, cfg: TrainConfig, generator: torch.Generator, epoch: int, desc: str,
+                 on_step: Callable[[int, int, float], None] | None) -> torch.Tensor:
+    """One epoch of :func:`train_model` (``net``: ``model``, or its DDP wrapper); the sum over
+    global batches of each batch's loss times its rows."""
+    model.train()
+    device, n = train.target.device, len(train)
+    world, rank = distributed.world_size(), distributed.rank()
+    shard = (rank, world) if world > 1 else None
+    order = torch.randperm(n, generator=generator)
+    total = torch.zeros((), device=device)
+    for step, batch in enumerate(train.batches(spec, cfg.batch_size, order, shard)):
+        rows = min(cfg.batch_size, n - step * cfg.batch_size)  # the global batch
+        with autocast(device, cfg.precision):
+            loss = model.loss(net(batch), batch)
+        if shard is not None:
+            start, stop = shard_bounds(rows, rank, world)
+            share = (stop - start) / rows  # 0 for a stand-in row (shard_rows)
+            local = loss.detach().float() * share
+            loss = loss * (share * world)
+            value = distributed.all_sum(local)
+        else:
+            value = loss.detach().float()
+        if not torch.isfinite(value):
+            raise NaNLossError(f"{desc}: loss is {value.item()} at epoch {epoch}, step {step}")
+        if on_step is not None:
+            on_step(epoch, step, float(value))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        total += value * rows
+    return total
+
+
 def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec, cfg: TrainConfig,
                 generator: torch.Generator, desc: str = "", progress: bool = True,
                 on_epoch: Callable[[dict], None] | None = None,
@@ -253,8 +289,6 @@ def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec,
     higher = direction(select)
     device = train.target.device
     n = len(train)
-    world, rank = distributed.world_size(), distributed.rank()
-    shard = (rank, world) if world > 1 else None
     net = distributed.wrap(model, device)  # DDP (SyncBatchNorm on CUDA); ``model`` when alone
     best_val, best_epoch, best_state, history = (-math.inf if higher else math.inf), -1, None, []
     best_pred = val_pred = None
@@ -262,32 +296,8 @@ def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec,
     bar = tqdm(range(cfg.epochs), desc=desc, leave=False,
                disable=not progress or not distributed.is_main() or None)
     for epoch in bar:
-        model.train()
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
-        total = torch.zeros((), device=device)
-        for step, batch in enumerate(train.batches(spec, cfg.batch_size, order, shard)):
-            rows = min(cfg.batch_size, n - step * cfg.batch_size)  # the global batch
-            with autocast(device, cfg.precision):
-                loss = model.loss(net(batch), batch)
-            if shard is not None:
-                start, stop = shard_bounds(rows, rank, world)
-                share = (stop - start) / rows  # 0 for a stand-in row (shard_rows)
-                local = loss.detach().float() * share
-                loss = loss * (share * world)
-                value = distributed.all_sum(local)
-            else:
-                value = loss.detach().float()
-            if not torch.isfinite(value):
-                raise NaNLossError(f"{desc}: loss is {value.item()} at epoch {epoch}, step {step}")
-            if on_step is not None:
-                on_step(epoch, step, float(value))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            total += value * rows
+        total = _train_epoch(model, net, opt, train, spec, cfg, generator, epoch, desc, on_step)
         seen += n
         train_time += time.perf_counter() - t0
         values, val_pred = evaluate(model, val, spec, cfg.eval_batch_size, metrics=(select,),

@@ -85,12 +85,12 @@ def api_refused(board, monkeypatch):
     earlier results intact and no result rows written."""
     import re
 
-    from i2m2bench.harness import runner
+    from i2m2bench.harness import planner, runner
 
     def no_data(*a, **k):
         raise AssertionError("run_suite loaded data before refusing its arguments")
 
-    monkeypatch.setattr(runner, "build_task", no_data)
+    monkeypatch.setattr(planner, "build_task", no_data)
 
     def check(exc_type, pattern: str, gin_files, **kwargs):
         args = {"out": board.out, "results_dir": board.path, "progress": False, **kwargs}

@@ -13,7 +13,7 @@ import pytest
 
 from i2m2bench import fileio
 from i2m2bench.cli import main
-from i2m2bench.harness import store
+from i2m2bench.harness import checkpoints, store
 from i2m2bench.harness.store import read_records, read_rows
 
 from .conftest import BOARD, ROOT, SMALL, TOY
@@ -121,7 +121,7 @@ def test_temporary_files_have_unique_names_with_the_pid(tmp_path):
 
 def test_many_writers_of_one_file_never_collide(tmp_path):
     target = tmp_path / "model.pt"
-    code = ("import sys; from pathlib import Path; from i2m2bench.harness.store import save_checkpoint\n"
+    code = ("import sys; from pathlib import Path; from i2m2bench.harness.checkpoints import save_checkpoint\n"
             "import torch\n"
             f"for i in range(30):\n"
             f"    save_checkpoint(Path({str(target)!r}), {{'w': torch.full((100,), float(sys.argv[1]))}})")
@@ -129,7 +129,7 @@ def test_many_writers_of_one_file_never_collide(tmp_path):
                               text=True) for k in range(4)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errs
-    state = store.load_checkpoint(target)
+    state = checkpoints.load_checkpoint(target)
     assert float(state["w"][0]) in (0.0, 1.0, 2.0, 3.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 

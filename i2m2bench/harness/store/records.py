@@ -1,5 +1,5 @@
-"""The result store: one record per unit and protocol set, provenance once, in
-``leaderboards/results/<board>.jsonl``; plus checkpoints and atomic file writes.
+"""The records of the result store: the schema, a tolerant reader and an atomic writer of
+``leaderboards/results/<board>.jsonl`` (one record per unit and protocol set, provenance once).
 
 A results file holds JSON lines of two kinds (schema 2):
 
@@ -25,97 +25,23 @@ belongs, a record naming a provenance the file lacks -- is reported with file an
 file (a write never deletes a line it did not write), except a line the new file holds in full:
 a verbatim copy, or a torn line that is the start of a line written again.
 
-The store heals from run directories: a complete unit's ``metrics.json`` keeps its scores and
-figures with the date and provenance of its records (:func:`metrics_meta`), so
-:func:`records_from_metrics` rebuilds the records as they were and :func:`sync_unit` replaces a
-unit's stored records when they are missing or say something else (:func:`unit_view`,
-:func:`view_difference`). A ``metrics.json`` written before it kept dates gives the dates and
-provenance of the unit's stored records if any, else its own modification time and the current
-run's provenance (the runner says so). Replacing rows made with other numerics (provenance
-``numerics``) is returned as a note by :func:`upsert_unit` and :func:`sync_unit`, for the
-runner to log.
+Healing from run folders is :mod:`i2m2bench.harness.store.healing`.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import io
 import json
-import math
-import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from i2m2bench._version import __version__
-from i2m2bench.fileio import (WriteError, is_temporary, locked, write_atomic,  # noqa: F401
-                              write_bytes_atomic, write_text_atomic)
+from i2m2bench.fileio import locked, write_bytes_atomic
+from i2m2bench.harness.store.provenance import stable_hash
 
 SCHEMA = 2
 # Row fields that describe what produced a unit (stored once per file, referenced by id).
 PROVENANCE_FIELDS = ("git_commit", "device", "torch_version")
 # Row fields that describe one score (the rest of a row is the unit's record).
 SCORE_FIELDS = ("protocol", "kind", "metric", "value", "higher_is_better", "curve", "level")
-
-
-def stable_hash(obj) -> str:
-    """12-hex-digit SHA-256 of the canonical JSON of ``obj``."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _suite_repo() -> Path:
-    """The folder above the installed ``i2m2bench`` package (its git work tree, if any)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def git_commit(cwd: Path | None = None) -> str:
-    """Commit of the suite's own repository (not the current directory's), ``+dirty`` when
-    tracked files differ; ``unknown`` for an install outside a git work tree."""
-    where = cwd or _suite_repo()
-    if not (where / ".git").exists() and cwd is None:
-        return "unknown"
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=where,
-                             capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if out.returncode != 0:
-        return "unknown"
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def plugin_versions() -> dict[str, str]:
-    """Distribution name -> version of every plugin loaded in this process (none when plugins
-    are switched off)."""
-    from i2m2bench.registry import loaded_plugins
-
-    return dict(sorted(loaded_plugins().items()))
-
-
-def provenance(device: torch.device) -> dict:
-    """What produced a run: the suite's commit, device, torch, Python and plugin versions, and
-    the settings that decide its floating-point numbers (:mod:`i2m2bench.numerics`)."""
-    from i2m2bench.numerics import numerics
-
-    name = str(device)
-    if device.type == "cuda":
-        name = f"cuda:{torch.cuda.get_device_name(device)}"
-    return {"git_commit": git_commit(), "device": name, "torch_version": torch.__version__,
-            "i2m2bench_version": __version__, "python_version": platform.python_version(),
-            "plugins": plugin_versions(), "numerics": numerics(device)}
 
 
 # ----------------------------------------------------------------------------- records <-> rows
@@ -138,7 +64,8 @@ class Skipped:
         return f"{self.path}:{self.lineno}: {self.reason}"
 
 
-def _unit_key(rec: dict) -> tuple:
+def unit_key(rec: dict) -> tuple:
+    """What identifies a unit's records: (unit hash, seed)."""
     return rec.get("unit_hash"), rec.get("seed")
 
 
@@ -361,92 +288,7 @@ def write_records(path: Path, provs: dict, units: list[dict], foreign=()) -> lis
     return _dropped_notes(dropped)
 
 
-# ----------------------------------------------------------------------------- a unit's view
-def _same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b and (a is None) == (b is None)
-
-
-def unit_view(records: list[dict]) -> tuple[dict, dict]:
-    """({(protocol, metric): value}, {figure: value}) of one unit's records in file order: a
-    later record's scores and figures supersede an earlier one's (what the rows say)."""
-    scores, info = {}, {}
-    for rec in records:
-        for sc in rec["scores"]:
-            scores[sc["protocol"], sc["metric"]] = sc["value"]
-        info.update(rec["info"])
-    return scores, info
-
-
-#: Figures that measure the machine rather than the model: any two runs differ in them.
-TIMING_FIGURES = ("train_seconds", "samples_per_s", "eval_seconds", "robustness_eval_seconds",
-                  "peak_memory_mb", "poe_share")
-
-
-def exact_differences(first: Path, second: Path) -> list[str]:
-    """Where two results files (or folders of them, matched by file name) disagree, bit for bit:
-    units present in one only, and every score or non-timing figure (:data:`TIMING_FIGURES`
-    aside) that differs, one line each; [] when every row is the same. NaN equals NaN."""
-    first, second = Path(first), Path(second)
-    if first.is_dir() or second.is_dir():
-        names = sorted({p.name for d in (first, second) for p in Path(d).glob("*.jsonl")})
-        if not names:
-            return [f"{first}, {second}: no results files (*.jsonl)"]
-        return [line for n in names for line in exact_differences(first / n, second / n)]
-
-    def units(path: Path) -> dict:
-        if not path.exists():
-            return {}
-        _, recs = read_records(path, report=quiet)
-        by = {}
-        for r in recs:
-            by.setdefault((r.get("setting"), r["method"], r["seed"], r["unit_hash"]), []).append(r)
-        return {k: unit_view(v) for k, v in by.items()}
-
-    a, b = units(first), units(second)
-    out = [f"{first.name}: {'/'.join(str(x) for x in k if x is not None)} only in "
-           f"{first if k in a else second}" for k in sorted(a.keys() ^ b.keys(), key=str)]
-    for k in sorted(a.keys() & b.keys(), key=str):
-        (sa, ia), (sb, ib) = a[k], b[k]
-        ia = {f: v for f, v in ia.items() if f not in TIMING_FIGURES}
-        ib = {f: v for f, v in ib.items() if f not in TIMING_FIGURES}
-        for what, x, y in (("score", sa, sb), ("figure", ia, ib)):
-            for f in sorted(x.keys() | y.keys(), key=str):
-                vx, vy = x.get(f), y.get(f)
-                if _fmt(vx) != _fmt(vy):
-                    out.append(f"{first.name}: {'/'.join(str(v) for v in k if v is not None)} "
-                               f"{what} {f}: {_fmt(vx)} vs {_fmt(vy)}")
-    return out
-
-
-def _fmt(v) -> str:
-    return "nan" if isinstance(v, float) and math.isnan(v) else repr(v)
-
-
-def view_difference(have: tuple[dict, dict], want: tuple[dict, dict],
-                    source: str = "metrics.json") -> str | None:
-    """Why the stored view ``have`` (:func:`unit_view`) is not ``want`` (``source``'s), or None."""
-    why = []
-    for i, (what, h, w) in enumerate((("score", have[0], want[0]), ("training figure", have[1], want[1]))):
-        name = (lambda k: f"{k[0]} {k[1]}") if i == 0 else str
-        missing = [k for k in w if k not in h]
-        extra = [k for k in h if k not in w]
-        differ = [k for k in w if k in h and not _same(h[k], w[k])]
-        if missing:
-            why.append(f"{len(missing)} {what}(s) missing ({name(missing[0])}"
-                       + (", ..." if len(missing) > 1 else "") + ")")
-        if differ:
-            k = differ[0]
-            why.append(f"{len(differ)} {what}(s) differ from {source} ({name(k)}: {_fmt(h[k])} in "
-                       f"the file, {_fmt(w[k])} in {source}" + (", ..." if len(differ) > 1 else "") + ")")
-        if extra:
-            why.append(f"{len(extra)} {what}(s) that {source} does not hold ({name(extra[0])}"
-                       + (", ..." if len(extra) > 1 else "") + ")")
-    return "; ".join(why) or None
-
-
-def _numerics_notes(label: str, replaced: list[dict], provs: dict, new_prov: dict) -> list[str]:
+def numerics_notes(label: str, replaced: list[dict], provs: dict, new_prov: dict) -> list[str]:
     """``<label>: replacing rows made with numerics X by rows made with numerics Y`` for each
     distinct machine whose rows are replaced by rows of another (both recording numerics)."""
     new = new_prov.get("numerics")
@@ -464,7 +306,8 @@ def _numerics_notes(label: str, replaced: list[dict], provs: dict, new_prov: dic
     return notes
 
 
-def _label(rec: dict) -> str:
+def unit_label(rec: dict) -> str:
+    """``<method>/seed<seed>``: how notes name a record's unit."""
     return f"{rec.get('method')}/seed{rec.get('seed')}"
 
 
@@ -482,15 +325,15 @@ def upsert_unit(path: Path, record: dict, prov: dict, *, replace: bool = True,
     on a machine with other numerics (provenance ``numerics``: CPU capability, threads, device,
     deterministic flag, torch) are replaced, and one per torn line dropped because the new file
     holds it in full."""
-    label = label or _label(record)
+    label = label or unit_label(record)
     with locked(path):
         skipped: list[Skipped] = []
         provs, units = read_records(path, report=quiet, skipped=skipped)
-        key = _unit_key(record)
+        key = unit_key(record)
         new_scores = {(sc["protocol"], sc["metric"]) for sc in record["scores"]}
         kept, replaced = [], []
         for rec in units:
-            if _unit_key(rec) == key:
+            if unit_key(rec) == key:
                 if replace:
                     replaced.append(rec)
                     continue
@@ -502,7 +345,7 @@ def upsert_unit(path: Path, record: dict, prov: dict, *, replace: bool = True,
                     replaced.append(rec)
                 rec = slim
             kept.append(rec)
-        notes = _numerics_notes(label, replaced, provs, prov)
+        notes = numerics_notes(label, replaced, provs, prov)
         provs[prov["id"]] = prov
         return notes + write_records(path, provs, kept + [record], skipped)
 
@@ -511,17 +354,17 @@ def upsert_unit_rows(path: Path, rows: list[dict]) -> list[str]:
     """Store flat rows (grouped into records); the units they name replace their earlier records.
     Returns the notes of :func:`upsert_unit` (numerics replaced, torn lines dropped)."""
     new_provs, records = records_from_rows(rows)
-    keys = {_unit_key(r) for r in records}
+    keys = {unit_key(r) for r in records}
     with locked(path):
         skipped: list[Skipped] = []
         provs, units = read_records(path, report=quiet, skipped=skipped)
         notes = []
         for rec in records:
-            old = [u for u in units if _unit_key(u) == _unit_key(rec)]
-            notes += [n for n in _numerics_notes(_label(rec), old, provs, new_provs[rec["provenance"]])
+            old = [u for u in units if unit_key(u) == unit_key(rec)]
+            notes += [n for n in numerics_notes(unit_label(rec), old, provs, new_provs[rec["provenance"]])
                       if n not in notes]
         provs.update(new_provs)
-        return notes + write_records(path, provs, [u for u in units if _unit_key(u) not in keys] + records,
+        return notes + write_records(path, provs, [u for u in units if unit_key(u) not in keys] + records,
                                      skipped)
 
 
@@ -530,148 +373,4 @@ def unit_records(path: Path, unit_hash: str, seed: int) -> list[tuple[dict, dict
     lock, quietly)."""
     with locked(path):
         provs, units = read_records(path, report=quiet)
-    return [(r, provs[r["provenance"]]) for r in units if _unit_key(r) == (unit_hash, seed)]
-
-
-@dataclass
-class Sync:
-    """What :func:`sync_unit` did: ``repaired``: why the stored rows were replaced (None when
-    they agreed); ``notes``: further lines to show (numerics replaced, torn lines dropped)."""
-
-    repaired: str | None = None
-    notes: list = field(default_factory=list)
-
-
-def sync_unit(path: Path, records: list[tuple[dict, dict]], *, label: str | None = None,
-              source: str = "metrics.json") -> Sync:
-    """Make the stored rows of one unit say what ``records`` (its (record, provenance) pairs,
-    built from its run directory: :func:`records_from_metrics`) say: under the lock, compare the
-    unit's stored view (:func:`unit_view`) with theirs; when the unit is missing or any score
-    or figure differs, is missing or is extra, replace the unit's records by ``records``. A
-    file that does not exist is created."""
-    if not records:
-        return Sync()
-    key = _unit_key(records[0][0])
-    label = label or _label(records[0][0])
-    want = unit_view([r for r, _ in records])
-    with locked(path):
-        skipped: list[Skipped] = []
-        provs, units = read_records(path, report=quiet, skipped=skipped)
-        mine = [u for u in units if _unit_key(u) == key]
-        why = "missing" if not mine else view_difference(unit_view(mine), want, source)
-        if why is None:
-            return Sync()
-        if not mine and not path.exists():
-            why = "missing: the results file did not exist"
-        notes = []
-        for rec, prov in records:
-            notes += [n for n in _numerics_notes(label, mine, provs, prov) if n not in notes]
-            provs[prov["id"]] = prov
-        others = [u for u in units if _unit_key(u) != key]
-        notes += write_records(path, provs, others + [r for r, _ in records], skipped)
-        return Sync(why, notes)
-
-
-# ----------------------------------------------------------------------------- metrics.json <-> records
-def metrics_meta(records: list[tuple[dict, dict]]) -> dict:
-    """What ``metrics.json`` keeps besides scores and figures so that its unit's records can be
-    rebuilt as they were (:func:`records_from_metrics`): ``date``, ``provenance`` and
-    ``config_hash`` of the first record (the training), and ``added``: for each later record
-    (protocols evaluated later) its date, provenance, config hash, protocols and figures."""
-    if not records:
-        return {}
-    (first, fprov), later = records[0], records[1:]
-    meta = {"date": first.get("date"), "provenance": _bare(fprov)}
-    if "config_hash" in first:
-        meta["config_hash"] = first["config_hash"]
-    if later:
-        meta["added"] = [added_meta(r, p) for r, p in later]
-    return meta
-
-
-def _bare(prov: dict) -> dict:
-    return {k: v for k, v in prov.items() if k not in ("record", "id")}
-
-
-def added_meta(record: dict, prov: dict) -> dict:
-    """The ``metrics.json`` entry (under ``added``) of a record that added protocols to a
-    trained unit: its date, provenance, protocols and figures."""
-    out = {"date": record.get("date"), "provenance": _bare(prov),
-           "protocols": sorted({sc["protocol"] for sc in record["scores"]}),
-           "info": sorted(record["info"])}
-    if "config_hash" in record:
-        out["config_hash"] = record["config_hash"]
-    return out
-
-
-def records_from_metrics(base: dict, metrics: dict, *, prov: dict, date: str,
-                         error: str | None = None) -> list[tuple[dict, dict]]:
-    """A unit's (record, provenance) pairs rebuilt from its ``metrics.json`` (scores, ``info``,
-    and the :func:`metrics_meta` keys when it holds them): the records a run wrote, with their
-    original dates and provenance. ``prov`` and ``date``: used where ``metrics.json`` does not
-    say (a file written before it kept them)."""
-    scores, info = metrics["scores"], metrics["info"]
-    first_prov = metrics.get("provenance") if isinstance(metrics.get("provenance"), dict) else prov
-    first_date = metrics.get("date") if isinstance(metrics.get("date"), str) else date
-
-    def base_of(entry: dict) -> dict:  # the gin config hash of the run that wrote the record
-        return {**base, "config_hash": entry["config_hash"]} if isinstance(
-            entry.get("config_hash"), str) and "config_hash" in base else base
-
-    added = [a for a in metrics.get("added") or [] if isinstance(a, dict)]
-    later_protocols = {p for a in added for p in a.get("protocols", [])}
-    later_info = {k for a in added for k in a.get("info", [])}
-    groups = [(base_of(metrics), first_date, first_prov,
-               [sc for sc in scores if sc["protocol"] not in later_protocols],
-               {k: v for k, v in info.items() if k not in later_info})]
-    for i, a in enumerate(added):
-        after = {k for b in added[i + 1:] for k in b.get("info", [])}
-        protos = set(a.get("protocols", []))
-        groups.append((base_of(a), a.get("date") if isinstance(a.get("date"), str) else date,
-                       a.get("provenance") if isinstance(a.get("provenance"), dict) else prov,
-                       [sc for sc in scores if sc["protocol"] in protos],
-                       {k: info[k] for k in a.get("info", []) if k in info and k not in after}))
-    out = [make_record(b, p, s, f, d, error) for b, d, p, s, f in groups if s or f]
-    return out or [make_record(base_of(metrics), first_prov, [], {}, first_date, error)]
-
-
-# ----------------------------------------------------------------------------- files
-def save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save`` through a unique temporary file and rename. The state is serialised in
-    memory first (``torch.save`` into a file turns a full disk into an obscure RuntimeError), so
-    a write that fails -- a full disk, a read-only folder -- raises a :class:`WriteError` naming
-    ``path`` and the cause, and leaves neither a partial checkpoint nor a temporary file: the
-    unit stays incomplete and the same command trains it again."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_bytes_atomic(path, buf.getbuffer(), "the checkpoint",
-                       hint="rerun the same command once there is room: the unit is trained again")
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a state dict saved by this harness; tensors only (``weights_only=True``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-MIN_FREE_BYTES = 200 << 20
-
-
-class OutputError(OSError):
-    """An output location that cannot take the run's files."""
-
-
-def check_writable(*dirs: Path) -> None:
-    """Fail before any training when an output folder cannot be written or its disk is full."""
-    for d in dirs:
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=d, prefix=".i2m2bench-write-probe-")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise OutputError(f"{d}: output folder is not writable ({exc.strerror or exc}); "
-                              "choose another with --out / --leaderboard-dir") from exc
-        free = shutil.disk_usage(d).free
-        if free < MIN_FREE_BYTES:
-            raise OutputError(f"{d}: only {free / 2**20:.0f} MiB free on its disk; at least "
-                              f"{MIN_FREE_BYTES >> 20} MiB are needed for checkpoints and results")
+    return [(r, provs[r["provenance"]]) for r in units if unit_key(r) == (unit_hash, seed)]
