@@ -3,8 +3,8 @@
 ``torchrun --nproc-per-node N -m i2m2bench run --gin ...`` starts N copies of the run; each reads
 its rank from torchrun's environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
 ``MASTER_PORT``) and joins one process group: NCCL on CUDA (one GPU per process,
-``cuda:<LOCAL_RANK>``), Gloo on CPU. Multi-node runs use torchrun's own rendezvous (README,
-"Scaling out"). Every process builds the same task and plan; rank 0 decides what each unit needs
+``cuda:<LOCAL_RANK>``), Gloo on CPU. Multi-node runs use torchrun's own rendezvous
+(``docs/scaling.md``). Every process builds the same task and plan; rank 0 decides what each unit needs
 and broadcasts it, every rank trains (each index batch sharded,
 :func:`i2m2bench.types.shard_bounds`), and only
 rank 0 evaluates the protocols and writes checkpoints, predictions and rows
