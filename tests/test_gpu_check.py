@@ -64,6 +64,26 @@ def test_exact_differences_see_one_ulp_and_ignore_timings(tmp_path):
     assert res.returncode == 1 and "1 difference(s)" in res.stdout
 
 
+def test_exact_differences_without_the_unit_hash_match_by_method_and_seed(tmp_path):
+    """A refactoring moves every unit hash; --ignore-unit-hash still compares the numbers."""
+    a, b = tmp_path / "a" / "results" / "x.jsonl", tmp_path / "b" / "results" / "x.jsonl"
+    _write(a, [_unit("m", 0.5), _unit("n", 0.25)])
+    _write(b, [{**_unit("m", 0.5), "unit_hash": "new-m"}, {**_unit("n", 0.25), "unit_hash": "new-n"}])
+    assert len(exact_differences(a.parent, b.parent)) == 4  # by hash: every unit on one side only
+    assert exact_differences(a.parent, b.parent, by_hash=False) == []
+    _write(b, [{**_unit("m", 0.5), "unit_hash": "new-m"}, {**_unit("n", 0.375), "unit_hash": "new-n"}])
+    assert exact_differences(a.parent, b.parent, by_hash=False) == [
+        "x.jsonl: n/0 score ('test', 'accuracy'): 0.25 vs 0.375"]
+    # two configurations of one unit on a side: no silent pick
+    _write(b, [{**_unit("m", 0.5), "unit_hash": "new-m"}, _unit("m", 0.5), _unit("n", 0.25)])
+    assert exact_differences(a.parent, b.parent, by_hash=False) == [
+        f"x.jsonl: m/0 has 2 configurations in {b.parent} (match by unit hash)"]
+    res = subprocess.run([sys.executable, "-m", "i2m2bench", "compare", "--exact",
+                          "--ignore-unit-hash", str(tmp_path / "a"), str(tmp_path / "b")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "1 difference(s)" in res.stdout
+
+
 def test_leaderboard_check_covers_committed_gpu_figures(tmp_path):
     lb = tmp_path / "lb"
     shutil.copytree(ROOT / "leaderboards" / "bench", lb / "bench")

@@ -31,27 +31,41 @@ TIMING_FIGURES = ("train_seconds", "samples_per_s", "eval_seconds", "robustness_
                   "peak_memory_mb", "poe_share")
 
 
-def exact_differences(first: Path, second: Path) -> list[str]:
+def exact_differences(first: Path, second: Path, *, by_hash: bool = True) -> list[str]:
     """Where two results files (or folders of them, matched by file name) disagree, bit for bit:
     units present in one only, and every score or non-timing figure (:data:`TIMING_FIGURES`
-    aside) that differs, one line each; [] when every row is the same. NaN equals NaN."""
+    aside) that differs, one line each; [] when every row is the same. NaN equals NaN.
+
+    Units are matched by (setting, method, seed, unit hash); with ``by_hash=False`` by (setting,
+    method, seed) alone, which checks that a change of code that moves every unit hash (a
+    refactoring) left every number as it was. A side with several configurations of one unit
+    is then ambiguous and reported as such."""
     first, second = Path(first), Path(second)
     if first.is_dir() or second.is_dir():
         names = sorted({p.name for d in (first, second) for p in Path(d).glob("*.jsonl")})
         if not names:
             return [f"{first}, {second}: no results files (*.jsonl)"]
-        return [line for n in names for line in exact_differences(first / n, second / n)]
+        return [line for n in names
+                for line in exact_differences(first / n, second / n, by_hash=by_hash)]
 
-    def units(path: Path) -> dict:
+    def units(path: Path) -> tuple[dict, dict]:
         if not path.exists():
-            return {}
+            return {}, {}
         _, recs = read_records(path, report=quiet)
         by = {}
         for r in recs:
-            by.setdefault((r.get("setting"), r["method"], r["seed"], r["unit_hash"]), []).append(r)
-        return {k: unit_view(v) for k, v in by.items()}
+            key = (r.get("setting"), r["method"], r["seed"]) + ((r["unit_hash"],) if by_hash else ())
+            by.setdefault(key, []).append(r)
+        return {k: unit_view(v) for k, v in by.items()}, {
+            k: {r["unit_hash"] for r in v} for k, v in by.items()}
 
-    a, b = units(first), units(second)
+    (a, hashes_a), (b, hashes_b) = units(first), units(second)
+    ambiguous = [f"{path.name}: {'/'.join(str(x) for x in k if x is not None)} has "
+                 f"{len(h)} configurations in {path.parent} (match by unit hash)"
+                 for path, hashes in ((first, hashes_a), (second, hashes_b))
+                 for k, h in sorted(hashes.items(), key=str) if len(h) > 1]
+    if ambiguous:
+        return ambiguous
     out = [f"{first.name}: {'/'.join(str(x) for x in k if x is not None)} only in "
            f"{first if k in a else second}" for k in sorted(a.keys() ^ b.keys(), key=str)]
     for k in sorted(a.keys() & b.keys(), key=str):
