@@ -211,25 +211,25 @@ def _cmd_prepare(args) -> int:
         print(f"error: --backbone applies to vqa-vs and nlvr2, not {args.dataset}", file=sys.stderr)
         return 2
     if args.dataset == "vqa-vs":
-        from i2m2bench.data import vqa_vs_real
+        from i2m2bench.data.vqa_vs import real as vqa_vs_real
 
         path = vqa_vs_real.prepare(vqa_vs_real.folder(args.data_root), args.backbone,
                                    batch_size=args.batch_size, device=args.device,
                                    progress=not args.no_progress)
     elif args.dataset == "nlvr2":
-        from i2m2bench.data import nlvr2_real
+        from i2m2bench.data.nlvr2 import real as nlvr2_real
 
         path = nlvr2_real.prepare(nlvr2_real.folder(args.data_root), args.backbone,
                                   batch_size=args.batch_size, device=args.device,
                                   progress=not args.no_progress)
     elif args.dataset == "mimic":
         from i2m2bench.data.mimic import real_folder
-        from i2m2bench.data.mimic_real import prepare
+        from i2m2bench.data.mimic.real import prepare
 
         path = prepare(real_folder(args.data_root))  # <data root>/mimic/mimic.npz
     else:
         from i2m2bench.data.fastmri import real_folder
-        from i2m2bench.data.fastmri_real import prepare
+        from i2m2bench.data.fastmri.real import prepare
 
         path = prepare(real_folder(args.data_root))  # <data root>/fastmri/cache
     print(f"wrote {path}")

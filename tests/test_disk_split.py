@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import i2m2bench
-from i2m2bench.data.disk import DiskSplit, LoaderOptions, iter_chunks, open_npy, save_split
+from i2m2bench.data.common.disk import DiskSplit, LoaderOptions, iter_chunks, open_npy, save_split
 from i2m2bench.harness import runner as runner_mod
 from i2m2bench.harness.config import TrainConfig
 from i2m2bench.harness.runner import run_suite
@@ -123,7 +123,7 @@ def test_workers_get_plain_data(pair):
     blob = pickle.dumps(disk._dataset)
     assert len(blob) < 2000  # paths, offsets, dtypes, shapes: no mapped data
     clone = pickle.loads(blob)
-    from i2m2bench.data.disk import _unpack
+    from i2m2bench.data.common.disk import _unpack
     assert torch.equal(_unpack(clone[np.arange(4)], disk.columns, 4)["a"], disk.inputs["a"][:4])
 
 

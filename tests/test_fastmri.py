@@ -7,9 +7,9 @@ import torch
 import i2m2bench
 from i2m2bench.cli import main
 from i2m2bench.data import DataError
-from i2m2bench.data import fastmri_real as fr
+from i2m2bench.data.fastmri import real as fr
 from i2m2bench.data.fastmri import PER_LABEL, SHIFT
-from i2m2bench.data.fastmri_processing import LABELS
+from i2m2bench.data.fastmri.processing import LABELS
 from test_fastmri_real import CROP, W, make_raw, quiet
 
 

@@ -1,4 +1,4 @@
-"""The real-file fastMRI knee reader (:mod:`i2m2bench.data.fastmri_real`) on tiny fixtures written
+"""The real-file fastMRI knee reader (:mod:`i2m2bench.data.fastmri.real`) on tiny fixtures written
 with h5py in the two official layouts (raw fastMRI + fastMRI+, and I2M2's preprocessed per-slice
 files): prepare -> cache -> load_cache end to end, the documented split recipe, labels,
 magnitude/phase, the undersampled shift set, every bad input, and cache verification."""
@@ -16,10 +16,10 @@ h5py = pytest.importorskip("h5py")
 
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from i2m2bench.data import fastmri_real as fr  # noqa: E402
+from i2m2bench.data.fastmri import real as fr  # noqa: E402
 from i2m2bench.data.base import DataError  # noqa: E402
-from i2m2bench.data.disk import DiskSplit  # noqa: E402
-from i2m2bench.data.fastmri_processing import magnitude_phase, parse_labels  # noqa: E402
+from i2m2bench.data.common.disk import DiskSplit  # noqa: E402
+from i2m2bench.data.fastmri.processing import magnitude_phase, parse_labels  # noqa: E402
 
 W, CROP, ROWS = 40, (32, 32), 64
 IDS = [f"file{1000001 + i}" for i in range(10)]

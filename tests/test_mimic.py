@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from i2m2bench.data import DataError, build_task
-from i2m2bench.data import icu_cohort as ic
-from i2m2bench.data import mimic_real as mr
+from i2m2bench.data.mimic import embedded as ic
+from i2m2bench.data.mimic import real as mr
 from i2m2bench.data.mimic import build_embedded, task_spec
-from i2m2bench.data.safe_pickle import UnsafePickleError
+from i2m2bench.data.common.safe_pickle import UnsafePickleError
 from i2m2bench.fusion import build_fusion
 
 

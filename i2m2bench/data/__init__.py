@@ -17,7 +17,7 @@ import difflib
 import inspect
 
 # The family modules register the datasets; they import i2m2bench.data.base, never this package.
-from i2m2bench.data import avdigits, avmnist, fastmri, mimic, nlvr2, spectrum, toy, toy_kinds, vqa_vs  # noqa: F401
+from i2m2bench.data import avmnist, fastmri, mimic, nlvr2, synthetic, vqa_vs  # noqa: F401
 from i2m2bench.data.base import DATA_ENV, DATASETS, DataError, resolve_data_root
 from i2m2bench.registry import load_plugins
 from i2m2bench.types import Task

@@ -16,7 +16,7 @@ Values: any finite values, divided by 255 on the way to the model, exactly Multi
 transform (``datasets/avmnist/get_data.py``); files already divided by 255 (every value <= 1)
 are refused rather than divided twice (see :func:`_check_values`).
 The files are not copied into memory: the splits are
-:class:`~i2m2bench.data.disk.DiskSplit` row ranges of them (train and validation share the train
+:class:`~i2m2bench.data.common.disk.DiskSplit` row ranges of them (train and validation share the train
 files), streamed in index batches; the values are checked chunk by chunk when the task is built.
 
 ``source`` = ``auto`` (real files when a data root is given, the embedded AV-Digits when none is),
@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i2m2bench.data.avdigits import build_avdigits
-from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
+from i2m2bench.data.avmnist.embedded import build_avdigits
+from i2m2bench.data.avmnist.processing import DIGITS, MODALITIES
 from i2m2bench.data.base import (DATASETS, DataError, check_count, path_problem,
                                  resolve_data_root)
-from i2m2bench.data.disk import DiskSplit, NpyColumn, iter_chunks, open_npy
+from i2m2bench.data.common.disk import DiskSplit, NpyColumn, iter_chunks, open_npy
 from i2m2bench.types import Split, Task, TaskSpec
 
 N_TRAIN, N_VAL, N_TEST = 55_000, 5_000, 10_000

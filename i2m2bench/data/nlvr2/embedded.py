@@ -1,6 +1,6 @@
 """The EMBEDDED NLVR2 twin: is a sentence true of a pair of rendered scenes?
 
-**Synthetic.** Two scenes of :mod:`i2m2bench.data.scene_world` per item and a templated sentence
+**Synthetic.** Two scenes of :mod:`i2m2bench.data.common.scene_world` per item and a templated sentence
 about them; nothing is from NLVR2. Labelled EMBEDDED everywhere.
 
 Sentence templates (:data:`TEMPLATES`), each a function of *both* images unless it names one:
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from i2m2bench.data import scene_world as sw
+from i2m2bench.data.common import scene_world as sw
 
 TEMPLATES = ("side_count", "more", "both", "one", "total")
 PAIRS_PER_SENTENCE = 4

@@ -1,6 +1,6 @@
 """FastMRI knee: the k-space -> (magnitude, phase) path and the four slice labels, shared by the
 real-file loaders (:mod:`i2m2bench.data.fastmri`) and the embedded k-space phantom
-(:mod:`i2m2bench.data.knee_phantom`), so that both go through exactly the same code.
+(:mod:`i2m2bench.data.fastmri.embedded`), so that both go through exactly the same code.
 
 Sources (facts, not code; commits as read):
 

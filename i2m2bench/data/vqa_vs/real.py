@@ -24,7 +24,7 @@ answer, ``min(1, 0.3 x #annotators)`` over its 10 normalised answers (0 / 0.3 / 
 the official I2M2 writer's table).
 
 **Prepared** under ``<data root>/vqa_vs/features/`` by ``python -m i2m2bench prepare vqa-vs
---backbone DIR`` (:func:`prepare`): the feature layout of :mod:`i2m2bench.data.vl_features` for
+--backbone DIR`` (:func:`prepare`): the feature layout of :mod:`i2m2bench.data.common.vl_features` for
 ``train``, ``val``, ``test`` (IID) and each OOD set (its rows copied from the IID test features,
 never extracted twice), plus ``targets.npy`` (float16 soft scores) per split and
 ``answers.json`` (the vocabulary), all in the manifest.
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data import hf_json
+from i2m2bench.data.common import hf_json as hf_json
 from i2m2bench.data.base import DataError, dataset_folder, path_problem
 
 OOD_SETS = ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO", "KW+KO", "QT+KW+KO")
@@ -162,7 +162,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     extract the features of train, val and IID test with ``backbone`` and write the prepared
     folder. With no ``backbone`` the files are checked and a DataError says that extracting
     needs one."""
-    from i2m2bench.data import vl_features as vf
+    from i2m2bench.data.common import vl_features as vf
 
     splits = {name: read_split(base / stem, stem) for name, stem in SPLITS.items()}
     vocab = vocabulary(splits["train"][1])
@@ -196,8 +196,8 @@ def load(base: Path, verify: str = "size") -> dict:
     "folder"}`` (the task is made by :mod:`i2m2bench.data.vqa_vs`)."""
     import torch
 
-    from i2m2bench.data import vl_features as vf
-    from i2m2bench.data.disk import DiskSplit
+    from i2m2bench.data.common import vl_features as vf
+    from i2m2bench.data.common.disk import DiskSplit
 
     out = base / FEATURES
     expected = {name: np.array([q["question_id"] for q in read_split(base / stem, stem)[0]],

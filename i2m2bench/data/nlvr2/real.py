@@ -16,7 +16,7 @@ not all really PNG (NLVR2's README): their format is detected, not assumed.
 as NLVR2's ``eval/metrics.py`` groups them.
 
 **Prepared** under ``<data root>/nlvr2/features/`` by ``python -m i2m2bench prepare nlvr2
---backbone DIR`` (:func:`prepare`): :mod:`i2m2bench.data.vl_features`' layout for ``train``,
+--backbone DIR`` (:func:`prepare`): :mod:`i2m2bench.data.common.vl_features`' layout for ``train``,
 ``val`` (dev) and ``test`` (test1) -- image features of both images side by side, the sentence's
 text feature, the joint features of both (image, sentence) side by side -- plus ``labels.npy``
 and ``groups.npy`` per split, all in the manifest.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data import hf_json
+from i2m2bench.data.common import hf_json as hf_json
 from i2m2bench.data.base import DataError, dataset_folder, path_problem
 
 SPLITS = {"train": "train", "val": "dev", "test": "test1"}
@@ -88,7 +88,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     says; nothing is written before all pass), then extract the features of the three splits and
     write the prepared folder (an interrupted extraction resumes from its finished batches). With
     no ``backbone`` the files are checked and a DataError says that extracting needs one."""
-    from i2m2bench.data import vl_features as vf
+    from i2m2bench.data.common import vl_features as vf
 
     splits = {name: read_split(base, stem) for name, stem in SPLITS.items()}
     items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
@@ -113,8 +113,8 @@ def load(base: Path, verify: str = "size") -> dict:
     is made by :mod:`i2m2bench.data.nlvr2`)."""
     import torch
 
-    from i2m2bench.data import vl_features as vf
-    from i2m2bench.data.disk import DiskSplit
+    from i2m2bench.data.common import vl_features as vf
+    from i2m2bench.data.common.disk import DiskSplit
 
     out = base / FEATURES
     splits, dims = {}, None

@@ -16,7 +16,7 @@ key                           shape         meaning
 
 Read from ``<data root>/mimic/``: ``mimic.npz`` (the same arrays, written once by ``python -m
 i2m2bench prepare mimic``, read with ``allow_pickle=False``) when present, else ``im.pk`` through
-the allow-list unpickler (:mod:`i2m2bench.data.safe_pickle`: a pickle that names anything but
+the allow-list unpickler (:mod:`i2m2bench.data.common.safe_pickle`: a pickle that names anything but
 NumPy array reconstruction and plain containers is refused before anything in it runs).
 
 **Processing** (:func:`process`), as ``get_data.py``: NaN and Inf become 0 (lines 36-39); each
@@ -124,7 +124,7 @@ def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
     if problem is not None:
         raise DataError(f"{folder}: neither {NPZ} nor {PICKLE} is readable ({pk}: {problem}); put "
                         f"MultiBench's MIMIC-III file there as {PICKLE} (README: 'MIMIC-III')")
-    from i2m2bench.data import safe_pickle
+    from i2m2bench.data.common import safe_pickle as safe_pickle
 
     return check_arrays(safe_pickle.load(pk), pk), pk
 
@@ -138,7 +138,7 @@ def prepare(folder: Path) -> Path:
     if problem is not None:
         raise DataError(f"{pk}: {problem}; `prepare mimic` converts MultiBench's {PICKLE} "
                         f"(README: 'MIMIC-III')")
-    from i2m2bench.data import safe_pickle
+    from i2m2bench.data.common import safe_pickle as safe_pickle
 
     arrays = check_arrays(safe_pickle.load(pk), pk)
     target = folder / NPZ

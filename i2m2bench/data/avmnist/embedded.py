@@ -26,7 +26,7 @@ import functools
 import numpy as np
 import torch
 
-from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
+from i2m2bench.data.avmnist.processing import DIGITS, MODALITIES
 from i2m2bench.data.base import DATASETS, DataError, check_count
 from i2m2bench.types import Split, Task, TaskSpec
 
@@ -90,7 +90,7 @@ def _build(image_energy: float, audio_snr_db: float, noise_seed: int, max_train:
            max_eval: int | None) -> Task:
     from sklearn.datasets import load_digits
 
-    from i2m2bench.data import avdigits_store as store_mod
+    from i2m2bench.data.avmnist import embedded_store as store_mod
 
     store = store_mod.read_store()
     digits = load_digits()

@@ -4,7 +4,7 @@
 sagittal knee slice so that the pictures are recognisable; no tissue model, coil, sequence or
 patient data lies behind them. The phantom exists so that the fastMRI knee task (single-coil
 k-space; the reconstructed image's *magnitude* and *phase* are the two modalities; four
-slice-level binary labels, :data:`~i2m2bench.data.fastmri_processing.LABELS`) runs offline, with
+slice-level binary labels, :data:`~i2m2bench.data.fastmri.processing.LABELS`) runs offline, with
 lesions whose evidence lies, by construction, in a known modality.
 
 Pipeline (one patient = ``slices`` contiguous slices; float64 until the last step)
@@ -13,7 +13,7 @@ Pipeline (one patient = ``slices`` contiguous slices; float64 until the last ste
    patient from ``[round(1.15 * size), round(1.25 * size)]`` (fastMRI: 640 rows, widths ~368..400,
    padded to 400 and cropped to 320 x 320; here scaled down). Widths whose zero padding would put
    the k-space centre one column off the padded grid's centre are skipped (with an even padded
-   width: the odd widths): :func:`~i2m2bench.data.fastmri_processing.pad_columns` then multiplies
+   width: the odd widths): :func:`~i2m2bench.data.fastmri.processing.pad_columns` then multiplies
    the image by a 2-pi linear phase ramp, which real knee volumes (even widths) do not show. The
    anatomy is drawn in the coordinates of the final ``size x size`` crop: the crop keeps the
    centre ``size`` of the ``2 * size`` rows, and padding k-space from ``W`` to
@@ -71,7 +71,7 @@ Pipeline (one patient = ``slices`` contiguous slices; float64 until the last ste
    so a model that reads the phase noise *level* could in principle see a dark structure brighten
    (a torn meniscus, a raised ACL). The linear probes of ``tests/test_knee_phantom.py`` find
    nothing of it (held-out AUROC about 0.5 from phase for tears, cartilage and ``acl_mag``).
-4. **k-space**: :func:`~i2m2bench.data.fastmri_processing.fft2c` of the complex image plus
+4. **k-space**: :func:`~i2m2bench.data.fastmri.processing.fft2c` of the complex image plus
    complex Gaussian noise, standard deviation ``noise * ref`` on each of the real and imaginary
    parts, ``ref`` being the slice's mean tissue magnitude (the mean of the pixels above 0.2 in the
    rows the crop keeps, about 0.5, so the default ``noise=0.05`` gives about 0.025; with the
@@ -94,7 +94,7 @@ from typing import Iterator
 
 import numpy as np
 
-from i2m2bench.data.fastmri_processing import LABELS, column_mask, fft2c, magnitude_phase
+from i2m2bench.data.fastmri.processing import LABELS, column_mask, fft2c, magnitude_phase
 
 #: Model magnitude = stored int16 * MAG_SCALE (stored values clipped to [0, 32767]): magnitudes
 #: are O(1) (the brightest tissue, fluid, is at most about 1.3), so up to 4.0 fits, with a step

@@ -2,10 +2,10 @@
 two modalities (the I2M2 paper's FastMRI experiments).
 
 Four slice-level binary labels -- ``abnormal``, ``meniscus_tear``, ``acl``, ``cartilage``
-(:data:`i2m2bench.data.fastmri_processing.LABELS`; "abnormal" is *some other finding*, as the
+(:data:`i2m2bench.data.fastmri.processing.LABELS`; "abnormal" is *some other finding*, as the
 official parser has it) -- a multilabel task scored by AUROC per label on the predicted
 probability, their mean the primary metric. Modalities ``magnitude`` and ``phase``: (1, H, W)
-images from the same path for real and embedded data (:mod:`i2m2bench.data.fastmri_processing`:
+images from the same path for real and embedded data (:mod:`i2m2bench.data.fastmri.processing`:
 zero-pad k-space columns, centred orthonormal inverse FFT, centre crop, ``abs`` / ``angle``).
 Shift set ``undersampled4x``: the test slices reconstructed from 4x undersampled k-space
 (fastMRI's random Cartesian column mask, 8% of the centre columns kept).
@@ -13,10 +13,10 @@ Shift set ``undersampled4x``: the test slices reconstructed from 4x undersampled
 Sources of data (``source``):
 
 * ``real`` -- the fastMRI single-coil knee volumes with fastMRI+ labels, or the official I2M2
-  per-slice layout, under ``<data root>/fastmri`` (:mod:`i2m2bench.data.fastmri_real`). About 42k
+  per-slice layout, under ``<data root>/fastmri`` (:mod:`i2m2bench.data.fastmri.real`). About 42k
   slices do not fit in memory: ``python -m i2m2bench prepare fastmri --data-root DIR`` writes a
   verified, memory-mapped cache once, and training streams from it.
-* ``embedded`` -- a synthetic k-space phantom of a sagittal knee (:mod:`i2m2bench.data.knee_phantom`),
+* ``embedded`` -- a synthetic k-space phantom of a sagittal knee (:mod:`i2m2bench.data.fastmri.embedded`),
   generated from a seed in about two seconds: labelled EMBEDDED everywhere, synthetic, not anatomy.
 * ``auto`` (default) -- ``real`` when a data root is given (it must then hold ``fastmri/``),
   else ``embedded``.
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from i2m2bench.data.base import DATASETS, dataset_folder, reads_real
-from i2m2bench.data.fastmri_processing import LABELS
+from i2m2bench.data.fastmri.processing import LABELS
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 #: Per-label AUROC columns besides the primary mean AUROC.
@@ -69,7 +69,7 @@ def build_embedded(patients: int = 600, slices: int = 3, size: int = 32, data_se
     many patients with few slices each (1,800 slices), gives the networks anatomical variety:
     with 100 patients of 18 slices they memorised the 70 training anatomies and stayed at
     chance on held-out patients."""
-    from i2m2bench.data import knee_phantom as kp
+    from i2m2bench.data.fastmri import embedded as kp
 
     for name, value, low in (("patients", patients, 7), ("slices", slices, 1), ("size", size, 16)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -97,7 +97,7 @@ def build_embedded(patients: int = 600, slices: int = 3, size: int = 32, data_se
 
 def load_real(folder, verify: str = "probe") -> Task:
     """The prepared cache of the real data under ``folder`` (``<data root>/fastmri``)."""
-    from i2m2bench.data import fastmri_real as fr
+    from i2m2bench.data.fastmri import real as fr
 
     cached = fr.load_cache(fr.default_cache(folder), verify=verify)
     spec = task_spec("real", cached.crop, cached.mag_ref, 1.0, encoder_options={"pool": 10},

@@ -12,10 +12,10 @@ the images or the sentence.
 Sources of data (``source``):
 
 * ``real`` -- NLVR2's JSON Lines and images, features extracted once
-  (:mod:`i2m2bench.data.nlvr2_real`; ``python -m i2m2bench prepare nlvr2 --backbone DIR``);
+  (:mod:`i2m2bench.data.nlvr2.real`; ``python -m i2m2bench prepare nlvr2 --backbone DIR``);
   splits ``train``, ``val`` (= ``dev``, which selects the checkpoint) and ``test`` (= ``test1``).
 * ``embedded`` -- pairs of rendered scenes with templated sentences
-  (:mod:`i2m2bench.data.nlvr2_world`), features from the shipped frozen scene backbone; shift sets
+  (:mod:`i2m2bench.data.nlvr2.embedded`), features from the shipped frozen scene backbone; shift sets
   ``held_out`` (template and word combinations never seen in training) and ``one_image`` (the
   test items with the right image blank: one image absent). Labelled EMBEDDED everywhere.
 * ``auto`` (default) -- ``real`` when a data root is given (it must then hold ``nlvr2/``), else
@@ -48,8 +48,8 @@ def task_spec(source: str, dims: tuple[int, int, int], description: str = "") ->
 
 def _features(items, seed: int, model, blank_right: bool = False):
     """(image pair (N, 2d), text (N, d), joint (N, 2d')) of the items with the scene backbone."""
-    from i2m2bench.data import scene_backbone as sb
-    from i2m2bench.data import scene_world as sw
+    from i2m2bench.data.common import scene_backbone as sb
+    from i2m2bench.data.common import scene_world as sw
 
     tokens = np.stack([sw.tokens(s.text) for s in items.sentences])
     left = sw.render(items.left, 32, seed=seed * 2)
@@ -67,8 +67,8 @@ def build_embedded(train: int = 6000, val: int = 500, test: int = 1500, held_out
                    data_seed: int = 0) -> Task:
     """The EMBEDDED pair world: ``train`` / ``val`` / ``test`` / ``held_out`` sentences, each
     with 4 image pairs (half true)."""
-    from i2m2bench.data import nlvr2_world as nw
-    from i2m2bench.data import scene_backbone as sb
+    from i2m2bench.data.nlvr2 import embedded as nw
+    from i2m2bench.data.common import scene_backbone as sb
 
     for name, value in (("train", train), ("val", val), ("test", test), ("held_out", held_out)):
         check_count("nlvr2", name, value)
@@ -109,7 +109,7 @@ def build_nlvr2(source: str = "auto", data_root: str | None = None, verify: str 
         raise ValueError(f"nlvr2: verify must be 'size' or 'full'; got {verify!r}")
     if reads_real("nlvr2", source, data_root, "EMBEDDED pairs of rendered scenes, not NLVR2",
                   "NLVR2"):
-        from i2m2bench.data import nlvr2_real
+        from i2m2bench.data.nlvr2 import real as nlvr2_real
 
         got = nlvr2_real.load(nlvr2_real.folder(data_root), verify)
         return Task(task_spec("real", got["dims"], f"NLVR2 ({got['folder']})"), got["splits"], {},

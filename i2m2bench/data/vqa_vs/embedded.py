@@ -1,7 +1,7 @@
 """The EMBEDDED VQA-VS twin: questions about rendered scenes with planted shortcuts, and the nine
 out-of-distribution test sets built the way VQA-VS builds them.
 
-**Synthetic.** Scenes and questions come from :mod:`i2m2bench.data.scene_world`; nothing is from
+**Synthetic.** Scenes and questions come from :mod:`i2m2bench.data.common.scene_world`; nothing is from
 VQA or COCO. Labelled EMBEDDED everywhere.
 
 **Concepts** (what a shortcut keys on), per question, as VQA-VS defines its shortcut kinds
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from i2m2bench.data import scene_world as sw
+from i2m2bench.data.common import scene_world as sw
 
 KINDS = ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO", "KW+KO", "QT+KW+KO")
 #: planted concepts and their strengths (the other kinds' shortcuts follow from these)

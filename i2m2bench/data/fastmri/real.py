@@ -3,8 +3,8 @@
 The real data are large (about 42,000 slices; the k-space alone is tens of GB) and are never
 downloaded by i2m2bench. :func:`prepare` reads them once, slice by slice, and writes a cache of
 ``.npy`` files (magnitude and phase images, labels, an undersampled test set); :func:`load_cache`
-checks the cache against its manifest and opens it as :class:`~i2m2bench.data.disk.DiskSplit`
-splits that stream from disk. Both go through :mod:`i2m2bench.data.fastmri_processing` (padding,
+checks the cache against its manifest and opens it as :class:`~i2m2bench.data.common.disk.DiskSplit`
+splits that stream from disk. Both go through :mod:`i2m2bench.data.fastmri.processing` (padding,
 centred inverse FFT, crop, magnitude/phase, labels, column masks), the code the embedded phantom
 uses too.
 
@@ -33,7 +33,7 @@ Input layouts
    columns than ``width`` (400) is dropped, as the official script drops it (I2M2 @ 7742765,
    ``fastMRI/data_processing/knee/knee_singlecoil.py`` L46-47); dropped volumes are counted, logged
    and listed in the manifest. Narrower k-space is zero-padded to ``width`` columns
-   (knee_singlecoil.py L50-55, :func:`~i2m2bench.data.fastmri_processing.pad_columns`).
+   (knee_singlecoil.py L50-55, :func:`~i2m2bench.data.fastmri.processing.pad_columns`).
 
    Split by volume, 70/15/15 (generate_knee_metadata.py L38-39), over the **sorted** reviewed ids
    of the file list (see :func:`split_volumes`): ``train, rest = train_test_split(ids,
@@ -97,7 +97,7 @@ every file and count the slices of each split; the write pass then processes one
 time, :data:`SLICE_CHUNK` slices at a time. Each ``.npy`` file is created at its full size with
 ``np.lib.format.open_memmap`` (header and size), and its rows are then written with positioned
 writes (``os.pwrite``) rather than through the mapping: the pages of a mapping that are written
-stay in the process's resident set (see :mod:`i2m2bench.data.disk`), positioned writes go to the
+stay in the process's resident set (see :mod:`i2m2bench.data.common.disk`), positioned writes go to the
 page cache only. Resident memory is thus a few chunks of slices, whatever the data size. Everything
 is written into a hidden temporary folder beside the cache (``.<name>.prepare-*``), renamed onto
 the cache only when complete: an interrupted prepare leaves no half cache (a killed one leaves its
@@ -150,8 +150,8 @@ import numpy as np
 import torch
 
 from i2m2bench.data.base import DataError, file_sha256, path_problem
-from i2m2bench.data.disk import DiskSplit
-from i2m2bench.data.fastmri_processing import (CROP, KSPACE_SHAPE, LABELS, column_mask,
+from i2m2bench.data.common.disk import DiskSplit
+from i2m2bench.data.fastmri.processing import (CROP, KSPACE_SHAPE, LABELS, column_mask,
                                                magnitude_phase, parse_labels)
 from i2m2bench.fileio import WriteError, write_text_atomic
 

@@ -4,7 +4,7 @@ experiments).
 
 Tasks (option ``task``; also registered as the datasets ``mimic_mortality``,
 ``mimic_icd9_140_239`` and ``mimic_icd9_460_519``), as the official code defines them
-(:mod:`i2m2bench.data.mimic_real`):
+(:mod:`i2m2bench.data.mimic.real`):
 
 * ``mortality`` -- six classes (the first positive of ``adm_labels_all[:, 1..5]``, else 0),
   primary metric accuracy (the official checkpoint selection, ``auprc=False``); AUROC (macro,
@@ -23,7 +23,7 @@ Sources of data (``source``):
 * ``real`` -- ``<data root>/mimic/mimic.npz`` or ``im.pk`` (MultiBench's file; credentialed,
   never downloaded). No shift set: the official "robust" test set is eleven identical copies of
   the clean one (docs/fidelity.md), so none is made.
-* ``embedded`` -- the synthetic ICU cohort of :mod:`i2m2bench.data.icu_cohort` in the same layout,
+* ``embedded`` -- the synthetic ICU cohort of :mod:`i2m2bench.data.mimic.embedded` in the same layout,
   through the same processing and split; shift set ``hospital_b`` (another hospital's
   population and measurement practice). Labelled EMBEDDED everywhere: synthetic, not patients.
 * ``auto`` (default) -- ``real`` when a data root is given (it must then hold ``mimic/``), else
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from i2m2bench.data import mimic_real as mr
+from i2m2bench.data.mimic import real as mr
 from i2m2bench.data.base import DATASETS, DataError, check_count, dataset_folder, reads_real
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
@@ -56,7 +56,7 @@ REAL_HINT = ("MultiBench's preprocessed MIMIC-III file as mimic/im.pk (or mimic/
 
 
 def task_spec(task: str, source: str, description: str = "") -> TaskSpec:
-    """The TaskSpec of ``task`` (a key of :data:`i2m2bench.data.mimic_real.TASKS`)."""
+    """The TaskSpec of ``task`` (a key of :data:`i2m2bench.data.mimic.real.TASKS`)."""
     _, column, classes = mr.TASKS[task]
     binary = column is not None
     return TaskSpec(
@@ -87,7 +87,7 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
 def make_task(arrays: dict[str, np.ndarray], task: str, stats: str, source: str,
               description: str, shifts: dict[str, dict[str, np.ndarray]] | None = None,
               options: dict | None = None) -> Task:
-    """The task from checked arrays (:func:`~i2m2bench.data.mimic_real.check_arrays`): labels,
+    """The task from checked arrays (:func:`~i2m2bench.data.mimic.real.check_arrays`): labels,
     the official split, z-scoring with the statistics of ``stats`` ('train' or 'all'); each
     of ``shifts`` (arrays in the same layout) is z-scored with the same statistics."""
     n = len(arrays["ep_tdata"])
@@ -110,9 +110,9 @@ def make_task(arrays: dict[str, np.ndarray], task: str, stats: str, source: str,
 
 def build_embedded(task: str = "mortality", patients: int = 5000, shift_patients: int | None = None,
                    data_seed: int = 0, stats: str = "train") -> Task:
-    """The EMBEDDED synthetic cohort (:mod:`i2m2bench.data.icu_cohort`): ``patients`` stays of
+    """The EMBEDDED synthetic cohort (:mod:`i2m2bench.data.mimic.embedded`): ``patients`` stays of
     hospital A split officially, and ``shift_patients`` (default: the test size) of hospital B."""
-    from i2m2bench.data import icu_cohort as ic
+    from i2m2bench.data.mimic import embedded as ic
 
     check_count("mimic", "patients", patients, low=10)
     check_count("mimic", "shift_patients", shift_patients, optional=True)

@@ -6,7 +6,7 @@ suite runs out of the box and so that its three tasks have *known* dependency st
 
 The generator returns the four arrays of MultiBench's ``im.pk`` (``ep_tdata`` (N, 24, 12),
 ``adm_features_all`` (N, 5), ``adm_labels_all`` (N, 6), ``y_icd9`` (N, 20); see
-:mod:`i2m2bench.data.mimic_real`), so the embedded data go through exactly the processing of the
+:mod:`i2m2bench.data.mimic.real`), so the embedded data go through exactly the processing of the
 real file: NaN/Inf to 0, z-scoring, the official split, the official label rules.
 
 Generative model (per patient; ``z(.)`` is a fixed standardisation, not the sample's):

@@ -14,9 +14,9 @@ OOD test sets :data:`OOD_SETS`, each a subset of the IID test set; the board add
 Sources of data (``source``):
 
 * ``real`` -- VQA-VS's JSON files and features extracted once from them
-  (:mod:`i2m2bench.data.vqa_vs_real`; ``python -m i2m2bench prepare vqa-vs --backbone DIR``).
-* ``embedded`` -- the scene world with planted shortcuts (:mod:`i2m2bench.data.vqa_vs_world`),
-  its features from the shipped frozen scene backbone (:mod:`i2m2bench.data.scene_backbone`).
+  (:mod:`i2m2bench.data.vqa_vs.real`; ``python -m i2m2bench prepare vqa-vs --backbone DIR``).
+* ``embedded`` -- the scene world with planted shortcuts (:mod:`i2m2bench.data.vqa_vs.embedded`),
+  its features from the shipped frozen scene backbone (:mod:`i2m2bench.data.common.scene_backbone`).
   Labelled EMBEDDED everywhere: synthetic scenes, not COCO.
 * ``auto`` (default) -- ``real`` when a data root is given (it must then hold ``vqa_vs/``), else
   ``embedded``.
@@ -52,9 +52,9 @@ def build_embedded(train: int = 24000, val: int = 3000, test: int = 10000, pool:
                    data_seed: int = 0) -> Task:
     """The EMBEDDED scene world: ``pool`` unbiased questions, splits drawn from it with planted
     shortcuts, features from the frozen scene backbone, the nine OOD sets of the IID test set."""
-    from i2m2bench.data import scene_backbone as sb
-    from i2m2bench.data import scene_world as sw
-    from i2m2bench.data import vqa_vs_world as vw
+    from i2m2bench.data.common import scene_backbone as sb
+    from i2m2bench.data.common import scene_world as sw
+    from i2m2bench.data.vqa_vs import embedded as vw
 
     for name, value in (("train", train), ("val", val), ("test", test), ("pool", pool)):
         check_count("vqa_vs", name, value, low=10)
@@ -100,7 +100,7 @@ def build_vqa_vs(source: str = "auto", data_root: str | None = None, verify: str
         raise ValueError(f"vqa_vs: verify must be 'size' or 'full'; got {verify!r}")
     if reads_real("vqa_vs", source, data_root,
                   "EMBEDDED scene world with planted shortcuts, not VQA-VS", "VQA-VS"):
-        from i2m2bench.data import vqa_vs_real
+        from i2m2bench.data.vqa_vs import real as vqa_vs_real
 
         got = vqa_vs_real.load(vqa_vs_real.folder(data_root), verify)
         return Task(task_spec("real", got["dims"], got["answers"], f"VQA-VS ({got['folder']})"),
