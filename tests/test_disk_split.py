@@ -256,7 +256,7 @@ def test_avmnist_values_read_as_the_in_memory_loader_stored_them(tmp_path, write
     """Integer-valued float files are read as uint8 (cast where read; floats wider than float32
     via float32, as the checks see them); non-integer ones as they are stored — the batches equal
     those of the files converted into memory as the loader did before (``_in_memory``)."""
-    from i2m2bench.data.avmnist import _in_memory
+    from i2m2bench.data.avmnist.real import _in_memory
 
     d = write_avmnist(tmp_path)
     img = np.load(d / "image" / "train_data.npy").astype(np.float64)

@@ -63,7 +63,7 @@ def test_a_data_root_without_fastmri_or_without_its_cache_is_an_error(tmp_path):
         i2m2bench.build_task("fastmri", data_root=str(tmp_path))
     with pytest.raises(DataError, match=r"fastmri: the real data need a data root \(--data-root DIR"):
         i2m2bench.build_task("fastmri", source="real")
-    with pytest.raises(ValueError, match="verify must be 'probe' or 'full'"):
+    with pytest.raises(ValueError, match="verify must be one of 'quick', 'full'"):
         i2m2bench.build_task("fastmri", verify="fast")
 
 

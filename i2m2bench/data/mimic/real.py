@@ -19,87 +19,22 @@ i2m2bench prepare mimic``, read with ``allow_pickle=False``) when present, else 
 the allow-list unpickler (:mod:`i2m2bench.data.common.safe_pickle`: a pickle that names anything but
 NumPy array reconstruction and plain containers is refused before anything in it runs).
 
-**Processing** (:func:`process`), as ``get_data.py``: NaN and Inf become 0 (lines 36-39); each
-static feature and each series variable (over samples and hours) is z-scored with NumPy's
-population mean and standard deviation (lines 41-49). The official code takes these statistics
-over the *whole* file, test included; the default here is the training split's, and
-``stats='all'`` restores the official choice (docs/fidelity.md). A variable with no spread in
-the statistics' rows is centred and left unscaled (the official division would give NaN).
-
-**Split** (:func:`official_split`, lines 78-84): the samples are shuffled with Python's
-``random.seed(10); random.shuffle(...)``; validation is the first ``N // 10``, test the next
-``N // 10`` (up to ``N // 5``), training the rest. :func:`random.shuffle`'s permutation depends
-only on the list's length and the generator's state, so shuffling the indices reproduces the
-official order exactly.
-
-**Labels** (:func:`labels`): mortality, six classes, the first column among
-``adm_labels_all[:, 1..5]`` that is positive, else 0 (lines 56-72); ICD-9 140-239 is
-``y_icd9[:, 1]`` and 460-519 ``y_icd9[:, 7]`` (``mimic_main.py`` lines 37-42: tasks ``mimic_1``
-and ``mimic_7``), binary.
+The processing, split and labels shared with the embedded cohort are in
+:mod:`i2m2bench.data.mimic.processing`.
 """
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data.base import DataError, file_sha256, path_problem
+from i2m2bench.data.base import DataError, dataset_folder, file_sha256, path_problem
+from i2m2bench.data.mimic.processing import REAL_HINT, check_arrays, digest, make_task
+from i2m2bench.types import Task
 
 PICKLE, NPZ = "im.pk", "mimic.npz"
-#: key -> per-sample shape (the official layout).
-LAYOUT: dict[str, tuple[int, ...]] = {"ep_tdata": (24, 12), "adm_features_all": (5,),
-                                      "adm_labels_all": (6,), "y_icd9": (20,)}
-LABEL_KEYS = ("adm_labels_all", "y_icd9")
-#: task -> (label key, column or None for the six-class mortality rule, number of classes)
-TASKS: dict[str, tuple[str, int | None, int]] = {
-    "mortality": ("adm_labels_all", None, 6),
-    "icd9_140_239": ("y_icd9", 1, 2),
-    "icd9_460_519": ("y_icd9", 7, 2),
-}
-SPLIT_SEED = 10  # random.seed(10) in get_data.py, line 78
 _SOURCE_KEY = "source_sha256"
-
-
-def check_arrays(arrays, source: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The four arrays of ``arrays`` (a dict), checked: every key present, numeric arrays of the
-    official per-sample shapes, one sample count, labels 0 or 1 -- else a DataError naming
-    ``source`` and the field. Other keys are ignored."""
-    if not isinstance(arrays, dict):
-        raise DataError(f"{source}: expected a dict of NumPy arrays with keys "
-                        f"{', '.join(LAYOUT)}; got a {type(arrays).__name__}")
-    missing = [k for k in LAYOUT if k not in arrays]
-    if missing:
-        found = ", ".join(sorted(map(str, arrays))) or "none"
-        raise DataError(f"{source}: missing key(s) {', '.join(missing)} (found: {found}); MultiBench's "
-                        f"MIMIC file holds {', '.join(LAYOUT)}")
-    out, n = {}, None
-    for key, shape in LAYOUT.items():
-        a = arrays[key]
-        if not isinstance(a, np.ndarray) or not (np.issubdtype(a.dtype, np.number)
-                                                 or a.dtype == np.bool_):
-            kind = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
-            raise DataError(f"{source}: field {key!r} must be a numeric NumPy array; got {kind}")
-        if a.ndim != len(shape) + 1 or a.shape[1:] != shape:
-            raise DataError(f"{source}: field {key!r} has shape {a.shape}; expected (N, "
-                            f"{', '.join(map(str, shape))})")
-        if n is None:
-            n = a.shape[0]
-        elif a.shape[0] != n:
-            raise DataError(f"{source}: field {key!r} has {a.shape[0]} samples but "
-                            f"'ep_tdata' has {n}; every field holds one row per admission")
-        out[key] = a
-    if n == 0:
-        raise DataError(f"{source}: the arrays hold no samples")
-    for key in LABEL_KEYS:
-        a = out[key]
-        bad = ~np.isin(a, (0, 1))
-        if bad.any():
-            row, col = (int(i) for i in np.argwhere(bad)[0])
-            raise DataError(f"{source}: field {key!r} holds {a[row, col]!r} at row {row}, column "
-                            f"{col} ({int(bad.sum())} value(s) in all); labels must be 0 or 1")
-    return out
 
 
 def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
@@ -124,7 +59,7 @@ def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
     if problem is not None:
         raise DataError(f"{folder}: neither {NPZ} nor {PICKLE} is readable ({pk}: {problem}); put "
                         f"MultiBench's MIMIC-III file there as {PICKLE} (README: 'MIMIC-III')")
-    from i2m2bench.data.common import safe_pickle as safe_pickle
+    from i2m2bench.data.common import safe_pickle
 
     return check_arrays(safe_pickle.load(pk), pk), pk
 
@@ -138,7 +73,7 @@ def prepare(folder: Path) -> Path:
     if problem is not None:
         raise DataError(f"{pk}: {problem}; `prepare mimic` converts MultiBench's {PICKLE} "
                         f"(README: 'MIMIC-III')")
-    from i2m2bench.data.common import safe_pickle as safe_pickle
+    from i2m2bench.data.common import safe_pickle
 
     arrays = check_arrays(safe_pickle.load(pk), pk)
     target = folder / NPZ
@@ -155,48 +90,29 @@ def prepare(folder: Path) -> Path:
     return target
 
 
-def official_split(n: int) -> dict[str, np.ndarray]:
-    """The official split of ``n`` samples: indices of ``val`` (first ``n // 10`` of the
-    shuffled order), ``test`` (next, up to ``n // 5``) and ``train`` (the rest)."""
-    order = list(range(n))
-    random.Random(SPLIT_SEED).shuffle(order)  # = random.seed(10); random.shuffle(datasets)
-    order = np.asarray(order, dtype=np.int64)
-    return {"train": order[n // 5:], "val": order[:n // 10], "test": order[n // 10:n // 5]}
+def folder(data_root: str | None = None) -> Path:
+    """``<data root>/mimic`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``); a missing root,
+    or one without that folder, is a DataError saying what belongs there."""
+    return dataset_folder(data_root, "mimic", "mimic", REAL_HINT, "embedded cohort")
 
 
-def labels(arrays: dict[str, np.ndarray], task: str) -> np.ndarray:
-    """(N,) int64 class indices of ``task`` (a key of :data:`TASKS`)."""
-    key, column, _ = TASKS[task]
-    if column is not None:
-        return arrays[key][:, column].astype(np.int64)
-    pos = arrays[key][:, 1:6] > 0
-    return np.where(pos.any(1), pos.argmax(1) + 1, 0).astype(np.int64)
+def load(folder: Path, task: str = "mortality", stats: str = "train") -> Task:
+    """The task ``task`` from the real file under ``folder`` (``<data root>/mimic``), z-scored with
+    the statistics of ``stats``."""
+    arrays, path = read(folder)
+    return make_task(arrays, task, stats, "real",
+                     f"MIMIC-III via MultiBench ({path.name})",
+                     options=dict(source="real", checksum=digest(arrays)))
 
 
-def zero_nonfinite(a: np.ndarray) -> np.ndarray:
-    """float64 copy of ``a`` with NaN and Inf set to 0 (get_data.py lines 36-39)."""
-    out = np.array(a, dtype=np.float64)
-    out[~np.isfinite(out)] = 0.0
-    return out
+def verify(folder: Path, level: str = "quick") -> str:
+    """Check the real file under ``folder`` (``mimic.npz`` when present, else ``im.pk`` through the
+    allow-list unpickler): every array's layout and values, and that a ``mimic.npz`` was prepared
+    from the ``im.pk`` beside it (both levels read every byte: the file is small); a one-line
+    report (a DataError naming the file at fault otherwise)."""
+    arrays, path = read(folder)
+    return (f"mimic: {path} is readable and well formed ({level}): "
+            f"{len(arrays['ep_tdata'])} stays, checksum {digest(arrays)}")
 
 
-def zscore_stats(static: np.ndarray, series: np.ndarray, rows: np.ndarray | None):
-    """((mean, std) of each static feature, (mean, std) of each series variable over samples
-    and hours) of the NaN/Inf-zeroed values over ``rows`` (None: all), population statistics as
-    ``np.std``; a std of 0 becomes 1."""
-    s = zero_nonfinite(static if rows is None else static[rows])
-    t = zero_nonfinite(series if rows is None else series[rows])
-    stats = (s.mean(0), s.std(0)), (t.mean((0, 1)), t.std((0, 1)))
-    return tuple((m, np.where(sd > 0, sd, 1.0)) for m, sd in stats)
-
-
-def process(static: np.ndarray, series: np.ndarray, stats) -> tuple[np.ndarray, np.ndarray]:
-    """float32 (static, series) z-scored with ``stats`` (:func:`zscore_stats`) in float64 after
-    NaN/Inf -> 0, as the official code normalises."""
-    (sm, ss), (tm, ts) = stats
-    return (((zero_nonfinite(static) - sm) / ss).astype(np.float32),
-            ((zero_nonfinite(series) - tm) / ts).astype(np.float32))
-
-
-__all__ = ["LAYOUT", "NPZ", "PICKLE", "TASKS", "check_arrays", "labels", "official_split",
-           "prepare", "process", "read", "zero_nonfinite", "zscore_stats"]
+__all__ = ["NPZ", "PICKLE", "folder", "load", "prepare", "read", "verify"]

@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data.common import hf_json as hf_json
+from i2m2bench.data.common import hf_json
 from i2m2bench.data.base import DataError, dataset_folder, path_problem
+from i2m2bench.data.nlvr2.processing import task_spec
+from i2m2bench.types import Task
 
 SPLITS = {"train": "train", "val": "dev", "test": "test1"}
 FEATURES = "features"
@@ -107,10 +109,9 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     return vf.write_manifest(out, list(SPLITS), str(backbone), extra=("labels", "groups"))
 
 
-def load(base: Path, verify: str = "size") -> dict:
-    """The prepared features under ``base/features``, checked against the manifest and against
-    the examples of the JSON Lines files: ``{"splits", "dims", "checksum", "folder"}`` (the task
-    is made by :mod:`i2m2bench.data.nlvr2`)."""
+def load(base: Path, verify: str = "quick") -> Task:
+    """The task from the prepared features under ``base/features``, checked against the manifest
+    (``verify``: ``quick`` or ``full``) and against the examples of the JSON Lines files."""
     import torch
 
     from i2m2bench.data.common import vl_features as vf
@@ -131,7 +132,16 @@ def load(base: Path, verify: str = "size") -> dict:
                                           torch.from_numpy(labels), name,
                                           groups=torch.from_numpy(np.load(files["groups"])))
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
-    return {"splits": splits, "dims": dims, "checksum": vf.manifest_digest(out), "folder": out}
+    return Task(task_spec("real", dims, f"NLVR2 ({out})"), splits, {},
+                options={"source": "real", "checksum": vf.manifest_digest(out)})
 
 
-__all__ = ["SPLITS", "folder", "groups_of", "image_paths", "load", "prepare", "read_split"]
+def verify(base: Path, level: str = "quick") -> str:
+    """Check the JSON Lines files and the prepared features under ``base`` (shapes, dtypes,
+    labels; ``full``: every file's sha256); a one-line report (a DataError otherwise)."""
+    task = load(base, level)
+    return (f"nlvr2: {base / FEATURES} matches its manifest and the annotations ({level}): "
+            + ", ".join(f"{k} {len(s)}" for k, s in task.splits.items()))
+
+
+__all__ = ["SPLITS", "folder", "groups_of", "image_paths", "load", "prepare", "read_split", "verify"]

@@ -37,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data.common import hf_json as hf_json
+from i2m2bench.data.common import hf_json
 from i2m2bench.data.base import DataError, dataset_folder, path_problem
+from i2m2bench.data.vqa_vs.processing import OOD_SETS, task_spec
+from i2m2bench.types import Task
 
-OOD_SETS = ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO", "KW+KO", "QT+KW+KO")
 SPLITS = {"train": "Training", "val": "Val", "test": "IID-Test"}
 MIN_COUNT = 9
 FEATURES = "features"
@@ -190,10 +191,9 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     return vf.write_manifest(out, [*SPLITS, *OOD_SETS], str(backbone), extra=("targets",))
 
 
-def load(base: Path, verify: str = "size") -> dict:
-    """The prepared features under ``base/features``, checked against the manifest and against
-    the question ids of the JSON files: ``{"splits", "shifts", "dims", "answers", "checksum",
-    "folder"}`` (the task is made by :mod:`i2m2bench.data.vqa_vs`)."""
+def load(base: Path, verify: str = "quick") -> Task:
+    """The task from the prepared features under ``base/features``, checked against the manifest
+    (``verify``: ``quick`` or ``full``) and against the question ids of the JSON files."""
     import torch
 
     from i2m2bench.data.common import vl_features as vf
@@ -221,9 +221,18 @@ def load(base: Path, verify: str = "size") -> dict:
                             f"lists {len(vocab)}; prepare the features again")
         splits[name] = DiskSplit.from_npy({m: files[m] for m in vf.FEATURES}, target, name)
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
-    return {"splits": {k: splits[k] for k in SPLITS}, "shifts": {s: splits[s] for s in OOD_SETS},
-            "dims": dims, "answers": vocab, "checksum": vf.manifest_digest(out), "folder": out}
+    return Task(task_spec("real", dims, vocab, f"VQA-VS ({out})"),
+                {k: splits[k] for k in SPLITS}, {s: splits[s] for s in OOD_SETS},
+                options={"source": "real", "checksum": vf.manifest_digest(out)})
+
+
+def verify(base: Path, level: str = "quick") -> str:
+    """Check the JSON files and the prepared features under ``base`` (shapes, dtypes and ids;
+    ``full``: every file's sha256); a one-line report (a DataError naming the file otherwise)."""
+    task = load(base, level)
+    return (f"vqa_vs: {base / FEATURES} matches its manifest and the annotations ({level}): "
+            + ", ".join(f"{k} {len(s)}" for k, s in {**task.splits, **task.shifts}.items()))
 
 
 __all__ = ["MIN_COUNT", "OOD_SETS", "SPLITS", "folder", "image_path", "load", "normalize",
-           "prepare", "read_split", "soft_targets", "vocabulary"]
+           "prepare", "read_split", "soft_targets", "verify", "vocabulary"]
