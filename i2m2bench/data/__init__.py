@@ -1,4 +1,4 @@
-"""Datasets: one module per family, all registered in ``DATASETS`` as task builders.
+"""Datasets: one package per family, all registered in ``DATASETS`` as task builders.
 
 A builder is a function ``build(**options) -> Task`` whose keyword parameters are the options it
 accepts: :func:`build_task` refuses any other option before calling it (:func:`builder_options`

@@ -40,6 +40,8 @@ _WHOLE = re.compile(r"[0-9]+")
 
 
 def check_geometry(width: int, crop: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+    """(``width``, ``crop``) checked: whole numbers >= 1, the crop no wider than the k-space
+    width; a ValueError naming both otherwise."""
     ok = (isinstance(width, int) and not isinstance(width, bool) and width >= 1
           and isinstance(crop, (tuple, list)) and len(crop) == 2
           and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in crop))
@@ -157,6 +159,9 @@ class Volume:
 
 @dataclass
 class Plan:
+    """What :func:`plan_raw` / :func:`plan_official` found: the ``layout``, the volumes to write
+    per split, and layout-specific manifest entries (``info``)."""
+
     layout: str
     volumes: dict[str, list[Volume]]
     info: dict  # layout-specific manifest entries (per split and top level)
@@ -265,6 +270,8 @@ def _read_knee_csv(path: Path, reviewed: set[str], file_list: Path
 
 
 def plan_raw(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> Plan:
+    """The plan of the raw layout: the reviewed volumes of fastMRI+'s file list, split 70/15/15
+    (:func:`split_volumes`), with their slices' labels from ``knee.csv``."""
     file_list = folder / FILE_LIST_CSV
     reviewed, ignored_lines = _read_file_list(file_list)
     for item in ignored_lines:
@@ -338,6 +345,8 @@ def _label_list(text: str, path: Path, line: int) -> list:
 
 
 def plan_official(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> Plan:
+    """The plan of the official I2M2 per-slice layout: the slices, labels and splits of
+    ``knee/metadata_knee.csv``."""
     meta = folder / METADATA_CSV
     knee = folder / "knee"
     expected = ("the I2M2 knee metadata (generate_knee_metadata.py output with columns "
