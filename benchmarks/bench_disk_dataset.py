@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from i2m2bench.data.base import DATASETS, resolve_data_root
-from i2m2bench.data.disk import DiskSplit, open_npy
+from i2m2bench.data.common.disk import DiskSplit, open_npy
 from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
 SIDE = 128

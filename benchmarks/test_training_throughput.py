@@ -199,7 +199,7 @@ def bare_loop(data_dir: Path, steps: int, batch_size: int = 40, pool: int = 50,
     algorithms), else torch's defaults."""
     from i2m2bench.harness.seeding import seed_everything
     import i2m2bench
-    from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
+    from i2m2bench.data.avmnist.processing import DIGITS, MODALITIES
     from i2m2bench.types import Batch, TaskSpec
 
     spec = TaskSpec("avmnist", "bench", MODALITIES, "multiclass", 10, DIGITS)
@@ -254,7 +254,7 @@ def multibench_loop(data_dir: Path, steps: int, batch_size: int = 40,
     read (plus warm-up) are loaded; steady state: the first 10 batches (worker start-up) are not
     timed."""
     import i2m2bench
-    from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
+    from i2m2bench.data.avmnist.processing import DIGITS, MODALITIES
     from i2m2bench.types import Batch, TaskSpec
 
     spec = TaskSpec("avmnist", "bench", MODALITIES, "multiclass", 10, DIGITS)

@@ -27,6 +27,7 @@ EPILOG = """examples:
   python -m i2m2bench prepare fastmri --data-root ~/data        # once: the real FastMRI cache
   python -m i2m2bench prepare mimic --data-root ~/data          # once: mimic/im.pk -> mimic.npz
   python -m i2m2bench prepare vqa-vs --backbone ~/flava --data-root ~/data   # once: features
+  python -m i2m2bench verify fastmri --level full --data-root ~/data   # check the files, every byte
   python -m i2m2bench bench                                     # PoE kernel throughput table
   torchrun --nproc-per-node 2 -m i2m2bench run --gin gin/fastmri.gin   # each unit on 2 GPUs (DDP)
   python -m i2m2bench run --gin gin/avmnist.gin --executor ray  # units as Ray tasks
@@ -103,12 +104,14 @@ def _cmd_list(args) -> int:
     import textwrap
 
     import i2m2bench
+    from i2m2bench.data import FAMILIES
     from i2m2bench.metrics import METRICS
     from i2m2bench.reporting import LAYOUTS
 
     kinds = {"datasets": i2m2bench.DATASETS, "encoders": i2m2bench.ENCODERS,
              "fusions": i2m2bench.FUSIONS, "perturbations": i2m2bench.PERTURBATIONS,
-             "recipes": i2m2bench.RECIPES, "metrics": METRICS, "layouts": LAYOUTS}
+             "recipes": i2m2bench.RECIPES, "metrics": METRICS, "layouts": LAYOUTS,
+             "families": FAMILIES}
     for kind, reg in kinds.items():
         if args.kind and kind != args.kind:
             continue
@@ -205,34 +208,44 @@ def _cmd_compare(args) -> int:
     return 0 if all(c.agree for c in cmp.columns if c.marked) else 1
 
 
+def _family_parser(family, args) -> argparse.ArgumentParser:
+    """``prepare <family>``'s own flags, built from the family's declared prepare options."""
+    fp = argparse.ArgumentParser(prog=f"python -m i2m2bench prepare {args.dataset}",
+                                 description=family.description or None)
+    fp.add_argument("--data-root", metavar="DIR",
+                    help=f"folder holding {family.folder}/ (default: $I2M2BENCH_DATA)")
+    fp.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    for opt in family.options:
+        flag = "--" + opt.name.replace("_", "-")
+        if opt.flag:
+            fp.add_argument("--no-" + opt.name.replace("_", "-"), dest=opt.name,
+                            action="store_false", help=opt.help)
+        else:
+            fp.add_argument(flag, dest=opt.name, type=opt.type, default=opt.default,
+                            metavar=opt.metavar, help=opt.help)
+    return fp
+
+
 def _cmd_prepare(args) -> int:
-    vl = args.dataset in ("vqa-vs", "nlvr2")  # without --backbone: the files are checked only
-    if not vl and args.backbone:
-        print(f"error: --backbone applies to vqa-vs and nlvr2, not {args.dataset}", file=sys.stderr)
+    from i2m2bench.data import find_family
+
+    family = find_family(args.dataset)
+    if family.prepare_files is None:
+        print(f"error: {family.name} has nothing to prepare (its files are read in place); "
+              f"`python -m i2m2bench verify {family.name}` checks them", file=sys.stderr)
         return 2
-    if args.dataset == "vqa-vs":
-        from i2m2bench.data import vqa_vs_real
-
-        path = vqa_vs_real.prepare(vqa_vs_real.folder(args.data_root), args.backbone,
-                                   batch_size=args.batch_size, device=args.device,
-                                   progress=not args.no_progress)
-    elif args.dataset == "nlvr2":
-        from i2m2bench.data import nlvr2_real
-
-        path = nlvr2_real.prepare(nlvr2_real.folder(args.data_root), args.backbone,
-                                  batch_size=args.batch_size, device=args.device,
-                                  progress=not args.no_progress)
-    elif args.dataset == "mimic":
-        from i2m2bench.data.mimic import real_folder
-        from i2m2bench.data.mimic_real import prepare
-
-        path = prepare(real_folder(args.data_root))  # <data root>/mimic/mimic.npz
-    else:
-        from i2m2bench.data.fastmri import real_folder
-        from i2m2bench.data.fastmri_real import prepare
-
-        path = prepare(real_folder(args.data_root))  # <data root>/fastmri/cache
+    opts = vars(_family_parser(family, args).parse_args(args.options))
+    data_root = opts.pop("data_root")
+    args.debug = args.debug or opts.pop("debug")
+    path = family.prepare(data_root, **opts)
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from i2m2bench.data import find_family
+
+    print(find_family(args.dataset).verify(args.data_root, args.level))
     return 0
 
 
@@ -253,22 +266,17 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m i2m2bench",
-        description="i2m2bench: train and evaluate multimodal fusion methods (I2M2 and "
-                    "baselines) from gin suites, and publish Markdown leaderboards.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
-    p.add_argument("--no-plugins", action="store_true",
-                   help="load no i2m2bench.plugins entry point (also: I2M2BENCH_PLUGINS=0)")
-    common = argparse.ArgumentParser(add_help=False)  # so the flags also work after the command
+def _common_flags() -> argparse.ArgumentParser:
+    """The flags every command takes (also after the command's name)."""
+    common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show Python tracebacks on errors")
     common.add_argument("--no-plugins", action="store_true", default=argparse.SUPPRESS,
                         help="load no i2m2bench.plugins entry point (also: I2M2BENCH_PLUGINS=0)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return common
 
+
+def _add_run(sub, common) -> None:
     r = sub.add_parser("run", help="train and evaluate a suite's methods, then re-render its leaderboard",
                        parents=[common],
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -304,10 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs per unit under --executor ray (default: 1 on CUDA, else 0)")
     r.set_defaults(func=_cmd_run)
 
+
+def _add_list_leaderboard_compare(sub, common) -> None:
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
     lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "perturbations", "recipes", "metrics",
-                                              "layouts", "suites"])
+                                              "layouts", "families", "suites"])
     lst.set_defaults(func=_cmd_list)
 
     lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows, "
@@ -337,21 +347,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead: are the result rows bit-identical (timings aside)? exit 1 if not")
     cp.set_defaults(func=_cmd_compare)
 
-    pr = sub.add_parser("prepare", help="convert a real dataset once: fastmri into the verified, "
-                        "memory-mapped cache its loader streams from; mimic's im.pk (read through "
-                        "the allow-list unpickler) into mimic.npz", parents=[common])
-    pr.add_argument("dataset", choices=["fastmri", "mimic", "vqa-vs", "nlvr2"])
-    pr.add_argument("--data-root", metavar="DIR",
-                    help="folder holding fastmri/, mimic/, vqa_vs/ (+ coco/) or nlvr2/ "
-                         "(default: $I2M2BENCH_DATA)")
-    pr.add_argument("--backbone", metavar="DIR",
-                    help="vqa-vs, nlvr2: a local folder with a transformers vision-language model "
-                         "and its processor (FLAVA-style: image, text and multimodal encoders); "
-                         "its image, text and joint features are extracted once")
-    pr.add_argument("--batch-size", type=int, default=32, help="vqa-vs, nlvr2: items per batch")
-    pr.add_argument("--device", default=None, help="vqa-vs, nlvr2: default CUDA when present")
-    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+def _add_prepare_verify_bench(sub, common) -> None:
+    pr = sub.add_parser("prepare", help="convert a dataset family's real files once (fastmri: the "
+                        "verified, memory-mapped cache its loader streams from; mimic: im.pk, read "
+                        "through the allow-list unpickler, into mimic.npz; vqa-vs, nlvr2: features "
+                        "with --backbone); `prepare FAMILY --help` lists the family's options",
+                        parents=[common])
+    pr.add_argument("dataset", metavar="FAMILY",
+                    help="a dataset family: fastmri, mimic, vqa_vs (or vqa-vs), nlvr2, or a "
+                         "plugin's (python -m i2m2bench list families)")
+    pr.add_argument("options", nargs=argparse.REMAINDER, metavar="...",
+                    help="--data-root DIR and the family's own options")
     pr.set_defaults(func=_cmd_prepare)
+
+    vf = sub.add_parser("verify", help="check a dataset family's real (and prepared) files "
+                        "against what its loader expects, without building the task",
+                        parents=[common])
+    vf.add_argument("dataset", metavar="FAMILY", help="a dataset family (see prepare)")
+    vf.add_argument("--data-root", metavar="DIR", help="the data root (default: $I2M2BENCH_DATA)")
+    vf.add_argument("--level", default="quick", choices=["quick", "full", "probe", "size"],
+                    help="quick (default; sizes, shapes, sampled checksums; alias probe, size) or "
+                         "full (every byte's sha256)")
+    vf.set_defaults(func=_cmd_verify)
 
     bn = sub.add_parser("bench", help="run the PoE kernel benchmarks and render leaderboards/poe_kernel.md",
                         parents=[common])
@@ -364,6 +382,23 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
                     help="extra pytest arguments after --, e.g. -- -k fwdbwd")
     bn.set_defaults(func=_cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: one sub-parser per command."""
+    p = argparse.ArgumentParser(
+        prog="python -m i2m2bench",
+        description="i2m2bench: train and evaluate multimodal fusion methods (I2M2 and "
+                    "baselines) from gin suites, and publish Markdown leaderboards.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    p.add_argument("--no-plugins", action="store_true",
+                   help="load no i2m2bench.plugins entry point (also: I2M2BENCH_PLUGINS=0)")
+    common = _common_flags()  # so the flags also work after the command
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub, common)
+    _add_list_leaderboard_compare(sub, common)
+    _add_prepare_verify_bench(sub, common)
     return p
 
 

@@ -2,7 +2,7 @@
 
 Modalities are addressed by name everywhere. A split comes in two kinds behind one interface
 (:class:`DataSplit`): in memory (:class:`Split`, whole tensors in the compact dtype they are stored
-in, uint8 for AV-MNIST-style data) and on disk (:class:`i2m2bench.data.disk.DiskSplit`,
+in, uint8 for AV-MNIST-style data) and on disk (:class:`i2m2bench.data.common.disk.DiskSplit`,
 ``.npy`` files read in place, streamed by a DataLoader in index batches). Either way a batch is
 normalised when it is drawn, by one function (:func:`model_input`: ``ModalitySpec.scale``,
 ``offset``, per-channel ``mean``/``std``; token ids stay int64), so the hot loop never collates

@@ -1,5 +1,5 @@
 """Pretrain the frozen backbone of the EMBEDDED vision-language data and write
-i2m2bench/data/embedded/scene_backbone.npz (see i2m2bench/data/scene_backbone.py).
+i2m2bench/data/embedded/scene_backbone.npz (see i2m2bench/data/common/scene_backbone.py).
 
 Offline, seeded, CPU: scenes and questions (and, a quarter of the time, single-image statements
 answered yes / no) drawn without planted shortcuts from seeds no suite uses (1_000_000 + k),
@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 
-from i2m2bench.data import scene_backbone as sb
-from i2m2bench.data import scene_world as sw
+from i2m2bench.data.common import scene_backbone as sb
+from i2m2bench.data.common import scene_world as sw
 
 SEED = 1_000_000
 

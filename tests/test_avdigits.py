@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from i2m2bench import build_task
-from i2m2bench.data import avdigits_store as store_mod
+from i2m2bench.data.avmnist import embedded_store as store_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_task_shapes_dtypes_and_labels():
 
 
 def test_image_energy_is_removed_by_pca():
-    from i2m2bench.data.avdigits import _pca_weakened
+    from i2m2bench.data.avmnist.embedded import _pca_weakened
     from sklearn.datasets import load_digits
 
     x = load_digits().images

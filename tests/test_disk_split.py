@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import i2m2bench
-from i2m2bench.data.disk import DiskSplit, LoaderOptions, iter_chunks, open_npy, save_split
+from i2m2bench.data.common.disk import DiskSplit, LoaderOptions, iter_chunks, open_npy, save_split
 from i2m2bench.harness import planner as planner_mod
 from i2m2bench.harness.config import TrainConfig
 from i2m2bench.harness.runner import run_suite
@@ -123,7 +123,7 @@ def test_workers_get_plain_data(pair):
     blob = pickle.dumps(disk._dataset)
     assert len(blob) < 2000  # paths, offsets, dtypes, shapes: no mapped data
     clone = pickle.loads(blob)
-    from i2m2bench.data.disk import _unpack
+    from i2m2bench.data.common.disk import _unpack
     assert torch.equal(_unpack(clone[np.arange(4)], disk.columns, 4)["a"], disk.inputs["a"][:4])
 
 
@@ -256,7 +256,7 @@ def test_avmnist_values_read_as_the_in_memory_loader_stored_them(tmp_path, write
     """Integer-valued float files are read as uint8 (cast where read; floats wider than float32
     via float32, as the checks see them); non-integer ones as they are stored — the batches equal
     those of the files converted into memory as the loader did before (``_in_memory``)."""
-    from i2m2bench.data.avmnist import _in_memory
+    from i2m2bench.data.avmnist.real import _in_memory
 
     d = write_avmnist(tmp_path)
     img = np.load(d / "image" / "train_data.npy").astype(np.float64)

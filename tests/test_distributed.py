@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import i2m2bench
-from i2m2bench.data.disk import save_split
+from i2m2bench.data.common.disk import save_split
 from i2m2bench.harness import distributed
 from i2m2bench.harness.config import TrainConfig
 from i2m2bench.harness.seeding import seed_everything

@@ -7,9 +7,9 @@ import torch
 import i2m2bench
 from i2m2bench.cli import main
 from i2m2bench.data import DataError
-from i2m2bench.data import fastmri_real as fr
+from i2m2bench.data.fastmri import real as fr
 from i2m2bench.data.fastmri import PER_LABEL, SHIFT
-from i2m2bench.data.fastmri_processing import LABELS
+from i2m2bench.data.fastmri.processing import LABELS
 from test_fastmri_real import CROP, W, make_raw, quiet
 
 
@@ -63,7 +63,7 @@ def test_a_data_root_without_fastmri_or_without_its_cache_is_an_error(tmp_path):
         i2m2bench.build_task("fastmri", data_root=str(tmp_path))
     with pytest.raises(DataError, match=r"fastmri: the real data need a data root \(--data-root DIR"):
         i2m2bench.build_task("fastmri", source="real")
-    with pytest.raises(ValueError, match="verify must be 'probe' or 'full'"):
+    with pytest.raises(ValueError, match="verify must be one of 'quick', 'full'"):
         i2m2bench.build_task("fastmri", verify="fast")
 
 

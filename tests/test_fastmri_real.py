@@ -1,4 +1,4 @@
-"""The real-file fastMRI knee reader (:mod:`i2m2bench.data.fastmri_real`) on tiny fixtures written
+"""The real-file fastMRI knee reader (:mod:`i2m2bench.data.fastmri.real`) on tiny fixtures written
 with h5py in the two official layouts (raw fastMRI + fastMRI+, and I2M2's preprocessed per-slice
 files): prepare -> cache -> load_cache end to end, the documented split recipe, labels,
 magnitude/phase, the undersampled shift set, every bad input, and cache verification."""
@@ -16,10 +16,11 @@ h5py = pytest.importorskip("h5py")
 
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from i2m2bench.data import fastmri_real as fr  # noqa: E402
+from i2m2bench.data.fastmri import real as fr  # noqa: E402
+from i2m2bench.data.fastmri import real_prepare  # noqa: E402
 from i2m2bench.data.base import DataError  # noqa: E402
-from i2m2bench.data.disk import DiskSplit  # noqa: E402
-from i2m2bench.data.fastmri_processing import magnitude_phase, parse_labels  # noqa: E402
+from i2m2bench.data.common.disk import DiskSplit  # noqa: E402
+from i2m2bench.data.fastmri.processing import magnitude_phase, parse_labels  # noqa: E402
 
 W, CROP, ROWS = 40, (32, 32), 64
 IDS = [f"file{1000001 + i}" for i in range(10)]
@@ -260,8 +261,8 @@ def test_raw_manifest_files_and_replacement(raw_cache, tmp_path):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    real = fr._write_split
-    fr._write_split = boom
+    real = real_prepare._write_split
+    real_prepare._write_split = boom
     try:
         with pytest.raises(KeyboardInterrupt):
             fr.prepare(F2, cache=out, width=W, crop=CROP, log=lambda _: None, seed=5)
@@ -269,7 +270,7 @@ def test_raw_manifest_files_and_replacement(raw_cache, tmp_path):
             calls.clear()
             fr.prepare(F2, cache=tmp_path / "new", width=W, crop=CROP, log=lambda _: None)
     finally:
-        fr._write_split = real
+        real_prepare._write_split = real
     assert (out / "manifest.json").read_text() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "c"]  # no half cache, no temp
     fr.load_cache(out, verify="full")
@@ -471,7 +472,7 @@ def test_cache_changes_are_caught(tmp_path, monkeypatch):
         fr.load_cache(cache, verify="none")
 
     # a change outside the probe's blocks: only the full hash sees it
-    monkeypatch.setattr(fr, "PROBE_BLOCK_BYTES", 64)
+    monkeypatch.setattr(real_prepare, "PROBE_BLOCK_BYTES", 64)
     cache = fr.prepare(F, cache=tmp_path / "small_probe", width=W, crop=CROP, log=lambda _: None)
     m = json.loads((cache / "manifest.json").read_text())
     assert m["probe"] == {"blocks": 16, "block_bytes": 64}

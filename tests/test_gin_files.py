@@ -10,7 +10,7 @@ from i2m2bench.data.fastmri import task_spec as fastmri_spec
 from i2m2bench.data.mimic import task_spec as mimic_spec
 from i2m2bench.data.nlvr2 import task_spec as nlvr2_spec
 from i2m2bench.data.vqa_vs import task_spec as vqa_vs_spec
-from i2m2bench.data.spectrum import task_spec as spectrum_spec
+from i2m2bench.data.synthetic.spectrum import task_spec as spectrum_spec
 from i2m2bench.harness.config import (EmbeddedSchedule, MethodConfig, SuiteConfig, TrainConfig,
                                       read_suite)
 from i2m2bench.harness.errors import ConfigError

@@ -1,4 +1,4 @@
-"""The synthetic knee k-space phantom (:mod:`i2m2bench.data.knee_phantom`): determinism, the
+"""The synthetic knee k-space phantom (:mod:`i2m2bench.data.fastmri.embedded`): determinism, the
 API's shapes and ranges, the label design (each label's evidence in its intended modality only,
 acl in the combination only), undersampling, and that the images come from the shared
 fastMRI k-space path."""
@@ -7,8 +7,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from i2m2bench.data import knee_phantom as kp
-from i2m2bench.data.fastmri_processing import LABELS, fft2c, magnitude_phase
+from i2m2bench.data.fastmri import embedded as kp
+from i2m2bench.data.fastmri.processing import LABELS, fft2c, magnitude_phase
 
 PATIENTS, SLICES, SIZE = 100, 18, 32
 

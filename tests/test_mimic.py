@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from i2m2bench.data import DataError, build_task
-from i2m2bench.data import icu_cohort as ic
-from i2m2bench.data import mimic_real as mr
+from i2m2bench.data.mimic import embedded as ic
+from i2m2bench.data.mimic import processing as mp
+from i2m2bench.data.mimic import real as mr
 from i2m2bench.data.mimic import build_embedded, task_spec
-from i2m2bench.data.safe_pickle import UnsafePickleError
+from i2m2bench.data.common.safe_pickle import UnsafePickleError
 from i2m2bench.fusion import build_fusion
 
 
@@ -51,7 +52,7 @@ def _official_order(n: int) -> list[int]:
 @pytest.mark.parametrize("n", [10, 57, 1000, 36212])
 def test_split_reproduces_the_official_shuffle(n):
     order = _official_order(n)
-    split = mr.official_split(n)
+    split = mp.official_split(n)
     assert split["val"].tolist() == order[0:n // 10]  # valids = datasets[0:le//10]
     assert split["test"].tolist() == order[n // 10:n // 5]  # robust tests: datasets[le//10:le//5]
     assert split["train"].tolist() == order[n // 5:]  # trains = datasets[le//5:]
@@ -65,11 +66,11 @@ def test_mortality_label_is_the_first_positive_column_as_the_official_loop():
     expected = []
     for row in a["adm_labels_all"]:  # get_data.py lines 60-72
         expected.append(next((c for c in range(1, 6) if row[c] > 0), 0))
-    got = mr.labels(a, "mortality")
+    got = mp.labels(a, "mortality")
     assert got.tolist() == expected and got[3] == 3 and got[4] == 0
     assert set(got.tolist()) <= set(range(6))
-    assert mr.labels(a, "icd9_140_239").tolist() == a["y_icd9"][:, 1].tolist()
-    assert mr.labels(a, "icd9_460_519").tolist() == a["y_icd9"][:, 7].tolist()
+    assert mp.labels(a, "icd9_140_239").tolist() == a["y_icd9"][:, 1].tolist()
+    assert mp.labels(a, "icd9_460_519").tolist() == a["y_icd9"][:, 7].tolist()
 
 
 def test_stats_all_reproduce_the_official_normalisation():
@@ -88,8 +89,8 @@ def test_stats_all_reproduce_the_official_normalisation():
             X_t[i][j] = (X_t[i][j] - X_t_avg) / X_t_std
     from i2m2bench.data.mimic import make_task
 
-    task = make_task(mr.check_arrays(a, "fixture"), "mortality", "all", "real", "fixture")
-    split = mr.official_split(60)
+    task = make_task(mp.check_arrays(a, "fixture"), "mortality", "all", "real", "fixture")
+    split = mp.official_split(60)
     for name, rows in split.items():
         np.testing.assert_allclose(task.splits[name].inputs["timeseries"].numpy(), X_t[rows], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(task.splits[name].inputs["static"].numpy(), X_s[rows], rtol=1e-6, atol=1e-6)
@@ -99,7 +100,7 @@ def test_stats_train_use_the_training_rows_only():
     from i2m2bench.data.mimic import make_task
 
     a = _arrays(80)
-    task = make_task(mr.check_arrays(a, "fixture"), "icd9_140_239", "train", "real", "fixture")
+    task = make_task(mp.check_arrays(a, "fixture"), "icd9_140_239", "train", "real", "fixture")
     train = task.splits["train"]
     ts = train.inputs["timeseries"].double()
     np.testing.assert_allclose(ts.mean((0, 1)).numpy(), 0, atol=1e-5)
@@ -123,7 +124,7 @@ def test_bad_arrays_are_errors_naming_the_file_and_field(change, words):
     a = _arrays()
     change(a)
     with pytest.raises(DataError) as info:
-        mr.check_arrays(a, "/data/mimic/im.pk")
+        mp.check_arrays(a, "/data/mimic/im.pk")
     msg = str(info.value)
     assert "/data/mimic/im.pk" in msg
     for w in words:
@@ -146,7 +147,7 @@ def test_real_pickle_loads_through_the_allow_list(tmp_path, protocol):
     assert task.spec.source == "real" and task.spec.name == "mimic_icd9_460_519"
     assert {k: len(v) for k, v in task.splits.items()} == {"train": 32, "val": 4, "test": 4}
     assert not task.shifts  # the official "robust" set is copies of the test set: none is made
-    rows = mr.official_split(40)["test"]
+    rows = mp.official_split(40)["test"]
     assert task.splits["test"].target.tolist() == a["y_icd9"][rows, 7].tolist()
 
 
@@ -183,7 +184,7 @@ def test_prepare_writes_the_npz_which_is_then_read_without_pickle(tmp_path):
     path = mr.prepare(root / "mimic")
     assert path.name == "mimic.npz"
     with np.load(path, allow_pickle=False) as z:
-        for k in mr.LAYOUT:
+        for k in mp.LAYOUT:
             np.testing.assert_array_equal(z[k], a[k])
     arrays, used = mr.read(root / "mimic")
     assert used == path
@@ -249,12 +250,12 @@ def test_embedded_task_layout_and_determinism():
 
 def test_cohort_goes_through_the_real_path_with_missing_values():
     a = ic.generate(2000, seed=3)
-    checked = mr.check_arrays(a, "cohort")
+    checked = mp.check_arrays(a, "cohort")
     assert np.isnan(checked["ep_tdata"]).any()  # hours before the first measurement
     b = ic.generate(2000, seed=3, hospital=ic.HOSPITAL_B)
     assert b["adm_features_all"][:, 0].mean() > a["adm_features_all"][:, 0].mean() + 5  # older
     assert np.isnan(b["ep_tdata"]).mean() > np.isnan(a["ep_tdata"]).mean()  # sparser measurement
-    cls = mr.labels(a, "mortality")
+    cls = mp.labels(a, "mortality")
     share = np.bincount(cls, minlength=6) / len(cls)
     assert 0.5 < share[0] < 0.7 and (share[1:] > 0.04).all()
 
@@ -274,15 +275,15 @@ def test_cohort_labels_depend_on_the_modalities_as_documented():
     """Neoplasms from the static features, respiratory from the series, mortality from their
     interaction: linear probes on each modality and on both with their products."""
     a = ic.generate(8000, seed=5)
-    static = mr.zero_nonfinite(a["adm_features_all"])
+    static = mp.zero_nonfinite(a["adm_features_all"])
     static = np.concatenate([static, np.eye(3)[static[:, 2].astype(int)]], 1)  # admission one-hot
-    series = mr.zero_nonfinite(a["ep_tdata"])
+    series = mp.zero_nonfinite(a["ep_tdata"])
     summary = np.concatenate([series.mean(1), series[:, -6:].mean(1) - series[:, :6].mean(1)], 1)
     neo, resp = a["y_icd9"][:, 1], a["y_icd9"][:, 7]
     # the series see a little of the static features (through the severity's start), no more
     assert _auroc(static, neo) > 0.8 and _auroc(static, neo) - _auroc(summary, neo) > 0.15
     assert _auroc(summary, resp) > 0.8 and _auroc(static, resp) < 0.6
-    dead = (mr.labels(a, "mortality") > 0).astype(int)
+    dead = (mp.labels(a, "mortality") > 0).astype(int)
     both = np.concatenate([static, summary, (static[:, :, None] * summary[:, None, :]).reshape(len(dead), -1)], 1)
     alone = max(_auroc(static, dead), _auroc(summary, dead))
     assert _auroc(both, dead) > alone + 0.1

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import i2m2bench
-from i2m2bench.data.disk import save_split
+from i2m2bench.data.common.disk import save_split
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.protocols import ProtocolError, expand
 from i2m2bench.harness.runner import run_suite
@@ -269,7 +269,7 @@ def test_zero_imputation_fills_missing_tokens_with_the_padding_id():
 
 # ------------------------------------------------------------------ contract checks, every kind
 def test_random_batches_hold_padded_token_ids_and_fusions_pass_their_contract_on_every_kind():
-    from i2m2bench.data.toy_kinds import task_spec
+    from i2m2bench.data.synthetic.toy_kinds import task_spec
     from i2m2bench.testing import check_fusion, random_batch
 
     spec = task_spec(4, 8, 3, 12, 50, 16)  # time series, tokens, image pair

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from i2m2bench.data import DataError, build_task
-from i2m2bench.data import nlvr2_real as nr
+from i2m2bench.data.nlvr2 import real as nr
 
 pytest.importorskip("transformers")
 from vl_fixtures import nlvr2_root, tiny_backbone  # noqa: E402
@@ -90,7 +90,7 @@ def test_features_of_other_examples_are_refused(tmp_path, backbone):
 
 
 def test_embedded_pairs_are_balanced_per_sentence_and_hold_out_combinations():
-    from i2m2bench.data import nlvr2_world as nw
+    from i2m2bench.data.nlvr2 import embedded as nw
 
     items = nw.draw_items(200, 3)
     for g in set(items.group.tolist()):

@@ -1,4 +1,4 @@
-"""The allow-list unpickler (i2m2bench.data.safe_pickle): benign NumPy pickles of every protocol
+"""The allow-list unpickler (i2m2bench.data.common.safe_pickle): benign NumPy pickles of every protocol
 load unchanged; hostile ones are refused, naming the file and the global, before they run."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from i2m2bench.data import safe_pickle
+from i2m2bench.data.common import safe_pickle as safe_pickle
 from i2m2bench.data.base import DataError
-from i2m2bench.data.safe_pickle import ALLOWED, UnsafePickleError
+from i2m2bench.data.common.safe_pickle import ALLOWED, UnsafePickleError
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 HOSTILE_PROTOCOLS = (0, 2, 4)

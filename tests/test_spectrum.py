@@ -10,7 +10,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import i2m2bench
-from i2m2bench.data.spectrum import (BAYES_MC_SAMPLES, SHIFTS, _bayes, _option_key, bayes_ceiling,
+from i2m2bench.data.synthetic.spectrum import (BAYES_MC_SAMPLES, SHIFTS, _bayes, _option_key, bayes_ceiling,
                                      log_likelihoods, log_posterior, mechanism_weights)
 from i2m2bench.reporting import DependencySpectrumLayout, render_rows
 
@@ -110,7 +110,7 @@ def _within_class_shuffle_gap(task):
 
 
 def test_mixture_share_is_the_fraction_of_relation_labelled_samples():
-    from i2m2bench.data.spectrum import sample_latents
+    from i2m2bench.data.synthetic.spectrum import sample_latents
 
     lat = sample_latents(N, C, 0.3, torch.Generator().manual_seed(0))
     assert abs(float(lat["s"].float().mean()) - 0.3) < 4 * math.sqrt(0.3 * 0.7 / N)

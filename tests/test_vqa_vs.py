@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from i2m2bench.data import DataError, build_task
-from i2m2bench.data import vqa_vs_real as vr
+from i2m2bench.data.vqa_vs import real as vr
 
 pytest.importorskip("transformers")
 from vl_fixtures import tiny_backbone, vqa_vs_root  # noqa: E402
@@ -142,7 +142,7 @@ def test_ood_question_outside_the_iid_test_set(tmp_path, backbone):
 
 
 def test_extraction_resumes_after_an_interruption(tmp_path, backbone):
-    from i2m2bench.data import vl_features as vf
+    from i2m2bench.data.common import vl_features as vf
     from vl_fixtures import write_image
 
     items = []
@@ -182,7 +182,7 @@ def test_cli_prepare_checks_the_files_and_then_needs_a_backbone(tmp_path):
 def test_embedded_world_plants_shortcuts_that_the_ood_sets_break():
     from collections import Counter, defaultdict
 
-    from i2m2bench.data import vqa_vs_world as vw
+    from i2m2bench.data.vqa_vs import embedded as vw
 
     shortcuts = vw.shortcut_answers(vw.draw_pool(20000, 999))
     pool = vw.draw_pool(60000, 1)

@@ -1,4 +1,4 @@
-"""Datasets: one module per family, all registered in ``DATASETS`` as task builders.
+"""Datasets: one package per family, all registered in ``DATASETS`` as task builders.
 
 A builder is a function ``build(**options) -> Task`` whose keyword parameters are the options it
 accepts: :func:`build_task` refuses any other option before calling it (:func:`builder_options`
@@ -9,7 +9,15 @@ it (:func:`accepts_data_root`). Each family also ships an embedded default that 
 download.
 
 The shared names (``DATASETS``, ``DataError``, ``resolve_data_root``, ``DATA_ENV``) live in
-:mod:`i2m2bench.data.base`, which the family modules import; this package re-exports them.
+:mod:`i2m2bench.data.base`, which the family modules import; this package re-exports them, and
+the :class:`~i2m2bench.data.common.family.DatasetFamily` record with its ``FAMILIES`` registry
+(the ``prepare`` / ``verify`` verbs of the CLI).
+
+Layout: one package per family (``avmnist``, ``fastmri``, ``mimic``, ``vqa_vs``, ``nlvr2``; the
+generated tasks in ``synthetic``), each with the same roles: ``__init__`` (builder, registration,
+the family record), ``real`` (where the official files are; ``load`` -> Task, ``prepare``,
+``verify``), ``embedded`` (the twin that runs with no download) and ``processing`` (what real and
+embedded data share: the spec and the common path); shared plumbing in :mod:`i2m2bench.data.common`.
 """
 from __future__ import annotations
 
@@ -17,8 +25,10 @@ import difflib
 import inspect
 
 # The family modules register the datasets; they import i2m2bench.data.base, never this package.
-from i2m2bench.data import avdigits, avmnist, fastmri, mimic, nlvr2, spectrum, toy, toy_kinds, vqa_vs  # noqa: F401
+from i2m2bench.data import avmnist, fastmri, mimic, nlvr2, synthetic, vqa_vs  # noqa: F401
 from i2m2bench.data.base import DATA_ENV, DATASETS, DataError, resolve_data_root
+from i2m2bench.data.common.family import (FAMILIES, VERIFY_LEVELS, DatasetFamily, PrepareOption,
+                                          find_family)
 from i2m2bench.registry import load_plugins
 from i2m2bench.types import Task
 
@@ -77,4 +87,5 @@ def build_task(name: str, **options) -> Task:
 
 
 __all__ = ["DATASETS", "DataError", "build_task", "builder_options", "accepts_data_root",
-           "resolve_data_root", "DATA_ENV"]
+           "resolve_data_root", "DATA_ENV", "FAMILIES", "DatasetFamily", "PrepareOption",
+           "VERIFY_LEVELS", "find_family"]

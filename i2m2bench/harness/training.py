@@ -2,7 +2,7 @@
 
 The loop draws whole index batches from a split (``DataSplit.batches``) and never knows its
 kind: an in-memory split gathers them on the device (``Split.batch``, no DataLoader), an on-disk
-one streams them through a DataLoader (``i2m2bench.data.disk.DiskSplit``); neither collates
+one streams them through a DataLoader (``i2m2bench.data.common.disk.DiskSplit``); neither collates
 per-sample Python objects.
 Selection is on a validation metric (``train.select_on``, default the task's primary metric; best
 checkpoint kept), with early stopping. Evaluation computes every metric the task declares from the

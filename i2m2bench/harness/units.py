@@ -113,6 +113,16 @@ def _source_digest(objs: list) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def _family_files(module: str, path: str | None) -> dict[str, str]:
+    """Digests of the other modules of a dataset family package (``i2m2bench/data/<family>/``:
+    ``real``, ``embedded``, ``processing`` ...) when ``module`` is the package itself (its
+    ``__init__`` defines the builder, which runs the code of all of them); else none."""
+    if not (path and module.startswith("i2m2bench.data.") and Path(path).name == "__init__.py"):
+        return {}
+    return {f"{module}.{f.stem}": _file_digest(str(f)) for f in sorted(Path(path).parent.glob("*.py"))
+            if f.name != "__init__.py"}
+
+
 def code_fingerprint(model: Fusion, extra: tuple = ()) -> dict:
     """What in the code defines ``model``: a digest of the suite's model-side sources, and of
     every other source file whose classes the model is built from (or that defines one of
@@ -127,6 +137,7 @@ def code_fingerprint(model: Fusion, extra: tuple = ()) -> dict:
         m = sys.modules.get(mod)
         path = getattr(m, "__file__", None)
         files[mod] = _file_digest(path) if path and Path(path).is_file() else _source_digest(by_module[mod])
+        files.update(_family_files(mod, path))
         dist = None if mod.split(".")[0] == "i2m2bench" else _distribution(mod)  # ours: suite digest
         if dist:
             dists.add(dist)

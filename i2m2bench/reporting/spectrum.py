@@ -1,7 +1,7 @@
 """The ``dependency_spectrum`` board: settings x methods tables (test and each shift set) beside
 the task's exact Bayes ceiling, and a figure of accuracy against the inter-dependency share.
 
-The task and its ceiling live in :mod:`i2m2bench.data.spectrum`; this layout only reads them
+The task and its ceiling live in :mod:`i2m2bench.data.synthetic.spectrum`; this layout only reads them
 (data never imports reporting).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from tabulate import tabulate
 
-from i2m2bench.data.spectrum import (BAYES_MC_SAMPLES, BAYES_MC_SEED, DEFAULTS, SHIFTS,
+from i2m2bench.data.synthetic.spectrum import (BAYES_MC_SAMPLES, BAYES_MC_SEED, DEFAULTS, SHIFTS,
                                      bayes_ceiling)
 from i2m2bench.reporting.layouts import LAYOUTS, Layout, png_bytes
 from i2m2bench.reporting.rows import (board_metrics, latest_units, machine_of, machines_note,
@@ -142,7 +142,7 @@ class DependencySpectrumLayout(Layout):
                  f"and the per-sample predictions in `predictions/{board}/` (accuracy, %). "
                  f"{CELLS_NOTE} {MARKS_NOTE.replace('runner-up', 'runner-up in its row')} Do not "
                  "edit by hand. The generator, its knobs and the Bayes ceiling are described in "
-                 "`docs/dependency_spectrum.md` and `i2m2bench/data/spectrum.py`.", "",
+                 "`docs/dependency_spectrum.md` and `i2m2bench/data/synthetic/spectrum.py`.", "",
                  f"Fixed options: {', '.join(f'`{k}={v}`' for k, v in sorted(common.items()))}. "
                  "`inter_share` is the fraction of samples whose label is carried only by the "
                  "cross-modal relation y = (c_a + c_b) mod C; the rest carry it only in each "

@@ -1,6 +1,6 @@
 """FastMRI knee: the k-space -> (magnitude, phase) path and the four slice labels, shared by the
 real-file loaders (:mod:`i2m2bench.data.fastmri`) and the embedded k-space phantom
-(:mod:`i2m2bench.data.knee_phantom`), so that both go through exactly the same code.
+(:mod:`i2m2bench.data.fastmri.embedded`), so that both go through exactly the same code.
 
 Sources (facts, not code; commits as read):
 
@@ -33,6 +33,8 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
+
+from i2m2bench.types import ModalitySpec, TaskSpec
 
 #: The four slice labels, in the official order (I2M2 ``fastMRI/module.py`` L36).
 LABELS = ("abnormal", "meniscus_tear", "acl", "cartilage")
@@ -129,5 +131,29 @@ def column_mask(width: int, kind: str = "random", acceleration: int = 4,
     return mask
 
 
-__all__ = ["CROP", "KSPACE_SHAPE", "LABELS", "center_crop", "column_mask", "fft2c", "ifft2c",
-           "magnitude_phase", "pad_columns", "parse_labels"]
+#: Per-label AUROC columns besides the primary mean AUROC.
+PER_LABEL = tuple(f"auroc/{label}" for label in LABELS)
+#: The shift set: the test slices from 4x undersampled k-space.
+SHIFT = "undersampled4x"
+ENCODER = "preact_resnet18_gn"
+REAL_HINT = ("the fastMRI single-coil knee files with fastMRI+ labels, or the official I2M2 "
+             "per-slice layout (README: 'FastMRI'); then run `python -m i2m2bench prepare fastmri "
+             "--data-root DIR`")
+
+
+def task_spec(source: str, size: tuple[int, int], mag_scale: float, phase_scale: float,
+              encoder_options: dict | None = None, description: str = "") -> TaskSpec:
+    """The FastMRI TaskSpec, shared by the real and the embedded data: (1, ``size``) magnitude
+    and phase images scaled by ``mag_scale`` / ``phase_scale`` on the way to the model."""
+    shape = (1, *size)
+    return TaskSpec(
+        name="fastmri", version="1", problem="multilabel", num_classes=len(LABELS), labels=LABELS,
+        metric="auroc", metrics=PER_LABEL, source=source, description=description,
+        modalities=(ModalitySpec("magnitude", shape, "image", ENCODER, scale=mag_scale,
+                                 encoder_options=encoder_options or {}),
+                    ModalitySpec("phase", shape, "image", ENCODER, scale=phase_scale,
+                                 encoder_options=encoder_options or {})))
+
+
+__all__ = ["CROP", "ENCODER", "KSPACE_SHAPE", "LABELS", "PER_LABEL", "REAL_HINT", "SHIFT", "center_crop",
+           "column_mask", "fft2c", "ifft2c", "magnitude_phase", "pad_columns", "parse_labels", "task_spec"]

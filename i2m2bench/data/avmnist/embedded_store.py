@@ -32,7 +32,7 @@ import numpy as np
 
 from i2m2bench.data.base import file_sha256
 
-STORE_PATH: Path = Path(__file__).parent / "embedded" / "avdigits_v1.npz"
+STORE_PATH: Path = Path(__file__).parents[1] / "embedded" / "avdigits_v1.npz"
 SHA256_PATH: Path = STORE_PATH.with_suffix(".sha256")
 SPLITS: tuple[str, ...] = ("train", "val", "test", "shift_dialects")
 MU: int = 255

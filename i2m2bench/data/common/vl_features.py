@@ -33,7 +33,6 @@ what does not match.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -42,11 +41,25 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from i2m2bench.data.base import DataError, file_sha256, path_problem
+from i2m2bench.data.base import DataError, path_problem
+from i2m2bench.data.common import manifest
+from i2m2bench.data.common.family import PrepareOption
 
 MANIFEST = "manifest.json"
 FEATURES = ("image", "text", "joint")
 VERSION = 1
+
+
+#: The prepare options of the VL families (VQA-VS, NLVR2): the backbone and its extraction.
+VL_OPTIONS = (
+    PrepareOption("backbone", "a local folder with a transformers vision-language model and its "
+                  "processor (FLAVA-style: image, text and multimodal encoders); its image, text "
+                  "and joint features are extracted once. Without it the files are checked only",
+                  str, None, metavar="DIR"),
+    PrepareOption("batch_size", "items per batch (default 32)", int, 32, metavar="N"),
+    PrepareOption("device", "the extraction's device (default: CUDA when present)", str, None),
+    PrepareOption("progress", "no progress bar", flag=True, default=True),
+)
 
 
 @dataclass(frozen=True)
@@ -200,61 +213,45 @@ def write_manifest(folder: Path, splits: Iterable[str], backbone: str,
     shape, dtype, sha256) in ``folder/manifest.json``."""
     entry = {"version": VERSION, "backbone": backbone, "splits": {}}
     for split in splits:
-        files = {}
-        for name in ("ids", *FEATURES, *extra):
-            path = folder / split / f"{name}.npy"
-            a = np.load(path, mmap_mode="r")
-            files[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": file_sha256(path)}
+        files = {name: manifest.short_entry(folder / split / f"{name}.npy")
+                 for name in ("ids", *FEATURES, *extra)}
         entry["splits"][split] = {"rows": files["ids"]["shape"][0], "files": files}
-    path = folder / MANIFEST
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(entry, indent=1))
-    os.replace(tmp, path)
-    return path
+    return manifest.write_json(folder / MANIFEST, entry)
 
 
 def manifest_digest(folder: Path) -> str:
     """A short digest of ``folder``'s manifest (which records every file's sha256): the prepared
     data's identity in unit hashes."""
-    return hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()[:16]
+    return manifest.file_digest(folder / MANIFEST)
 
 
-def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "size",
+def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "quick",
                   extra: Sequence[str] = ()) -> dict[str, Path]:
     """The feature files of ``split`` under ``folder``, checked against the manifest (shapes,
     dtypes, one row per id; ``verify='full'``: every file's sha256) and against ``ids`` (the ids
     the annotations list, in the same order). DataError naming the file and field otherwise."""
-    manifest = folder / MANIFEST
-    problem = path_problem(manifest)
+    mpath = folder / MANIFEST
+    problem = path_problem(mpath)
     if problem is not None:
-        raise DataError(f"{manifest}: {problem}; prepare the features first (`python -m "
+        raise DataError(f"{mpath}: {problem}; prepare the features first (`python -m "
                         "i2m2bench prepare ... --backbone DIR`) or write them in the documented "
                         "layout with a manifest")
     try:
-        meta = json.loads(manifest.read_text())
+        meta = json.loads(mpath.read_text())
         files = meta["splits"][split]["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{manifest}: no entry splits.{split}.files ({exc}); prepare the "
+        raise DataError(f"{mpath}: no entry splits.{split}.files ({exc}); prepare the "
                         "features again") from exc
     out = {}
     for name in ("ids", *FEATURES, *extra):
         path = folder / split / f"{name}.npy"
         want = files.get(name)
         if want is None:
-            raise DataError(f"{manifest}: splits.{split}.files has no {name!r}")
-        problem = path_problem(path)
+            raise DataError(f"{mpath}: splits.{split}.files has no {name!r}")
+        problem = manifest.npy_problem(path, want, verify, mpath)
         if problem is not None:
-            raise DataError(f"{path}: {problem} (listed in {manifest})")
-        try:
-            a = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"{path}: not a readable .npy ({exc})") from exc
-        if list(a.shape) != list(want["shape"]) or str(a.dtype) != want["dtype"]:
-            raise DataError(f"{path}: shape {list(a.shape)} {a.dtype}, but {manifest} records "
-                            f"{want['shape']} {want['dtype']}; prepare the features again")
-        if verify == "full" and file_sha256(path) != want["sha256"]:
-            raise DataError(f"{path}: its sha256 differs from {manifest}: the file changed "
-                            "after it was prepared; prepare the features again")
+            raise DataError(f"{path}: {problem} (listed in {mpath}); the file changed after it "
+                            "was prepared: prepare the features again")
         out[name] = path
     stored = np.load(out["ids"], allow_pickle=False)
     if len(stored) != len(ids) or not np.array_equal(stored, ids):
@@ -268,5 +265,5 @@ def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "size
     return out
 
 
-__all__ = ["FEATURES", "Item", "MANIFEST", "check_images", "require_backbone", "extract", "load_backbone", "manifest_digest",
+__all__ = ["VL_OPTIONS", "FEATURES", "Item", "MANIFEST", "check_images", "require_backbone", "extract", "load_backbone", "manifest_digest",
            "open_features", "write_manifest"]

@@ -16,7 +16,7 @@ not all really PNG (NLVR2's README): their format is detected, not assumed.
 as NLVR2's ``eval/metrics.py`` groups them.
 
 **Prepared** under ``<data root>/nlvr2/features/`` by ``python -m i2m2bench prepare nlvr2
---backbone DIR`` (:func:`prepare`): :mod:`i2m2bench.data.vl_features`' layout for ``train``,
+--backbone DIR`` (:func:`prepare`): :mod:`i2m2bench.data.common.vl_features`' layout for ``train``,
 ``val`` (dev) and ``test`` (test1) -- image features of both images side by side, the sentence's
 text feature, the joint features of both (image, sentence) side by side -- plus ``labels.npy``
 and ``groups.npy`` per split, all in the manifest.
@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data import hf_json
+from i2m2bench.data.common import hf_json
 from i2m2bench.data.base import DataError, dataset_folder, path_problem
+from i2m2bench.data.nlvr2.processing import task_spec
+from i2m2bench.types import Task
 
 SPLITS = {"train": "train", "val": "dev", "test": "test1"}
 FEATURES = "features"
@@ -88,7 +90,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     says; nothing is written before all pass), then extract the features of the three splits and
     write the prepared folder (an interrupted extraction resumes from its finished batches). With
     no ``backbone`` the files are checked and a DataError says that extracting needs one."""
-    from i2m2bench.data import vl_features as vf
+    from i2m2bench.data.common import vl_features as vf
 
     splits = {name: read_split(base, stem) for name, stem in SPLITS.items()}
     items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
@@ -107,14 +109,13 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     return vf.write_manifest(out, list(SPLITS), str(backbone), extra=("labels", "groups"))
 
 
-def load(base: Path, verify: str = "size") -> dict:
-    """The prepared features under ``base/features``, checked against the manifest and against
-    the examples of the JSON Lines files: ``{"splits", "dims", "checksum", "folder"}`` (the task
-    is made by :mod:`i2m2bench.data.nlvr2`)."""
+def load(base: Path, verify: str = "quick") -> Task:
+    """The task from the prepared features under ``base/features``, checked against the manifest
+    (``verify``: ``quick`` or ``full``) and against the examples of the JSON Lines files."""
     import torch
 
-    from i2m2bench.data import vl_features as vf
-    from i2m2bench.data.disk import DiskSplit
+    from i2m2bench.data.common import vl_features as vf
+    from i2m2bench.data.common.disk import DiskSplit
 
     out = base / FEATURES
     splits, dims = {}, None
@@ -131,7 +132,16 @@ def load(base: Path, verify: str = "size") -> dict:
                                           torch.from_numpy(labels), name,
                                           groups=torch.from_numpy(np.load(files["groups"])))
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
-    return {"splits": splits, "dims": dims, "checksum": vf.manifest_digest(out), "folder": out}
+    return Task(task_spec("real", dims, f"NLVR2 ({out})"), splits, {},
+                options={"source": "real", "checksum": vf.manifest_digest(out)})
 
 
-__all__ = ["SPLITS", "folder", "groups_of", "image_paths", "load", "prepare", "read_split"]
+def verify(base: Path, level: str = "quick") -> str:
+    """Check the JSON Lines files and the prepared features under ``base`` (shapes, dtypes,
+    labels; ``full``: every file's sha256); a one-line report (a DataError otherwise)."""
+    task = load(base, level)
+    return (f"nlvr2: {base / FEATURES} matches its manifest and the annotations ({level}): "
+            + ", ".join(f"{k} {len(s)}" for k, s in task.splits.items()))
+
+
+__all__ = ["SPLITS", "folder", "groups_of", "image_paths", "load", "prepare", "read_split", "verify"]

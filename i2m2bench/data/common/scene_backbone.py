@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from i2m2bench.data import scene_world as sw
+from i2m2bench.data.common import scene_world as sw
 from i2m2bench.data.base import DataError
 
-WEIGHTS = Path(__file__).with_name("embedded") / "scene_backbone.npz"
+WEIGHTS = Path(__file__).parents[1] / "embedded" / "scene_backbone.npz"
 IMAGE_DIM, TEXT_DIM, JOINT_DIM = 64, 64, 128
 
 

@@ -6,7 +6,7 @@ suite runs out of the box and so that its three tasks have *known* dependency st
 
 The generator returns the four arrays of MultiBench's ``im.pk`` (``ep_tdata`` (N, 24, 12),
 ``adm_features_all`` (N, 5), ``adm_labels_all`` (N, 6), ``y_icd9`` (N, 20); see
-:mod:`i2m2bench.data.mimic_real`), so the embedded data go through exactly the processing of the
+:mod:`i2m2bench.data.mimic.real`), so the embedded data go through exactly the processing of the
 real file: NaN/Inf to 0, z-scoring, the official split, the official label rules.
 
 Generative model (per patient; ``z(.)`` is a fixed standardisation, not the sample's):
@@ -51,6 +51,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from i2m2bench.data.base import check_count
+from i2m2bench.data.mimic.processing import SHIFT, check_arrays, digest, make_task
+from i2m2bench.types import Task
 
 STATIC = ("age", "sex", "admission_type", "comorbidity", "icu_type")
 SERIES = ("heart_rate", "sbp", "dbp", "map", "resp_rate", "spo2", "temperature", "gcs",
@@ -155,7 +159,7 @@ def generate(n: int, seed: int = 0, hospital: Hospital = HOSPITAL_A) -> dict[str
     """``n`` synthetic ICU stays in the layout of MultiBench's ``im.pk`` (float64 arrays
     ``ep_tdata``, ``adm_features_all``, ``adm_labels_all``, ``y_icd9``), from ``seed``."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"icu_cohort: n must be a whole number >= 1; got {n!r}")
+        raise ValueError(f"mimic cohort: n must be a whole number >= 1; got {n!r}")
     rng = np.random.default_rng([seed, 16])
     lat = _latents(n, hospital, rng)
     series = _series(lat, hospital, rng)
@@ -179,5 +183,22 @@ def generate(n: int, seed: int = 0, hospital: Hospital = HOSPITAL_A) -> dict[str
             "y_icd9": icd}
 
 
-__all__ = ["HOSPITAL_A", "HOSPITAL_B", "Hospital", "ICD_NEOPLASM", "ICD_RESPIRATORY", "SERIES",
+def build_embedded(task: str = "mortality", patients: int = 5000, shift_patients: int | None = None,
+                   data_seed: int = 0, stats: str = "train") -> Task:
+    """The EMBEDDED synthetic cohort (:func:`generate`): ``patients`` stays of
+    hospital A split officially, and ``shift_patients`` (default: the test size) of hospital B."""
+    check_count("mimic", "patients", patients, low=10)
+    check_count("mimic", "shift_patients", shift_patients, optional=True)
+    shift_n = patients // 10 if shift_patients is None else shift_patients
+    arrays = check_arrays(generate(patients, data_seed), "the embedded cohort")
+    other = check_arrays(generate(shift_n, data_seed + 1, HOSPITAL_B),
+                            "the embedded cohort (hospital B)")
+    return make_task(arrays, task, stats, "embedded",
+                     "EMBEDDED synthetic ICU cohort (not patients)", {SHIFT: other},
+                     options=dict(source="embedded", patients=patients, shift_patients=shift_n,
+                                  data_seed=data_seed,
+                                  checksum=digest({**arrays, **{f"b_{k}": v for k, v in other.items()}})))
+
+
+__all__ = ["build_embedded", "HOSPITAL_A", "HOSPITAL_B", "Hospital", "ICD_NEOPLASM", "ICD_RESPIRATORY", "SERIES",
            "STATIC", "generate", "mortality_thresholds"]

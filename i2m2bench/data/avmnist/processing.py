@@ -1,5 +1,5 @@
 """What AV-MNIST (:mod:`i2m2bench.data.avmnist`) and its embedded stand-in AV-Digits
-(:mod:`i2m2bench.data.avdigits`) share: the labels and the two modalities.
+(:mod:`i2m2bench.data.avmnist.embedded`) share: the labels and the two modalities.
 
 Both family modules import these from here, so neither imports the other for them (only
 ``avmnist`` imports ``avdigits``, to build the stand-in).

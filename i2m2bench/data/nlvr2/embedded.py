@@ -1,6 +1,6 @@
 """The EMBEDDED NLVR2 twin: is a sentence true of a pair of rendered scenes?
 
-**Synthetic.** Two scenes of :mod:`i2m2bench.data.scene_world` per item and a templated sentence
+**Synthetic.** Two scenes of :mod:`i2m2bench.data.common.scene_world` per item and a templated sentence
 about them; nothing is from NLVR2. Labelled EMBEDDED everywhere.
 
 Sentence templates (:data:`TEMPLATES`), each a function of *both* images unless it names one:
@@ -24,11 +24,17 @@ only -- combinations of known words and templates never seen together.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from i2m2bench.data import scene_world as sw
+from i2m2bench.data.base import check_count
+from i2m2bench.data.nlvr2.processing import task_spec
+from i2m2bench.types import Split, Task
+
+from i2m2bench.data.common import scene_world as sw
 
 TEMPLATES = ("side_count", "more", "both", "one", "total")
 PAIRS_PER_SENTENCE = 4
@@ -135,5 +141,57 @@ def draw_items(n_sentences: int, seed: int, held_out: bool | None = False,
                  np.asarray(labels)[order], np.asarray(groups)[order])
 
 
-__all__ = ["HELD_OUT", "Items", "PAIRS_PER_SENTENCE", "Sentence", "TEMPLATES", "draw_items",
+def _features(items, seed: int, model, blank_right: bool = False):
+    """(image pair (N, 2d), text (N, d), joint (N, 2d')) of the items with the scene backbone."""
+    from i2m2bench.data.common import scene_backbone as sb
+    from i2m2bench.data.common import scene_world as sw
+
+    tokens = np.stack([sw.tokens(s.text) for s in items.sentences])
+    left = sw.render(items.left, 32, seed=seed * 2)
+    right = sw.render(items.right, 32, seed=seed * 2 + 1)
+    if blank_right:  # the same scenes with no objects: an empty canvas
+        r = items.right
+        right = sw.render(sw.Scenes(r.shape, r.colour, r.size, r.cell, np.zeros_like(r.count)),
+                          32, seed=seed * 2 + 1)
+    li, text, lj = sb.extract(left, tokens, model=model)
+    ri, _, rj = sb.extract(right, tokens, model=model)
+    return np.concatenate([li, ri], 1), text, np.concatenate([lj, rj], 1)
+
+
+def build_embedded(train: int = 6000, val: int = 500, test: int = 1500, held_out: int = 750,
+                   data_seed: int = 0) -> Task:
+    """The EMBEDDED pair world: ``train`` / ``val`` / ``test`` / ``held_out`` sentences, each
+    with 4 image pairs (half true)."""
+    from i2m2bench.data.common import scene_backbone as sb
+
+    for name, value in (("train", train), ("val", val), ("test", test), ("held_out", held_out)):
+        check_count("nlvr2", name, value)
+    model = sb.load()
+    digest = hashlib.sha256()
+    made = {}
+    plan = {"train": (train, False), "val": (val, False), "test": (test, False),
+            "held_out": (held_out, True)}
+    for k, (name, (n, held)) in enumerate(plan.items()):
+        items = draw_items(n, data_seed * 10 + k, held_out=held)
+        made[name] = (items, _features(items, data_seed * 10 + k, model))
+    items, _ = made["test"]
+    made["one_image"] = (items, _features(items, data_seed * 10 + 2, model, blank_right=True))
+    splits = {}
+    for name, (items, (image, text, joint)) in made.items():
+        for a in (image, text, joint, items.label, items.group):
+            digest.update(np.ascontiguousarray(a).tobytes())
+        splits[name] = Split({"image": torch.from_numpy(image), "text": torch.from_numpy(text),
+                              "joint": torch.from_numpy(joint)},
+                             torch.from_numpy(items.label.astype(np.int64)), name,
+                             groups=torch.from_numpy(items.group.astype(np.int64)))
+    dims = tuple(int(splits["train"].inputs[m].shape[1]) for m in ("image", "text", "joint"))
+    spec = task_spec("embedded", dims, "EMBEDDED pairs of rendered scenes (synthetic, not NLVR2)")
+    return Task(spec, {k: splits[k] for k in ("train", "val", "test")},
+                {k: splits[k] for k in ("held_out", "one_image")},
+                options=dict(source="embedded", train=train, val=val, test=test,
+                             held_out=held_out, data_seed=data_seed,
+                             checksum=digest.hexdigest()[:16]))
+
+
+__all__ = ["build_embedded", "HELD_OUT", "Items", "PAIRS_PER_SENTENCE", "Sentence", "TEMPLATES", "draw_items",
            "draw_sentence"]

@@ -24,7 +24,7 @@ answer, ``min(1, 0.3 x #annotators)`` over its 10 normalised answers (0 / 0.3 / 
 the official I2M2 writer's table).
 
 **Prepared** under ``<data root>/vqa_vs/features/`` by ``python -m i2m2bench prepare vqa-vs
---backbone DIR`` (:func:`prepare`): the feature layout of :mod:`i2m2bench.data.vl_features` for
+--backbone DIR`` (:func:`prepare`): the feature layout of :mod:`i2m2bench.data.common.vl_features` for
 ``train``, ``val``, ``test`` (IID) and each OOD set (its rows copied from the IID test features,
 never extracted twice), plus ``targets.npy`` (float16 soft scores) per split and
 ``answers.json`` (the vocabulary), all in the manifest.
@@ -37,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data import hf_json
+from i2m2bench.data.common import hf_json
 from i2m2bench.data.base import DataError, dataset_folder, path_problem
+from i2m2bench.data.vqa_vs.processing import OOD_SETS, task_spec
+from i2m2bench.types import Task
 
-OOD_SETS = ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO", "KW+KO", "QT+KW+KO")
 SPLITS = {"train": "Training", "val": "Val", "test": "IID-Test"}
 MIN_COUNT = 9
 FEATURES = "features"
@@ -162,7 +163,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     extract the features of train, val and IID test with ``backbone`` and write the prepared
     folder. With no ``backbone`` the files are checked and a DataError says that extracting
     needs one."""
-    from i2m2bench.data import vl_features as vf
+    from i2m2bench.data.common import vl_features as vf
 
     splits = {name: read_split(base / stem, stem) for name, stem in SPLITS.items()}
     vocab = vocabulary(splits["train"][1])
@@ -190,14 +191,13 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     return vf.write_manifest(out, [*SPLITS, *OOD_SETS], str(backbone), extra=("targets",))
 
 
-def load(base: Path, verify: str = "size") -> dict:
-    """The prepared features under ``base/features``, checked against the manifest and against
-    the question ids of the JSON files: ``{"splits", "shifts", "dims", "answers", "checksum",
-    "folder"}`` (the task is made by :mod:`i2m2bench.data.vqa_vs`)."""
+def load(base: Path, verify: str = "quick") -> Task:
+    """The task from the prepared features under ``base/features``, checked against the manifest
+    (``verify``: ``quick`` or ``full``) and against the question ids of the JSON files."""
     import torch
 
-    from i2m2bench.data import vl_features as vf
-    from i2m2bench.data.disk import DiskSplit
+    from i2m2bench.data.common import vl_features as vf
+    from i2m2bench.data.common.disk import DiskSplit
 
     out = base / FEATURES
     expected = {name: np.array([q["question_id"] for q in read_split(base / stem, stem)[0]],
@@ -221,9 +221,18 @@ def load(base: Path, verify: str = "size") -> dict:
                             f"lists {len(vocab)}; prepare the features again")
         splits[name] = DiskSplit.from_npy({m: files[m] for m in vf.FEATURES}, target, name)
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
-    return {"splits": {k: splits[k] for k in SPLITS}, "shifts": {s: splits[s] for s in OOD_SETS},
-            "dims": dims, "answers": vocab, "checksum": vf.manifest_digest(out), "folder": out}
+    return Task(task_spec("real", dims, vocab, f"VQA-VS ({out})"),
+                {k: splits[k] for k in SPLITS}, {s: splits[s] for s in OOD_SETS},
+                options={"source": "real", "checksum": vf.manifest_digest(out)})
+
+
+def verify(base: Path, level: str = "quick") -> str:
+    """Check the JSON files and the prepared features under ``base`` (shapes, dtypes and ids;
+    ``full``: every file's sha256); a one-line report (a DataError naming the file otherwise)."""
+    task = load(base, level)
+    return (f"vqa_vs: {base / FEATURES} matches its manifest and the annotations ({level}): "
+            + ", ".join(f"{k} {len(s)}" for k, s in {**task.splits, **task.shifts}.items()))
 
 
 __all__ = ["MIN_COUNT", "OOD_SETS", "SPLITS", "folder", "image_path", "load", "normalize",
-           "prepare", "read_split", "soft_targets", "vocabulary"]
+           "prepare", "read_split", "soft_targets", "verify", "vocabulary"]

@@ -26,8 +26,8 @@ import functools
 import numpy as np
 import torch
 
-from i2m2bench.data.avmnist_spec import DIGITS, MODALITIES
-from i2m2bench.data.base import DATASETS, DataError, check_count
+from i2m2bench.data.avmnist.processing import DIGITS, MODALITIES
+from i2m2bench.data.base import DataError, check_count
 from i2m2bench.types import Split, Task, TaskSpec
 
 VERSION = "1"
@@ -67,7 +67,6 @@ def _log_mel(waves: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(mel(waves) + 1e-10)  # (N, 112, 112)
 
 
-@DATASETS.register("avdigits")
 def build_avdigits(image_energy: float = 0.25, audio_snr_db: float = -9.0, noise_seed: int = 0,
                    max_train: int | None = None, max_eval: int | None = None,
                    source: str = "embedded") -> Task:
@@ -90,7 +89,7 @@ def _build(image_energy: float, audio_snr_db: float, noise_seed: int, max_train:
            max_eval: int | None) -> Task:
     from sklearn.datasets import load_digits
 
-    from i2m2bench.data import avdigits_store as store_mod
+    from i2m2bench.data.avmnist import embedded_store as store_mod
 
     store = store_mod.read_store()
     digits = load_digits()

@@ -33,9 +33,9 @@ words of the question (the question is not asked otherwise).
 
 **Statements** (:func:`statement`, :data:`STATEMENTS`): single-image sentences answered yes / no
 ("the image has exactly {n} {colour} objects", "the image contains a {colour} {shape}"). The
-frozen backbone (:mod:`i2m2bench.data.scene_backbone`) is pretrained on them besides the questions,
+frozen backbone (:mod:`i2m2bench.data.common.scene_backbone`) is pretrained on them besides the questions,
 so that its features also serve the NLVR2 twin's sentences about image pairs
-(:mod:`i2m2bench.data.nlvr2_world`). Words of questions and sentences are tokenised with the fixed
+(:mod:`i2m2bench.data.nlvr2.embedded`). Words of questions and sentences are tokenised with the fixed
 vocabulary :data:`VOCAB` (id 0 pads; at most :data:`MAX_TOKENS` words).
 """
 from __future__ import annotations

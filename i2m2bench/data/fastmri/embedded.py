@@ -4,7 +4,7 @@
 sagittal knee slice so that the pictures are recognisable; no tissue model, coil, sequence or
 patient data lies behind them. The phantom exists so that the fastMRI knee task (single-coil
 k-space; the reconstructed image's *magnitude* and *phase* are the two modalities; four
-slice-level binary labels, :data:`~i2m2bench.data.fastmri_processing.LABELS`) runs offline, with
+slice-level binary labels, :data:`~i2m2bench.data.fastmri.processing.LABELS`) runs offline, with
 lesions whose evidence lies, by construction, in a known modality.
 
 Pipeline (one patient = ``slices`` contiguous slices; float64 until the last step)
@@ -13,7 +13,7 @@ Pipeline (one patient = ``slices`` contiguous slices; float64 until the last ste
    patient from ``[round(1.15 * size), round(1.25 * size)]`` (fastMRI: 640 rows, widths ~368..400,
    padded to 400 and cropped to 320 x 320; here scaled down). Widths whose zero padding would put
    the k-space centre one column off the padded grid's centre are skipped (with an even padded
-   width: the odd widths): :func:`~i2m2bench.data.fastmri_processing.pad_columns` then multiplies
+   width: the odd widths): :func:`~i2m2bench.data.fastmri.processing.pad_columns` then multiplies
    the image by a 2-pi linear phase ramp, which real knee volumes (even widths) do not show. The
    anatomy is drawn in the coordinates of the final ``size x size`` crop: the crop keeps the
    centre ``size`` of the ``2 * size`` rows, and padding k-space from ``W`` to
@@ -71,7 +71,7 @@ Pipeline (one patient = ``slices`` contiguous slices; float64 until the last ste
    so a model that reads the phase noise *level* could in principle see a dark structure brighten
    (a torn meniscus, a raised ACL). The linear probes of ``tests/test_knee_phantom.py`` find
    nothing of it (held-out AUROC about 0.5 from phase for tears, cartilage and ``acl_mag``).
-4. **k-space**: :func:`~i2m2bench.data.fastmri_processing.fft2c` of the complex image plus
+4. **k-space**: :func:`~i2m2bench.data.fastmri.processing.fft2c` of the complex image plus
    complex Gaussian noise, standard deviation ``noise * ref`` on each of the real and imaginary
    parts, ``ref`` being the slice's mean tissue magnitude (the mean of the pixels above 0.2 in the
    rows the crop keeps, about 0.5, so the default ``noise=0.05`` gives about 0.025; with the
@@ -88,13 +88,19 @@ Everything is deterministic given the arguments: patient ``p`` draws from the ``
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Iterator
 
 import numpy as np
 
-from i2m2bench.data.fastmri_processing import LABELS, column_mask, fft2c, magnitude_phase
+import torch
+
+from i2m2bench.data.fastmri.processing import (LABELS, SHIFT, column_mask, fft2c, magnitude_phase,
+                                               task_spec)
+from i2m2bench.types import Split, Task
 
 #: Model magnitude = stored int16 * MAG_SCALE (stored values clipped to [0, 32767]): magnitudes
 #: are O(1) (the brightest tissue, fluid, is at most about 1.3), so up to 4.0 fits, with a step
@@ -206,14 +212,10 @@ def _col(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, np.float64)[:, None, None]
 
 
-def _patient(rng: np.random.Generator, slices: int, size: int, noise: float) -> dict:
-    """Draw and render one patient: k-space (S, 2 size, W) complex128, the undersampling masks
-    (S, W) bool, the labels (S, 4) uint8 and the evidence flags. Every draw has a fixed size, in a
-    fixed order, so the stream is the same whatever the outcome."""
-    S, rows = slices, 2 * size
+def _anatomy(rng: np.random.Generator, S: int, size: int, W: int) -> SimpleNamespace:
+    """The patient's grid and anatomy parameters (the per-patient draws, in their fixed order)."""
+    rows = 2 * size
     wp = padded_width(size)
-    widths = kspace_widths(size)
-    W = int(widths[rng.integers(len(widths))])
     px = 2.0 / size  # one output pixel in normalised units (the crop spans [-1, 1))
     edge = 0.45 * px
 
@@ -244,7 +246,12 @@ def _patient(rng: np.random.Generator, slices: int, size: int, noise: float) -> 
     km = 0.85 + 0.3 * np.abs(t)  # meniscus size change
     ca, ct = rng.uniform(0.09, 0.12, 2)  # cartilage thickness (femur, tibia)
 
-    # ---- per-slice draws (fixed sizes, fixed order)
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k != "rng"})
+
+
+def _slice_draws(rng: np.random.Generator, S: int, rows: int, W: int, gain: float) -> SimpleNamespace:
+    """The per-slice draws (labels, lesions, phase, noise, the masks' generator): fixed sizes,
+    in a fixed order, so the stream is the same whatever the outcome."""
     labels_u = rng.random((S, 3))
     mult = np.exp(rng.normal(0.0, PROPENSITY_SIGMA, 3) - PROPENSITY_SIGMA ** 2 / 2)
     rate = np.minimum(np.array([RATES["abnormal"], RATES["meniscus_tear"], RATES["cartilage"]])
@@ -271,7 +278,20 @@ def _patient(rng: np.random.Generator, slices: int, size: int, noise: float) -> 
     noise_k = rng.standard_normal((2, S, rows, W))
     mask_rng = np.random.default_rng(rng.integers(2 ** 63))
 
-    # ---- magnitude: painter's algorithm, back to front
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k != "rng"})
+
+
+def _magnitude(a: SimpleNamespace, d: SimpleNamespace) -> tuple[np.ndarray, np.ndarray]:
+    """The magnitude image (S, rows, W) by the painter's algorithm, back to front, and the
+    distance to the ACL's axis (the phase's ACL zone uses it)."""
+    S, rows, W, U, V, e, t = a.S, a.rows, a.W, a.U, a.V, a.e, a.t
+    fx, y_jf, y_jt, kb, km, ca, ct = a.fx, a.y_jf, a.y_jt, a.kb, a.km, a.ca, a.ct
+    soft, fluid, marrow, patella, cortex, cart, menis, acl0 = (
+        a.soft, a.fluid, a.marrow, a.patella, a.cortex, a.cart, a.menis, a.acl0)
+    cartilage, tear, acl_mag, acl_raise, acl_shift = d.cartilage, d.tear, d.acl_mag, d.acl_raise, d.acl_shift
+    cart_bone, cart_centre, cart_depth, cart_half = d.cart_bone, d.cart_centre, d.cart_depth, d.cart_half
+    tear_angle, tear_half, tear_horn, tear_pos, tear_value = (d.tear_angle, d.tear_half, d.tear_horn,
+                                                              d.tear_pos, d.tear_value)
     img = np.zeros((S, rows, W))
     img = _paint(img, _inside(_ellipse_distance(U, V, 0.0, 0.05, 0.86, 1.5), e), soft)
     img = _paint(img, _inside(_ellipse_distance(U, V, 0.52, -0.6, 0.1, 0.2), e), fluid)
@@ -330,8 +350,16 @@ def _patient(rng: np.random.Generator, slices: int, size: int, noise: float) -> 
     acl_band = _inside(d_acl - 0.055, e)
     img = _paint(img, acl_band, acl0 + _col(acl_raise * acl_mag))
 
-    # ---- phase: smooth background, dipole (abnormal), ACL offset (acl_phase)
-    coef = phase_patient[None, :] + phase_slice  # (S, 6)
+    return img, d_acl
+
+
+def _phase(a: SimpleNamespace, d: SimpleNamespace, img: np.ndarray, d_acl: np.ndarray) -> np.ndarray:
+    """The phase (S, rows, W): smooth background, a dipole where abnormal, an ACL offset where
+    acl_phase."""
+    S, rows, W, X, Y, px, wp, e, gain = a.S, a.rows, a.W, a.X, a.Y, a.px, a.wp, a.e, a.gain
+    dip_cand, dip_rad, dip_amp, abnormal = d.dip_cand, d.dip_rad, d.dip_amp, d.abnormal
+    acl_offset, acl_phase = d.acl_offset, d.acl_phase
+    coef = d.phase_patient[None, :] + d.phase_slice  # (S, 6)
     basis = np.stack([np.ones_like(X), X, Y, X * X, X * Y, Y * Y])  # (6, rows, W)
     phase = np.tensordot(coef, basis, axes=(1, 0))  # (S, rows, W)
     # dipole centre: the first of 24 candidates that falls in bright tissue
@@ -347,6 +375,23 @@ def _patient(rng: np.random.Generator, slices: int, size: int, noise: float) -> 
     acl_zone = _inside(d_acl - 0.095, 1.5 * e)
     phase = phase + _col(acl_offset * acl_phase) * acl_zone
 
+    return phase
+
+
+def _patient(rng: np.random.Generator, slices: int, size: int, noise: float) -> dict:
+    """Draw and render one patient: k-space (S, 2 size, W) complex128, the undersampling masks
+    (S, W) bool, the labels (S, 4) uint8 and the evidence flags. Every draw has a fixed size, in a
+    fixed order, so the stream is the same whatever the outcome."""
+    S, rows = slices, 2 * size
+    widths = kspace_widths(size)
+    W = int(widths[rng.integers(len(widths))])
+    a = _anatomy(rng, S, size, W)
+    d = _slice_draws(rng, S, rows, W, a.gain)
+    img, d_acl = _magnitude(a, d)
+    phase = _phase(a, d, img, d_acl)
+    abnormal, tear, cartilage, acl_mag, acl_phase = (d.abnormal, d.tear, d.cartilage, d.acl_mag,
+                                                     d.acl_phase)
+    noise_k, mask_rng = d.noise_k, d.mask_rng
     # ---- k-space with noise, and the undersampling masks
     ref = np.array([m[m > 0.2].mean() for m in img[:, rows // 4: rows // 4 + size]])
     sigma = _col(noise * ref)
@@ -402,5 +447,44 @@ def generate(patients: int = 100, slices: int = 18, size: int = 32, seed: int = 
     return PhantomData(mag, pha, mag_us, pha_us, labels, patient, evidence)
 
 
-__all__ = ["EVIDENCE", "MAG_SCALE", "PHASE_SCALE", "PhantomData", "RATES", "generate",
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+    return h.hexdigest()[:16]
+
+
+def build_embedded(patients: int = 600, slices: int = 3, size: int = 32, data_seed: int = 0,
+                   noise: float = 0.05) -> Task:
+    """The EMBEDDED k-space knee phantom as a task: patients split 70/15/15 in order (the
+    generator draws them independently), every slice of a patient in one split. The default,
+    many patients with few slices each (1,800 slices), gives the networks anatomical variety:
+    with 100 patients of 18 slices they memorised the 70 training anatomies and stayed at
+    chance on held-out patients."""
+    for name, value, low in (("patients", patients, 7), ("slices", slices, 1), ("size", size, 16)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"fastmri: {name} must be a whole number >= {low}; got {value!r}")
+    data = generate(patients=patients, slices=slices, size=size, seed=data_seed, noise=noise)
+    n_train, n_val = round(0.7 * patients), round(0.15 * patients)
+    cut = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, patients)}
+    target = torch.from_numpy(data.labels.astype(np.float32))  # multilabel: 0/1 floats
+
+    def split(name, lo, hi, mag, phase):
+        rows = torch.from_numpy(np.flatnonzero((data.patient >= lo) & (data.patient < hi)))
+        return Split({"magnitude": torch.from_numpy(mag)[rows], "phase": torch.from_numpy(phase)[rows]},
+                     target[rows], name)
+
+    splits = {k: split(k, lo, hi, data.magnitude, data.phase) for k, (lo, hi) in cut.items()}
+    shifts = {SHIFT: split(SHIFT, *cut["test"], data.magnitude_us, data.phase_us)}
+    spec = task_spec("embedded", (size, size), MAG_SCALE, PHASE_SCALE,
+                 description="EMBEDDED synthetic k-space knee phantom (not anatomy)")
+    checksum = _digest(data.magnitude, data.phase, data.magnitude_us, data.phase_us, data.labels,
+                       data.patient)
+    return Task(spec, splits, shifts, options=dict(
+        source="embedded", patients=patients, slices=slices, size=size, data_seed=data_seed,
+        noise=noise, checksum=checksum))
+
+
+__all__ = ["EVIDENCE", "MAG_SCALE", "PHASE_SCALE", "PhantomData", "RATES", "build_embedded", "generate",
            "kspace_widths", "padded_width", "quantise_magnitude", "quantise_phase"]

@@ -103,7 +103,7 @@ class _Unpickler(pickle.Unpickler):
         raise UnsafePickleError(
             f"{self._source}: refused to unpickle: it names the global {shown}, which is not "
             "allowed. This file may hold only NumPy arrays, dtypes, NumPy scalars and plain "
-            "containers; nothing from it was run. Allowed globals (i2m2bench.data.safe_pickle."
+            "containers; nothing from it was run. Allowed globals (i2m2bench.data.common.safe_pickle."
             f"ALLOWED): {_SUMMARY}. Convert trusted data to .npz instead.")
 
 

@@ -1,7 +1,7 @@
 """The EMBEDDED VQA-VS twin: questions about rendered scenes with planted shortcuts, and the nine
 out-of-distribution test sets built the way VQA-VS builds them.
 
-**Synthetic.** Scenes and questions come from :mod:`i2m2bench.data.scene_world`; nothing is from
+**Synthetic.** Scenes and questions come from :mod:`i2m2bench.data.common.scene_world`; nothing is from
 VQA or COCO. Labelled EMBEDDED everywhere.
 
 **Concepts** (what a shortcut keys on), per question, as VQA-VS defines its shortcut kinds
@@ -39,12 +39,18 @@ set, as in VQA-VS.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from i2m2bench.data import scene_world as sw
+from i2m2bench.data.base import check_count
+from i2m2bench.data.vqa_vs.processing import task_spec
+from i2m2bench.types import Split, Task
+
+from i2m2bench.data.common import scene_world as sw
 
 KINDS = ("QT", "KW", "KWP", "QT+KW", "KO", "KOP", "QT+KO", "KW+KO", "QT+KW+KO")
 #: planted concepts and their strengths (the other kinds' shortcuts follow from these)
@@ -189,5 +195,49 @@ def soft_targets(pool: Pool, rows: np.ndarray, seed: int, agree: float = 0.9) ->
     return out
 
 
-__all__ = ["KINDS", "PLANTED", "Pool", "concepts_of", "draw_pool", "draw_splits", "ood_sets",
+REFERENCE_SEED = 999  # the unbiased reference pool that fixes each concept's shortcut answer
+
+
+def build_embedded(train: int = 24000, val: int = 3000, test: int = 10000, pool: int = 150000,
+                   data_seed: int = 0) -> Task:
+    """The EMBEDDED scene world: ``pool`` unbiased questions, splits drawn from it with planted
+    shortcuts, features from the frozen scene backbone, the nine OOD sets of the IID test set."""
+    from i2m2bench.data.common import scene_backbone as sb
+    from i2m2bench.data.common import scene_world as sw
+
+    for name, value in (("train", train), ("val", val), ("test", test), ("pool", pool)):
+        check_count("vqa_vs", name, value, low=10)
+    shortcuts = shortcut_answers(draw_pool(40000, REFERENCE_SEED))
+    world = draw_pool(pool, data_seed)
+    index = draw_splits(world, planted_weights(world, shortcuts),
+                           {"train": train, "val": val, "test": test}, data_seed)
+    model = sb.load()
+    splits, digest = {}, hashlib.sha256()
+    for k, (name, rows) in enumerate(index.items()):
+        images = sw.render(world.scenes, 32, seed=data_seed * 10 + k, rows=rows)
+        tokens = np.stack([sw.tokens(world.questions[i].text) for i in rows])
+        image, text, joint = sb.extract(images, tokens, model=model)
+        target = soft_targets(world, rows, data_seed * 10 + k)
+        for a in (image, text, joint, target):
+            digest.update(a.tobytes())
+        splits[name] = Split({"image": torch.from_numpy(image), "text": torch.from_numpy(text),
+                              "joint": torch.from_numpy(joint)}, torch.from_numpy(target), name)
+    test_split = splits["test"]
+    shifts = {}
+    for kind, pos in ood_sets(world, index["test"]).items():
+        if len(pos) == 0:
+            raise ValueError(f"vqa_vs: the OOD set {kind} of the embedded world is empty: its "
+                             f"{test} IID test questions form no imbalanced {kind} group of "
+                             f"{MIN_GROUP} or more; give a larger 'test' (and 'pool')")
+        sel = torch.from_numpy(pos)
+        shifts[kind] = Split({m: x[sel] for m, x in test_split.inputs.items()},
+                             test_split.target[sel], kind)
+    spec = task_spec("embedded", (sb.IMAGE_DIM, sb.TEXT_DIM, sb.JOINT_DIM), sw.ANSWERS,
+                     "EMBEDDED scene world with planted shortcuts (synthetic, not COCO)")
+    return Task(spec, splits, shifts, options=dict(
+        source="embedded", train=train, val=val, test=test, pool=pool, data_seed=data_seed,
+        checksum=digest.hexdigest()[:16]))
+
+
+__all__ = ["build_embedded", "KINDS", "PLANTED", "Pool", "concepts_of", "draw_pool", "draw_splits", "ood_sets",
            "planted_weights", "salient", "shortcut_answers", "soft_targets"]

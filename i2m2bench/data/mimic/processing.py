@@ -1,23 +1,5 @@
-"""MIMIC-III as MultiBench preprocessed it: reading, checking and processing ``im.pk`` /
-``mimic.npz`` exactly as the official I2M2 code does, where it is right.
-
-**The file** (MultiBench ``datasets/mimic/get_data.py``; the copy in the official I2M2 code,
-divyam3897/I2M2 @ 7742765, ``avmnist_and_mimic/datasets/mimic/get_data.py`` lines 30-34, 57, 74):
-a pickled dict of NumPy arrays,
-
-============================  ============  =============================================
-key                           shape         meaning
-============================  ============  =============================================
-``ep_tdata``                  (N, 24, 12)   hourly values of 12 variables (time series)
-``adm_features_all``          (N, 5)        static features of the admission
-``adm_labels_all``            (N, 6)        mortality indicators (columns 1..5 used)
-``y_icd9``                    (N, 20)       ICD-9 group indicators (columns 1 and 7 used)
-============================  ============  =============================================
-
-Read from ``<data root>/mimic/``: ``mimic.npz`` (the same arrays, written once by ``python -m
-i2m2bench prepare mimic``, read with ``allow_pickle=False``) when present, else ``im.pk`` through
-the allow-list unpickler (:mod:`i2m2bench.data.safe_pickle`: a pickle that names anything but
-NumPy array reconstruction and plain containers is refused before anything in it runs).
+"""What MIMIC-III's real file and the embedded cohort share: the layout, the checks, the
+processing, the official split, the labels and the task spec (one path for both sources).
 
 **Processing** (:func:`process`), as ``get_data.py``: NaN and Inf become 0 (lines 36-39); each
 static feature and each series variable (over samples and hours) is z-scored with NumPy's
@@ -39,15 +21,16 @@ and ``mimic_7``), binary.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
-from pathlib import Path
 
 import numpy as np
+import torch
 
-from i2m2bench.data.base import DataError, file_sha256, path_problem
+from i2m2bench.data.base import DataError
+from i2m2bench.types import ModalitySpec, Split, Task, TaskSpec
 
-PICKLE, NPZ = "im.pk", "mimic.npz"
 #: key -> per-sample shape (the official layout).
 LAYOUT: dict[str, tuple[int, ...]] = {"ep_tdata": (24, 12), "adm_features_all": (5,),
                                       "adm_labels_all": (6,), "y_icd9": (20,)}
@@ -59,7 +42,15 @@ TASKS: dict[str, tuple[str, int | None, int]] = {
     "icd9_460_519": ("y_icd9", 7, 2),
 }
 SPLIT_SEED = 10  # random.seed(10) in get_data.py, line 78
-_SOURCE_KEY = "source_sha256"
+SHIFT = "hospital_b"
+#: The official encoders (mimic_main.py lines 81-83, 119-121; MultiBench unimodals/common_models.py):
+#: static ``MLP(5, 10, 10)`` (Linear, ReLU, Linear) and series ``GRU(12, 30, flatten=True)``.
+STATIC_ENCODER = {"width": 10, "depth": 2, "linear_out": True}
+SERIES_ENCODER = {"width": 30, "readout": "steps"}
+BINARY_LABELS = ("absent", "present")
+REAL_HINT = ("MultiBench's preprocessed MIMIC-III file as mimic/im.pk (or mimic/mimic.npz from "
+             "`python -m i2m2bench prepare mimic --data-root DIR`; README: 'MIMIC-III')")
+
 
 
 def check_arrays(arrays, source: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -100,59 +91,6 @@ def check_arrays(arrays, source: str | os.PathLike) -> dict[str, np.ndarray]:
             raise DataError(f"{source}: field {key!r} holds {a[row, col]!r} at row {row}, column "
                             f"{col} ({int(bad.sum())} value(s) in all); labels must be 0 or 1")
     return out
-
-
-def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
-    """(the checked arrays, the file read) from ``folder`` (``<data root>/mimic``):
-    ``mimic.npz`` when present, else ``im.pk``. A ``mimic.npz`` prepared from another ``im.pk``
-    than the one beside it is refused."""
-    npz, pk = folder / NPZ, folder / PICKLE
-    if path_problem(npz) is None:
-        try:
-            with np.load(npz, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"{npz}: not a readable .npz of NumPy arrays ({exc}); rerun "
-                            "`python -m i2m2bench prepare mimic --data-root DIR`") from exc
-        recorded = arrays.pop(_SOURCE_KEY, None)
-        if recorded is not None and path_problem(pk) is None and str(recorded) != file_sha256(pk):
-            raise DataError(f"{npz} was prepared from another {PICKLE} than {pk} (sha256 "
-                            f"{str(recorded)[:12]}...); rerun `python -m i2m2bench prepare mimic "
-                            "--data-root DIR`, or remove one of them")
-        return check_arrays(arrays, npz), npz
-    problem = path_problem(pk)
-    if problem is not None:
-        raise DataError(f"{folder}: neither {NPZ} nor {PICKLE} is readable ({pk}: {problem}); put "
-                        f"MultiBench's MIMIC-III file there as {PICKLE} (README: 'MIMIC-III')")
-    from i2m2bench.data import safe_pickle
-
-    return check_arrays(safe_pickle.load(pk), pk), pk
-
-
-def prepare(folder: Path) -> Path:
-    """Convert ``folder/im.pk`` (read through the allow-list unpickler, checked) into
-    ``folder/mimic.npz``, written atomically with the pickle's sha256; returns its path.
-    Nothing is written when the pickle is refused or malformed."""
-    pk = folder / PICKLE
-    problem = path_problem(pk)
-    if problem is not None:
-        raise DataError(f"{pk}: {problem}; `prepare mimic` converts MultiBench's {PICKLE} "
-                        f"(README: 'MIMIC-III')")
-    from i2m2bench.data import safe_pickle
-
-    arrays = check_arrays(safe_pickle.load(pk), pk)
-    target = folder / NPZ
-    tmp = folder / f".{NPZ}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays, **{_SOURCE_KEY: np.array(file_sha256(pk))})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
 
 
 def official_split(n: int) -> dict[str, np.ndarray]:
@@ -198,5 +136,60 @@ def process(static: np.ndarray, series: np.ndarray, stats) -> tuple[np.ndarray, 
             ((zero_nonfinite(series) - tm) / ts).astype(np.float32))
 
 
-__all__ = ["LAYOUT", "NPZ", "PICKLE", "TASKS", "check_arrays", "labels", "official_split",
-           "prepare", "process", "read", "zero_nonfinite", "zscore_stats"]
+def task_spec(task: str, source: str, description: str = "") -> TaskSpec:
+    """The TaskSpec of ``task`` (a key of :data:`TASKS`)."""
+    _, column, classes = TASKS[task]
+    binary = column is not None
+    return TaskSpec(
+        name=f"mimic_{task}", version="1", problem="multiclass", num_classes=classes,
+        labels=BINARY_LABELS if binary else (),
+        metric="auprc/present" if binary else "accuracy",
+        metrics=("accuracy", "auroc") if binary else ("auroc",),
+        source=source, description=description,
+        modalities=(ModalitySpec("static", LAYOUT["adm_features_all"], "vector", "mlp",
+                                 encoder_options=STATIC_ENCODER),
+                    ModalitySpec("timeseries", LAYOUT["ep_tdata"], "timeseries", "gru",
+                                 encoder_options=SERIES_ENCODER)))
+
+
+def _split(name: str, static: np.ndarray, series: np.ndarray, target: np.ndarray) -> Split:
+    return Split({"static": torch.from_numpy(static), "timeseries": torch.from_numpy(series)},
+                 torch.from_numpy(target), name)
+
+
+def digest(arrays: dict[str, np.ndarray]) -> str:
+    """A short sha256 over ``arrays`` (sorted by key: name, dtype, shape, bytes): the data checksum."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(k.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def make_task(arrays: dict[str, np.ndarray], task: str, stats: str, source: str,
+              description: str, shifts: dict[str, dict[str, np.ndarray]] | None = None,
+              options: dict | None = None) -> Task:
+    """The task from checked arrays (:func:`check_arrays`): labels,
+    the official split, z-scoring with the statistics of ``stats`` ('train' or 'all'); each
+    of ``shifts`` (arrays in the same layout) is z-scored with the same statistics."""
+    n = len(arrays["ep_tdata"])
+    if n < 10:
+        raise DataError(f"mimic: {n} samples; the official split needs at least 10 (validation "
+                        "and test are N // 10 each)")
+    index = official_split(n)
+    stats_rows = index["train"] if stats == "train" else None
+    z = zscore_stats(arrays["adm_features_all"], arrays["ep_tdata"], stats_rows)
+    static, series = process(arrays["adm_features_all"], arrays["ep_tdata"], z)
+    target = labels(arrays, task)
+    splits = {k: _split(k, static[i], series[i], target[i]) for k, i in index.items()}
+    shift_splits = {}
+    for name, other in (shifts or {}).items():
+        s, t = process(other["adm_features_all"], other["ep_tdata"], z)
+        shift_splits[name] = _split(name, s, t, labels(other, task))
+    return Task(task_spec(task, source, description), splits, shift_splits,
+                options={**(options or {}), "task": task, "stats": stats})
+
+
+__all__ = ["BINARY_LABELS", "LAYOUT", "LABEL_KEYS", "REAL_HINT", "SERIES_ENCODER", "SHIFT", "SPLIT_SEED",
+           "STATIC_ENCODER", "TASKS", "check_arrays", "digest", "labels", "make_task", "official_split",
+           "process", "task_spec", "zero_nonfinite", "zscore_stats"]

@@ -1,0 +1,118 @@
+"""MIMIC-III as MultiBench preprocessed it: reading, checking and processing ``im.pk`` /
+``mimic.npz`` exactly as the official I2M2 code does, where it is right.
+
+**The file** (MultiBench ``datasets/mimic/get_data.py``; the copy in the official I2M2 code,
+divyam3897/I2M2 @ 7742765, ``avmnist_and_mimic/datasets/mimic/get_data.py`` lines 30-34, 57, 74):
+a pickled dict of NumPy arrays,
+
+============================  ============  =============================================
+key                           shape         meaning
+============================  ============  =============================================
+``ep_tdata``                  (N, 24, 12)   hourly values of 12 variables (time series)
+``adm_features_all``          (N, 5)        static features of the admission
+``adm_labels_all``            (N, 6)        mortality indicators (columns 1..5 used)
+``y_icd9``                    (N, 20)       ICD-9 group indicators (columns 1 and 7 used)
+============================  ============  =============================================
+
+Read from ``<data root>/mimic/``: ``mimic.npz`` (the same arrays, written once by ``python -m
+i2m2bench prepare mimic``, read with ``allow_pickle=False``) when present, else ``im.pk`` through
+the allow-list unpickler (:mod:`i2m2bench.data.common.safe_pickle`: a pickle that names anything but
+NumPy array reconstruction and plain containers is refused before anything in it runs).
+
+The processing, split and labels shared with the embedded cohort are in
+:mod:`i2m2bench.data.mimic.processing`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from i2m2bench.data.base import DataError, dataset_folder, file_sha256, path_problem
+from i2m2bench.data.mimic.processing import REAL_HINT, check_arrays, digest, make_task
+from i2m2bench.types import Task
+
+PICKLE, NPZ = "im.pk", "mimic.npz"
+_SOURCE_KEY = "source_sha256"
+
+
+def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
+    """(the checked arrays, the file read) from ``folder`` (``<data root>/mimic``):
+    ``mimic.npz`` when present, else ``im.pk``. A ``mimic.npz`` prepared from another ``im.pk``
+    than the one beside it is refused."""
+    npz, pk = folder / NPZ, folder / PICKLE
+    if path_problem(npz) is None:
+        try:
+            with np.load(npz, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{npz}: not a readable .npz of NumPy arrays ({exc}); rerun "
+                            "`python -m i2m2bench prepare mimic --data-root DIR`") from exc
+        recorded = arrays.pop(_SOURCE_KEY, None)
+        if recorded is not None and path_problem(pk) is None and str(recorded) != file_sha256(pk):
+            raise DataError(f"{npz} was prepared from another {PICKLE} than {pk} (sha256 "
+                            f"{str(recorded)[:12]}...); rerun `python -m i2m2bench prepare mimic "
+                            "--data-root DIR`, or remove one of them")
+        return check_arrays(arrays, npz), npz
+    problem = path_problem(pk)
+    if problem is not None:
+        raise DataError(f"{folder}: neither {NPZ} nor {PICKLE} is readable ({pk}: {problem}); put "
+                        f"MultiBench's MIMIC-III file there as {PICKLE} (README: 'MIMIC-III')")
+    from i2m2bench.data.common import safe_pickle
+
+    return check_arrays(safe_pickle.load(pk), pk), pk
+
+
+def prepare(folder: Path) -> Path:
+    """Convert ``folder/im.pk`` (read through the allow-list unpickler, checked) into
+    ``folder/mimic.npz``, written atomically with the pickle's sha256; returns its path.
+    Nothing is written when the pickle is refused or malformed."""
+    pk = folder / PICKLE
+    problem = path_problem(pk)
+    if problem is not None:
+        raise DataError(f"{pk}: {problem}; `prepare mimic` converts MultiBench's {PICKLE} "
+                        f"(README: 'MIMIC-III')")
+    from i2m2bench.data.common import safe_pickle
+
+    arrays = check_arrays(safe_pickle.load(pk), pk)
+    target = folder / NPZ
+    tmp = folder / f".{NPZ}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays, **{_SOURCE_KEY: np.array(file_sha256(pk))})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def folder(data_root: str | None = None) -> Path:
+    """``<data root>/mimic`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``); a missing root,
+    or one without that folder, is a DataError saying what belongs there."""
+    return dataset_folder(data_root, "mimic", "mimic", REAL_HINT, "embedded cohort")
+
+
+def load(folder: Path, task: str = "mortality", stats: str = "train") -> Task:
+    """The task ``task`` from the real file under ``folder`` (``<data root>/mimic``), z-scored with
+    the statistics of ``stats``."""
+    arrays, path = read(folder)
+    return make_task(arrays, task, stats, "real",
+                     f"MIMIC-III via MultiBench ({path.name})",
+                     options=dict(source="real", checksum=digest(arrays)))
+
+
+def verify(folder: Path, level: str = "quick") -> str:
+    """Check the real file under ``folder`` (``mimic.npz`` when present, else ``im.pk`` through the
+    allow-list unpickler): every array's layout and values, and that a ``mimic.npz`` was prepared
+    from the ``im.pk`` beside it (both levels read every byte: the file is small); a one-line
+    report (a DataError naming the file at fault otherwise)."""
+    arrays, path = read(folder)
+    return (f"mimic: {path} is readable and well formed ({level}): "
+            f"{len(arrays['ep_tdata'])} stays, checksum {digest(arrays)}")
+
+
+__all__ = ["NPZ", "PICKLE", "folder", "load", "prepare", "read", "verify"]
