@@ -191,10 +191,13 @@ def _cmd_compare(args) -> int:
 
     check_folder_argument(args.first, "FIRST")
     check_folder_argument(args.second, "SECOND")
+    if args.ignore_unit_hash and not args.exact:
+        raise ValueError("--ignore-unit-hash only applies to --exact (bit-identical rows); add --exact")
     if args.exact:
         from i2m2bench.harness.store import exact_differences
 
-        diffs = exact_differences(Path(args.first) / "results", Path(args.second) / "results")
+        diffs = exact_differences(Path(args.first) / "results", Path(args.second) / "results",
+                                  by_hash=not args.ignore_unit_hash)
         for line in diffs:
             print(line)
         print("bit-identical: every score and figure (timings aside) agrees" if not diffs else
@@ -345,6 +348,9 @@ def _add_list_leaderboard_compare(sub, common) -> None:
                     help="the board to compare (required when FIRST holds several)")
     cp.add_argument("--exact", action="store_true",
                     help="instead: are the result rows bit-identical (timings aside)? exit 1 if not")
+    cp.add_argument("--ignore-unit-hash", action="store_true",
+                    help="with --exact: match units by setting, method and seed, not by unit hash "
+                         "(a change of code moves every hash; were the numbers kept?)")
     cp.set_defaults(func=_cmd_compare)
 
 
