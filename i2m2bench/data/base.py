@@ -127,10 +127,10 @@ def dataset_folder(data_root, folder: str, dataset: str, holding: str, embedded:
     return path
 
 
-def reads_real(dataset: str, source: str, data_root, embedded: str, readme: str) -> bool:
+def reads_real(dataset: str, source: str, data_root, embedded: str, page: str) -> bool:
     """Whether a builder with ``source`` ('auto', 'real' or 'embedded') reads the real data:
     'real', or 'auto' with a data root given (which must exist). Otherwise says on stderr that
-    the ``embedded`` stand-in is used and where the README tells about it."""
+    the ``embedded`` stand-in is used and which documentation ``page`` tells about it."""
     if source not in ("auto", "real", "embedded"):
         raise ValueError(f"{dataset}: source must be 'auto', 'real' or 'embedded'; got {source!r}")
     root = None if source == "embedded" else resolve_data_root(data_root, check=True)
@@ -139,7 +139,7 @@ def reads_real(dataset: str, source: str, data_root, embedded: str, readme: str)
     import sys
 
     why = "no data root given" if source == "auto" else "source='embedded'"
-    print(f"[i2m2bench] {dataset}: {why}; using the {embedded} (see README: '{readme}').",
+    print(f"[i2m2bench] {dataset}: {why}; using the {embedded} (see {page}).",
           file=sys.stderr)
     return False
 

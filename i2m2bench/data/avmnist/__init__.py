@@ -83,7 +83,7 @@ def build_avmnist(source: str = "auto", data_root: str | None = None,
         return real.load(folder, sizes)
     why = "no data root given" if source == "auto" else "source='embedded'"
     print(f"[i2m2bench] avmnist: {why}; using the EMBEDDED AV-Digits stand-in, not AV-MNIST "
-          "(see README: 'Real data').", file=sys.stderr)
+          "(see docs/datasets/avmnist.md).", file=sys.stderr)
     return build_avdigits(**embedded_options)
 
 

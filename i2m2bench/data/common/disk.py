@@ -70,7 +70,7 @@ class LoaderOptions:
     of handing each batch over (shared memory, page faults, a file descriptor) and of preempting
     those threads (on 2 cores, a late-fusion MLP on 2 × 64×64 uint8 rows, batch 256: 13,700–15,500
     samples/s with 2 workers, 21,000–25,800 reading in the main process, 25,200–30,700 in memory;
-    README, "Data larger than memory").
+    docs/scaling.md, "Data larger than memory").
     ``prefetch_factor``: batches in flight per worker; ``pin_memory``: None pins when the split's
     device is CUDA; ``persistent_workers``: keep the workers between passes (epochs).
     """

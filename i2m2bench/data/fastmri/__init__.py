@@ -44,7 +44,8 @@ def build_fastmri(source: str = "auto", data_root: str | None = None, verify: st
     from ``data_seed``)."""
     verify = verify_level(verify, "fastmri")
     if reads_real("fastmri", source, data_root,
-                  "EMBEDDED synthetic k-space knee phantom, not fastMRI", "FastMRI"):
+                  "EMBEDDED synthetic k-space knee phantom, not fastMRI",
+                  "docs/datasets/fastmri.md"):
         return real.load(real.folder(data_root), verify)
     return build_embedded(patients, slices, size, data_seed, noise)
 

@@ -137,7 +137,7 @@ PER_LABEL = tuple(f"auroc/{label}" for label in LABELS)
 SHIFT = "undersampled4x"
 ENCODER = "preact_resnet18_gn"
 REAL_HINT = ("the fastMRI single-coil knee files with fastMRI+ labels, or the official I2M2 "
-             "per-slice layout (README: 'FastMRI'); then run `python -m i2m2bench prepare fastmri "
+             "per-slice layout (docs/datasets/fastmri.md); then run `python -m i2m2bench prepare fastmri "
              "--data-root DIR`")
 
 

@@ -61,7 +61,7 @@ def build_mimic(task: str = "mortality", source: str = "auto", data_root: str | 
         raise ValueError(f"mimic: stats must be 'train' (the training split's statistics) or "
                          f"'all' (every sample's, as the official code); got {stats!r}")
     if reads_real("mimic", source, data_root, "EMBEDDED synthetic ICU cohort, not MIMIC-III",
-                  "MIMIC-III"):
+                  "docs/datasets/mimic.md"):
         return real.load(real.folder(data_root), task, stats)
     return build_embedded(task, patients, shift_patients, data_seed, stats)
 

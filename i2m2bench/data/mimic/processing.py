@@ -49,7 +49,7 @@ STATIC_ENCODER = {"width": 10, "depth": 2, "linear_out": True}
 SERIES_ENCODER = {"width": 30, "readout": "steps"}
 BINARY_LABELS = ("absent", "present")
 REAL_HINT = ("MultiBench's preprocessed MIMIC-III file as mimic/im.pk (or mimic/mimic.npz from "
-             "`python -m i2m2bench prepare mimic --data-root DIR`; README: 'MIMIC-III')")
+             "`python -m i2m2bench prepare mimic --data-root DIR`; docs/datasets/mimic.md)")
 
 
 

@@ -58,7 +58,7 @@ def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
     problem = path_problem(pk)
     if problem is not None:
         raise DataError(f"{folder}: neither {NPZ} nor {PICKLE} is readable ({pk}: {problem}); put "
-                        f"MultiBench's MIMIC-III file there as {PICKLE} (README: 'MIMIC-III')")
+                        f"MultiBench's MIMIC-III file there as {PICKLE} (docs/datasets/mimic.md)")
     from i2m2bench.data.common import safe_pickle
 
     return check_arrays(safe_pickle.load(pk), pk), pk
@@ -72,7 +72,7 @@ def prepare(folder: Path) -> Path:
     problem = path_problem(pk)
     if problem is not None:
         raise DataError(f"{pk}: {problem}; `prepare mimic` converts MultiBench's {PICKLE} "
-                        f"(README: 'MIMIC-III')")
+                        f"(docs/datasets/mimic.md)")
     from i2m2bench.data.common import safe_pickle
 
     arrays = check_arrays(safe_pickle.load(pk), pk)

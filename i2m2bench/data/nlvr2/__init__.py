@@ -40,7 +40,7 @@ def build_nlvr2(source: str = "auto", data_root: str | None = None, verify: str 
     ``auto``, the EMBEDDED pair world (``train``... sentences of 4 pairs each)."""
     verify = verify_level(verify, "nlvr2")
     if reads_real("nlvr2", source, data_root, "EMBEDDED pairs of rendered scenes, not NLVR2",
-                  "NLVR2"):
+                  "docs/datasets/nlvr2.md"):
         return real.load(real.folder(data_root), verify)
     return build_embedded(train, val, test, held_out, data_seed)
 

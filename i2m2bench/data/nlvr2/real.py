@@ -34,7 +34,7 @@ from i2m2bench.types import Task
 
 SPLITS = {"train": "train", "val": "dev", "test": "test1"}
 FEATURES = "features"
-HINT = ("NLVR2's data/{train,dev,test1}.json and images/ under nlvr2/ (README: 'NLVR2'); then "
+HINT = ("NLVR2's data/{train,dev,test1}.json and images/ under nlvr2/ (docs/datasets/nlvr2.md); then "
         "`python -m i2m2bench prepare nlvr2 --backbone DIR --data-root DIR`")
 
 

@@ -41,7 +41,8 @@ def build_vqa_vs(source: str = "auto", data_root: str | None = None, verify: str
     EMBEDDED scene world."""
     verify = verify_level(verify, "vqa_vs")
     if reads_real("vqa_vs", source, data_root,
-                  "EMBEDDED scene world with planted shortcuts, not VQA-VS", "VQA-VS"):
+                  "EMBEDDED scene world with planted shortcuts, not VQA-VS",
+                  "docs/datasets/vqa_vs.md"):
         return real.load(real.folder(data_root), verify)
     return build_embedded(train, val, test, pool, data_seed)
 

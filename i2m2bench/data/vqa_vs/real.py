@@ -46,7 +46,7 @@ SPLITS = {"train": "Training", "val": "Val", "test": "IID-Test"}
 MIN_COUNT = 9
 FEATURES = "features"
 HINT = ("VQA-VS's JSON files under vqa_vs/ (Training/, Val/, IID-Test/, OOD-Test/<S>/) and COCO "
-        "train2014/val2014 images under coco/ (README: 'VQA-VS'); then `python -m i2m2bench prepare "
+        "train2014/val2014 images under coco/ (docs/datasets/vqa_vs.md); then `python -m i2m2bench prepare "
         "vqa-vs --backbone DIR --data-root DIR`")
 
 _PUNCT = re.compile(r"(?!<=\d)(\.)(?!\d)")
