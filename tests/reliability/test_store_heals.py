@@ -346,16 +346,19 @@ def test_a_rerun_on_other_numerics_says_so(trained, capsys):
     lines = lines_of(trained.results)
     prov = json.loads(lines[0])
     assert prov["record"] == "provenance"
-    prov["numerics"] = {**prov["numerics"], "threads": 64, "cpu_capability": "AVX2"}
+    here = json.loads(trained.original.splitlines()[0])["numerics"]
+    # numerics no real machine records (an AVX2 or AVX-512 CPU, any thread count, runs this test)
+    other_isa, other_threads = "OTHER_ISA", here["threads"] + 1000
+    prov["numerics"] = {**prov["numerics"], "threads": other_threads, "cpu_capability": other_isa}
     lines[0] = json.dumps(prov, sort_keys=True)  # as if made on another machine
     trained.results.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    here = json.loads(trained.original.splitlines()[0])["numerics"]
 
     code, out, err = trained.run("--force", capsys=capsys, methods=("a_only",))
     clean(err)
     assert code == 0
-    assert (f"a_only/seed0: replacing rows made with numerics cpu_capability=AVX2, threads=64 by rows "
-            f"made with numerics cpu_capability={here['cpu_capability']}, threads={here['threads']}") in err
+    assert (f"a_only/seed0: replacing rows made with numerics cpu_capability={other_isa}, "
+            f"threads={other_threads} by rows made with numerics "
+            f"cpu_capability={here['cpu_capability']}, threads={here['threads']}") in err
     assert "b_only" not in err.split("replacing rows")[1].split("\n")[0]
 
 
