@@ -194,13 +194,19 @@ def _cmd_compare(args) -> int:
     if args.ignore_unit_hash and not args.exact:
         raise ValueError("--ignore-unit-hash only applies to --exact (bit-identical rows); add --exact")
     if args.exact:
-        from i2m2bench.harness.store import exact_differences
+        from i2m2bench.harness.store import exact_differences, unit_count
 
+        for what, folder in (("FIRST", args.first), ("SECOND", args.second)):
+            if not unit_count(Path(folder) / "results"):  # "bit-identical" on nothing proves nothing
+                raise ValueError(f"{what} {folder}: no result rows to compare (expected "
+                                 f"{Path(folder) / 'results'}/<board>.jsonl with unit records)")
         diffs = exact_differences(Path(args.first) / "results", Path(args.second) / "results",
                                   by_hash=not args.ignore_unit_hash)
         for line in diffs:
             print(line)
-        print("bit-identical: every score and figure (timings aside) agrees" if not diffs else
+        n = unit_count(Path(args.first) / "results")
+        print(f"bit-identical: every score and figure (timings aside) of the {n} unit record(s) "
+              "agrees" if not diffs else
               f"{len(diffs)} difference(s)")
         return 1 if diffs else 0
     cmp = publish.compare_folders(Path(args.first), Path(args.second), args.board)

@@ -23,13 +23,13 @@ from i2m2bench.harness.store.records import (MERGE_MARKERS, PROVENANCE_FIELDS, S
                                              records_from_rows, rows_of, unit_key, unit_label,
                                              unit_record_problem, unit_records, upsert_unit,
                                              upsert_unit_rows, write_records)
-from i2m2bench.harness.store.views import (TIMING_FIGURES, exact_differences, unit_view,
-                                           view_difference)
+from i2m2bench.harness.store.views import (TIMING_FIGURES, exact_differences, unit_count,
+                                           unit_view, view_difference)
 
 __all__ = ["MERGE_MARKERS", "PROVENANCE_FIELDS", "SCHEMA", "SCORE_FIELDS", "TIMING_FIGURES",
            "Skipped", "StoreFormatError", "Sync", "added_meta", "exact_differences", "git_commit",
            "make_record", "metrics_meta", "numerics_notes", "plugin_versions", "provenance",
            "quiet", "read_records", "read_rows", "records_from_metrics", "records_from_rows",
-           "rows_of", "stable_hash", "sync_unit", "unit_key", "unit_label", "unit_record_problem",
+           "rows_of", "stable_hash", "sync_unit", "unit_count", "unit_key", "unit_label", "unit_record_problem",
            "unit_records", "unit_view", "upsert_unit", "upsert_unit_rows", "utc_now",
            "view_difference", "write_records"]

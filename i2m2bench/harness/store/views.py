@@ -31,6 +31,14 @@ TIMING_FIGURES = ("train_seconds", "samples_per_s", "eval_seconds", "robustness_
                   "peak_memory_mb", "poe_share")
 
 
+def unit_count(results: Path) -> int:
+    """How many unit records a results file, or a folder of them (``*.jsonl``), holds; 0 for a
+    path that does not exist."""
+    results = Path(results)
+    files = sorted(results.glob("*.jsonl")) if results.is_dir() else [results]
+    return sum(len(read_records(f, report=quiet)[1]) for f in files if f.is_file())
+
+
 def exact_differences(first: Path, second: Path, *, by_hash: bool = True) -> list[str]:
     """Where two results files (or folders of them, matched by file name) disagree, bit for bit:
     units present in one only, and every score or non-timing figure (:data:`TIMING_FIGURES`
