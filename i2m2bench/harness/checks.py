@@ -47,6 +47,16 @@ def is_whole_number(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+#: Seeds are drawn from [0, SEED_LIMIT): NumPy's legacy seeding takes 32 bits (the harness seeds it
+#: with ``seed % 2**32``), so 2**32 would silently repeat seed 0 while a board counted two seeds.
+SEED_LIMIT = 2**32
+
+
+def out_of_range_seed(seeds) -> int | None:
+    """The first seed outside [0, :data:`SEED_LIMIT`), or None."""
+    return next((s for s in seeds if not 0 <= s < SEED_LIMIT), None)
+
+
 def is_real_number(value) -> bool:
     """An int or a float, not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -171,6 +181,9 @@ def check_run_arguments(gin_files, methods=None, seeds=None, *, data_root=None, 
         if bad:
             raise TypeError(f"{n['seeds']} must be a list of integers, not a {kind_name(bad[0])} "
                             f"such as {bad[0]!r} (never rounded); got {list(seeds)!r}")
+        if (bad := out_of_range_seed(seeds)) is not None:
+            raise ValueError(f"{n['seeds']}: seed {bad} is outside [0, 2**32) (NumPy seeds with "
+                             f"32 bits: a larger seed would repeat a smaller one); got {list(seeds)!r}")
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"{n['seeds']} lists a seed more than once; got {list(seeds)!r}")
     check_folder_argument(out, n["out"])

@@ -30,7 +30,8 @@ import gin
 
 from i2m2bench.harness.checks import (SettingError, check_finite, check_no_duplicates,
                                       check_plain_name, check_real, check_sequence, check_whole,
-                                      is_real_number, is_whole_number, kind_name)
+                                      is_real_number, is_whole_number, kind_name,
+                                      out_of_range_seed)
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.protocols import DEFAULT_LEVELS
 
@@ -291,6 +292,10 @@ class SuiteConfig:
             if not is_whole_number(s):
                 raise SettingError("suite.seeds", f"suite.seeds must be whole numbers, not a "
                                    f"{kind_name(s)} such as {s!r} (never rounded); got {list(seeds)!r}")
+        if (bad := out_of_range_seed(seeds)) is not None:
+            raise SettingError("suite.seeds", f"suite.seeds: seed {bad} is outside [0, 2**32) (NumPy "
+                               f"seeds with 32 bits: a larger seed would repeat a smaller one); "
+                               f"got {list(seeds)!r}")
         check_no_duplicates("suite.seeds", seeds)
         protocols = check_sequence("suite.protocols", self.protocols, "protocol names", empty_ok=True)
         if not all(isinstance(p, str) for p in protocols):
