@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Mapping
 
@@ -127,6 +128,37 @@ def check_plain_name(value, what: str, binding: str | None = None) -> str:
     where = f"{binding}: " if binding else ""
     raise SettingError(binding or what, f"{where}{what} {value!r} must be letters, digits, '.', '_' "
                        "or '-' (not empty, not '.' or '..', no '/' or '\\'): it names a folder")
+
+
+#: Names in a leaderboard folder that are not boards of a suite: a suite of one of these names
+#: (its board is ``<suite name>.md`` on real or synthetic data) would overwrite them.
+RESERVED_BOARD_NAMES = frozenset({"poe_kernel", "training_throughput", "real_scale", "readme",
+                                  "index", "results", "predictions", "machines", "bench", "gpu"})
+
+
+def check_board_name(value: str, binding: str = "suite.name") -> str:
+    """A suite name that may name a board: not one of :data:`RESERVED_BOARD_NAMES` (compared
+    without case, as some file systems do)."""
+    if value.lower() in RESERVED_BOARD_NAMES:
+        raise SettingError(binding, f"{binding}: {value!r} is reserved in a leaderboard folder "
+                           f"(its board would overwrite {value}.md or that folder); reserved: "
+                           f"{', '.join(sorted(RESERVED_BOARD_NAMES))}")
+    return value
+
+
+def check_label(value, binding: str = "method.label") -> str | None:
+    """A method's label, shown in a cell of the Markdown board and in CSV rows: None or a string
+    with no ``|`` and no control character (a line break would start a new row of the table)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SettingError(binding, f"{binding} must be a string or None; got {value!r}")
+    bad = next((c for c in value if c == "|" or unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise SettingError(binding, f"{binding} {value!r} contains {bad!r}: a label is a cell of the "
+                           "Markdown board, so it may hold no '|', line break or other control "
+                           "character")
+    return value
 
 
 # ------------------------------------------------------------------------------ run arguments

@@ -28,10 +28,10 @@ from typing import Mapping
 
 import gin
 
-from i2m2bench.harness.checks import (SettingError, check_finite, check_no_duplicates,
-                                      check_plain_name, check_real, check_sequence, check_whole,
-                                      is_real_number, is_whole_number, kind_name,
-                                      out_of_range_seed)
+from i2m2bench.harness.checks import (SettingError, check_board_name, check_finite, check_label,
+                                      check_no_duplicates, check_plain_name, check_real,
+                                      check_sequence, check_whole, is_real_number,
+                                      is_whole_number, kind_name, out_of_range_seed)
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.protocols import DEFAULT_LEVELS
 
@@ -220,9 +220,7 @@ class MethodConfig:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise SettingError(f"method.{name}", f"method.{name} must be a name; got "
                                    f"{getattr(self, name)!r}")
-        if self.label is not None and not isinstance(self.label, str):
-            raise SettingError("method.label", f"method.label must be a string or None; got "
-                               f"{self.label!r}")
+        check_label(self.label)
         for slot, source in self.pretrain.items():
             if not isinstance(slot, str) or not isinstance(source, str):
                 raise SettingError("method.pretrain", "method.pretrain must map slot names to "
@@ -276,7 +274,7 @@ class SuiteConfig:
     boards: str = "one"
 
     def __post_init__(self) -> None:
-        check_plain_name(self.name, "suite name", "suite.name")
+        check_board_name(check_plain_name(self.name, "suite name", "suite.name"))
         if self.boards not in ("one", "per_setting"):
             raise SettingError("suite.boards", f"suite.boards must be 'one' (every sweep setting on "
                                f"one board) or 'per_setting'; got {self.boards!r}")  # names the board and run folders
