@@ -146,6 +146,9 @@ def _cmd_leaderboard(args) -> int:
         if args.check:
             raise ValueError("--check compares the committed Markdown boards; it does not combine "
                              f"with --format {args.format}")
+        problem = args.output and publish.output_problem(Path(args.output), out)
+        if problem:  # never overwrite a results file or published predictions
+            raise ValueError(problem)
         text = publish.export_board(out, args.board, args.format)
         if args.output:
             from i2m2bench.fileio import write_text_atomic

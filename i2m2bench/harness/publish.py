@@ -1,5 +1,7 @@
 """Publishing boards from results files: read a board's rows from the store (under its lock) and
-hand them to :mod:`i2m2bench.reporting`, which renders them.
+hand them to :mod:`i2m2bench.reporting`, which renders them. The read-only operations (``--check``,
+``--format csv|json``, ``compare``) take no lock -- files are replaced atomically -- so a read-only
+folder works with them; ``--output`` never names a record of a folder (:func:`output_problem`).
 
 A leaderboard folder holds ``results/<board>.jsonl`` (the store), the per-sample predictions of
 the board's units (``predictions/<board>/[<setting>/]<method>/<unit hash>-seed<k>.npz``, copied
@@ -40,6 +42,7 @@ from i2m2bench.reporting.rows import has_settings
 from i2m2bench.reporting.significance import Evidence, Key, row_key
 
 PREDICTIONS = "predictions"
+RESULTS = "results"
 
 EXPORT_FORMATS = {"csv": to_csv, "json": to_json}
 
@@ -281,25 +284,44 @@ def find_board(out_dir: Path, board: str | None = None) -> Path:
 def compare_folders(first: Path, second: Path, board: str | None = None) -> BoardComparison:
     """One board of two leaderboard folders side by side (``python -m i2m2bench compare``):
     :func:`~i2m2bench.reporting.machines.compare_boards` of their rows and published
-    predictions. ``board`` may be omitted when ``first`` holds exactly one; the error of a
-    folder without it names the boards there."""
+    predictions, read without a lock (read-only folders can be compared). ``board`` may be
+    omitted when ``first`` holds exactly one; the error of a folder without it names the boards
+    there."""
     for folder in (first, second):
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: no such leaderboard folder (expected a folder "
                                     "holding results/<board>.jsonl)")
     results = find_board(first, board)
     other = find_board(second, results.stem)
-    sides = [Side(str(folder), read_board_rows(r), evidence_of(folder, r.stem))
+    sides = [Side(str(folder), read_rows(r), evidence_of(folder, r.stem))  # no lock: read-only
              for folder, r in ((first, results), (second, other))]
     return compare_boards(*sides)
 
 
+def output_problem(output: Path, out_dir: Path) -> str | None:
+    """Why an export may not be written to ``output`` (``leaderboard --output``), or None: it is
+    a record of a leaderboard folder -- anything under ``out_dir``'s (or a replica's)
+    ``results/`` or ``predictions/``, a ``results/*.jsonl`` or a published ``predictions/**.npz``
+    of any folder -- which an export must never overwrite."""
+    path = Path(output).resolve()
+    root = Path(out_dir).resolve()
+    inside = path.is_relative_to(root) and bool(
+        {RESULTS, PREDICTIONS} & set(path.relative_to(root).parts[:-1]))
+    record = (path.suffix == ".jsonl" and path.parent.name == RESULTS) or \
+        (path.suffix == ".npz" and PREDICTIONS in path.parts[:-1])
+    if inside or record:
+        return (f"--output {output}: a record of a leaderboard folder (results/*.jsonl or "
+                "predictions/), which an export never overwrites; name another file")
+    return None
+
+
 def export_board(out_dir: Path, board: str | None, fmt: str) -> str:
-    """One board as CSV or JSON text (:func:`i2m2bench.reporting.board_table`)."""
+    """One board as CSV or JSON text (:func:`i2m2bench.reporting.board_table`), read without a
+    lock (a read-only folder can be exported)."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {sorted(EXPORT_FORMATS)}")
     results = find_board(out_dir, board)
-    rows = read_board_rows(results)
+    rows = read_rows(results)  # no lock (files are replaced atomically): a read-only folder works
     if not rows:
         raise ValueError(f"{results}: no result rows to export")
     return EXPORT_FORMATS[fmt](board_table(rows))

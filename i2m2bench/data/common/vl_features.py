@@ -44,6 +44,7 @@ import numpy as np
 from i2m2bench.data.base import DataError, path_problem
 from i2m2bench.data.common import manifest
 from i2m2bench.data.common.family import PrepareOption
+from i2m2bench.fileio import write_text_atomic
 
 MANIFEST = "manifest.json"
 FEATURES = ("image", "text", "joint")
@@ -154,6 +155,31 @@ def _features(model, processor, images, texts, device):
     return tuple(firsts)
 
 
+def check_batch_size(batch_size) -> None:
+    """``batch_size`` (``--batch-size``) is a whole number >= 1: a DataError naming the option
+    otherwise (checked before anything is read or written)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"--batch-size {batch_size!r}: the items per batch must be a whole number "
+                        ">= 1 (default 32); nothing was written")
+
+
+def read_progress(path: Path, count: int) -> int:
+    """The rows already extracted, as recorded in ``path`` (``progress.json``; 0 when it does not
+    exist); a DataError naming it when it is not a record of 0..``count`` rows (torn, edited),
+    so that an extraction never resumes from a guess. Nothing is changed."""
+    if not path.exists():
+        return 0
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        rows = exc
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 0 <= rows <= count:
+        why = rows if isinstance(rows, Exception) else f"rows {rows!r}, expected 0..{count}"
+        raise DataError(f"{path}: not a readable record of the extraction's progress ({why}); "
+                        f"remove {path.parent} to extract this split again")
+    return rows
+
+
 def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
             batch_size: int = 32, device: str | None = None, progress: bool = True,
             log: Callable[[str], None] = print) -> dict[str, tuple[int, ...]]:
@@ -163,11 +189,12 @@ def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
     shape of each file."""
     from numpy.lib.format import open_memmap
 
+    check_batch_size(batch_size)
+    state_path = out / "progress.json"
+    done = read_progress(state_path, len(items))
     model, processor, dev = load_backbone(backbone, device)
     out.mkdir(parents=True, exist_ok=True)
     pairs = len(items[0].images) if items else 1
-    state_path = out / "progress.json"
-    done = json.loads(state_path.read_text())["rows"] if state_path.exists() else 0
     arrays: dict[str, np.ndarray] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     starts = range(done, len(items), batch_size)
@@ -194,7 +221,7 @@ def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
             arrays[name][start:start + len(batch)] = value.astype(np.float16)
             arrays[name].flush()
         done = start + len(batch)
-        state_path.write_text(json.dumps({"rows": done}))
+        write_text_atomic(state_path, json.dumps({"rows": done}), "the extraction's progress")
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:
@@ -266,4 +293,4 @@ def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "quic
 
 
 __all__ = ["VL_OPTIONS", "FEATURES", "Item", "MANIFEST", "check_images", "require_backbone", "extract", "load_backbone", "manifest_digest",
-           "open_features", "write_manifest"]
+           "open_features", "write_manifest", "check_batch_size", "read_progress"]

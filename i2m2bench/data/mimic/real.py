@@ -24,13 +24,15 @@ The processing, split and labels shared with the embedded cohort are in
 """
 from __future__ import annotations
 
-import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from i2m2bench.data.base import DataError, dataset_folder, file_sha256, path_problem
 from i2m2bench.data.mimic.processing import REAL_HINT, check_arrays, digest, make_task
+from i2m2bench.fileio import write_atomic
 from i2m2bench.types import Task
 
 PICKLE, NPZ = "im.pk", "mimic.npz"
@@ -46,7 +48,7 @@ def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
         try:
             with np.load(npz, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise DataError(f"{npz}: not a readable .npz of NumPy arrays ({exc}); rerun "
                             "`python -m i2m2bench prepare mimic --data-root DIR`") from exc
         recorded = arrays.pop(_SOURCE_KEY, None)
@@ -77,16 +79,10 @@ def prepare(folder: Path) -> Path:
 
     arrays = check_arrays(safe_pickle.load(pk), pk)
     target = folder / NPZ
-    tmp = folder / f".{NPZ}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays, **{_SOURCE_KEY: np.array(file_sha256(pk))})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    source = np.array(file_sha256(pk))
+    # temporary file + rename: a full disk or a read-only folder is a WriteError naming the file
+    write_atomic(target, lambda f: np.savez(f, **arrays, **{_SOURCE_KEY: source}),
+                 "the prepared arrays", "free space there and rerun `prepare mimic`")
     return target
 
 

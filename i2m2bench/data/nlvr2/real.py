@@ -92,6 +92,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     no ``backbone`` the files are checked and a DataError says that extracting needs one."""
     from i2m2bench.data.common import vl_features as vf
 
+    vf.check_batch_size(batch_size)  # before anything is read or written
     splits = {name: read_split(base, stem) for name, stem in SPLITS.items()}
     items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
                     for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}

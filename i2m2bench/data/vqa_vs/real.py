@@ -165,6 +165,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     needs one."""
     from i2m2bench.data.common import vl_features as vf
 
+    vf.check_batch_size(batch_size)  # before anything is read or written
     splits = {name: read_split(base / stem, stem) for name, stem in SPLITS.items()}
     vocab = vocabulary(splits["train"][1])
     if not vocab:
