@@ -30,8 +30,8 @@ from typing import Mapping
 from i2m2bench.fileio import locked
 from i2m2bench.harness.store import Skipped, quiet, read_rows
 from i2m2bench.predictions import load_predictions, save_predictions
-from i2m2bench.reporting import (board_is_stale, board_method, board_table, latest_units, summary_table, to_csv,
-                                 to_json, write_board)
+from i2m2bench.reporting import (board_is_stale, board_method, board_table, latest_units,
+                                 summary_table, to_csv, to_json, write_board)
 from i2m2bench.reporting.board import StandardLayout
 from i2m2bench.reporting.layouts import layout_of
 from i2m2bench.reporting.machines import (BoardComparison, Side, compare_boards,
