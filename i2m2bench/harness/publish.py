@@ -32,8 +32,8 @@ from typing import Mapping
 from i2m2bench.fileio import locked
 from i2m2bench.harness.store import Skipped, quiet, read_rows
 from i2m2bench.predictions import load_predictions, save_predictions
-from i2m2bench.reporting import (board_is_stale, board_table, latest_units, summary_table, to_csv,
-                                 to_json, write_board)
+from i2m2bench.reporting import (board_is_stale, board_method, board_table, latest_units,
+                                 summary_table, to_csv, to_json, write_board)
 from i2m2bench.reporting.board import StandardLayout
 from i2m2bench.reporting.layouts import layout_of
 from i2m2bench.reporting.machines import (BoardComparison, Side, compare_boards,
@@ -119,7 +119,7 @@ def _publish_predictions(results_path: Path, out_dir: Path, sources: Mapping[Key
     root = Path(out_dir) / PREDICTIONS / board
     if root.is_dir():
         keep = {prediction_path(out_dir, board, row_key(r))
-                for rs in latest_units(rows, key=lambda r: (r.get("setting"), r["method"])).values()
+                for rs in latest_units(rows, key=lambda r: (r.get("setting"), board_method(r))).values()
                 for r in rs}
         for path in root.rglob("*-seed*.npz"):
             if path not in keep:

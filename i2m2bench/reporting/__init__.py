@@ -8,7 +8,7 @@ Importing it registers the layouts that ship with the suite: ``standard``
 (:mod:`~i2m2bench.reporting.spectrum`).
 """
 from i2m2bench.reporting.layouts import LAYOUTS, Layout, layout_of, render_rows
-from i2m2bench.reporting.rows import latest_units, protocol_kind
+from i2m2bench.reporting.rows import board_method, latest_units, protocol_kind
 from i2m2bench.reporting.scores import mean_std_cell
 from i2m2bench.reporting.board import StandardLayout, area_metrics, render_markdown
 from i2m2bench.reporting.plots import plot_curves
@@ -19,6 +19,6 @@ from i2m2bench.reporting.console import summary_table
 from i2m2bench.reporting.files import board_is_stale, write_board
 
 __all__ = ["LAYOUTS", "DependencySpectrumLayout", "Layout", "StandardLayout", "area_metrics",
-           "board_is_stale", "board_table", "latest_units", "layout_of", "mean_std_cell",
+           "board_is_stale", "board_method", "board_table", "latest_units", "layout_of", "mean_std_cell",
            "plot_curves", "protocol_kind", "render_markdown", "render_poe_markdown", "render_rows",
            "summary_table", "to_csv", "to_json", "write_board"]

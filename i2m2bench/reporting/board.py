@@ -28,6 +28,16 @@ from i2m2bench.reporting.significance import (CELLS_NOTE, MARKS_NOTE, NO_EVIDENC
                                               Evidence, column_cells, entry, interval_text)
 
 TRAIN_INFO = ("samples_per_s", "train_seconds", "epochs_run")
+#: ``train.*`` settings the Schedule column always names.
+SCHEDULE_ALWAYS = ("optimizer", "lr", "weight_decay", "batch_size", "epochs", "patience", "grad_clip")
+#: ``train.*`` settings it names only when a unit's differs from the default (rows that record
+#: none ran with the default), so boards made before a setting existed render as they did.
+#: ``eval_batch_size`` is in the unit hash (as every ``train.*`` setting) but not shown: it
+#: batches the evaluation of a trained model, it trains nothing
+#: (``tests/reliability/test_aliasing.py`` checks every ``train.*`` setting is one of the three).
+SCHEDULE_NOT_SHOWN = ("eval_batch_size",)
+SHOWN_WHEN_SET = (("loss", "auto"), ("select_on", None), ("class_weights", None), ("betas", None),
+                  ("momentum", 0.0), ("precision", "fp32"))
 SHIFT_MEAN = "shift mean"
 
 
@@ -203,9 +213,8 @@ def _preamble(view: _View, undefined: bool) -> list[str]:
 
 
 def _schedule(t: dict, trained: bool, recipe: str) -> str:
-    chosen = "".join(f" {k}={t[k]}" for k, default in (("loss", "auto"), ("select_on", None),
-                                                         ("class_weights", None), ("betas", None))
-                     if t.get(k, default) != default)  # only when not the task's default
+    chosen = "".join(f" {k}={t[k]}" for k, default in SHOWN_WHEN_SET
+                     if t.get(k, default) != default)  # only when not the default
     if not trained:
         return f"— (no training: recipe `{recipe}`)"
     return (f"{t['optimizer']} lr={t['lr']:g} wd={t['weight_decay']:g} "

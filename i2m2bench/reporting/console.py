@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from i2m2bench.reporting.rows import board_metrics
+from i2m2bench.reporting.rows import board_method, board_metrics
 from i2m2bench.reporting.scores import mean_std_cell
 from i2m2bench.reporting.tables import grid
 
@@ -34,7 +34,7 @@ def summary_table(rows: list[dict]) -> str:
     for rs, per, failed in entries:
         seeds = {r["seed"] for r in rs} - failed
         line = [str(rs[0].get("setting"))] if settings else []
-        line += [rs[0]["method"], f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))]
+        line += [board_method(rs[0]), f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))]
         for c in columns:
             vals = [v for _, v in sorted(per.get(c, {}).items())]
             line.append(mean_std_cell(vals, 100.0, 2))

@@ -81,9 +81,28 @@ def method_order(family: str | None, method: str) -> tuple:
     return FAMILY_ORDER.get(family, 9), method
 
 
-def latest_units(rows: list[dict], key: Callable[[dict], Hashable] = lambda r: r["method"]) -> dict:
-    """key(row) (default: the method) -> its rows from the unit hash whose newest row is the most
-    recent; older configurations of the same key are ignored. Every board uses it."""
+#: The precision every row without a ``train.precision`` (rows written before it existed) ran in.
+DEFAULT_PRECISION = "fp32"
+
+
+def precision_of(row: dict) -> str:
+    """The ``train.precision`` a row's unit ran in (rows that record none: fp32)."""
+    return str((row.get("train") or {}).get("precision") or DEFAULT_PRECISION)
+
+
+def board_method(row: dict) -> str:
+    """The name a row's unit has on a board: its method, with `` [<precision>]`` when it ran in
+    another precision than fp32 (``a_only [bf16]``). A bf16 and an fp32 unit of one method are
+    two entries of a board, never one superseding the other: rerunning the fp32 command after a
+    bf16 run shows the fp32 numbers (with their own schedule), not the newer bf16 ones."""
+    precision = precision_of(row)
+    return row["method"] if precision == DEFAULT_PRECISION else f"{row['method']} [{precision}]"
+
+
+def latest_units(rows: list[dict], key: Callable[[dict], Hashable] = board_method) -> dict:
+    """key(row) (default: :func:`board_method`, the method and its precision) -> its rows from the
+    unit hash whose newest row is the most recent; older configurations of the same key (another
+    learning rate, schedule or code) are ignored. Every board uses it."""
     by_key: dict = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by_key[key(r)][r["unit_hash"]].append(r)
@@ -118,11 +137,11 @@ def has_settings(rows: list[dict]) -> bool:
 
 
 def unit_key(rows: list[dict]) -> Callable[[dict], Hashable]:
-    """The grouping of exports and summaries: (setting, method) when the rows have settings,
-    else the method."""
+    """The grouping of exports and summaries: (setting, :func:`board_method`) when the rows have
+    settings, else :func:`board_method`."""
     if has_settings(rows):
-        return lambda r: (r.get("setting"), r["method"])
-    return lambda r: r["method"]
+        return lambda r: (r.get("setting"), board_method(r))
+    return board_method
 
 
 def per_seed(rows: list[dict], select: Callable[[dict], Hashable | None]) -> dict:

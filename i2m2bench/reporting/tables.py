@@ -15,7 +15,7 @@ import json
 import math
 import statistics
 
-from i2m2bench.reporting.rows import (board_metrics, column_order, has_settings, latest_units,
+from i2m2bench.reporting.rows import (board_method, board_metrics, column_order, has_settings, latest_units,
                                       method_order, unit_key)
 
 #: The columns that identify a record, before the value columns.
@@ -69,7 +69,7 @@ def board_table(rows: list[dict]) -> list[dict]:
     for rs, per, failed in entries:
         r0 = rs[0]
         rec = {"setting": r0.get("setting")} if settings else {}
-        rec.update(method=r0["method"], label=r0.get("label"), family=r0.get("family"),
+        rec.update(method=board_method(r0), label=r0.get("label"), family=r0.get("family"),
                    fusion=r0.get("fusion"), recipe=r0.get("recipe"),
                    seeds=len({r["seed"] for r in rs} - failed))
         for protocol, metric in columns:
