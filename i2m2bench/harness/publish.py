@@ -147,6 +147,25 @@ def skipped_note(results_path: Path, skipped: list[Skipped]) -> str:
             "remove them and re-render.\n")
 
 
+def uncommitted_note(rows: list[dict]) -> str:
+    """The Markdown line that says which of a board's units (its latest configuration of each
+    method and setting) were run from code that is in no commit -- provenance ``git_commit``
+    ending in ``+dirty`` (``run --allow-dirty``) -- and "" when none was, so a board made
+    from committed code renders as before."""
+    shown = latest_units(rows, key=lambda r: (r.get("setting"), r["method"]))
+    dirty: dict[str, set[str]] = {}
+    for (setting, method), rs in sorted(shown.items(), key=lambda kv: str(kv[0])):
+        commits = {str(r.get("git_commit")) for r in rs if str(r.get("git_commit")).endswith("+dirty")}
+        if commits:
+            dirty.setdefault(method if setting is None else f"{method} ({setting})", set()).update(commits)
+    if not dirty:
+        return ""
+    named = "; ".join(f"`{m}` ({', '.join(sorted(c))})" for m, c in dirty.items())
+    return (f"\n> **From uncommitted code:** {len(dirty)} of the {len(shown)} method(s) on this "
+            f"board come from a tree whose code differed from its commit: {named}. No commit "
+            "reproduces their numbers; rerun them from a clean checkout.\n")
+
+
 MACHINES = "machines"
 
 
@@ -173,7 +192,8 @@ def board_extra(results_path: Path, out_dir: Path, rows: list[dict], evidence: E
                 skipped: list[Skipped], report=None) -> str:
     """What a board's Markdown carries beyond its layout's render: the **Across machines**
     section of a standard board with replicas (:func:`replicas_of`,
-    :func:`~i2m2bench.reporting.machines.machines_section`), then the note on lines left out
+    :func:`~i2m2bench.reporting.machines.machines_section`), then the line on units run from
+    uncommitted code (:func:`uncommitted_note`) and the note on lines left out
     (:func:`skipped_note`)."""
     text = ""
     if rows and not has_settings(rows) and isinstance(layout_of(rows, results_path), StandardLayout):
@@ -181,7 +201,7 @@ def board_extra(results_path: Path, out_dir: Path, rows: list[dict], evidence: E
                                    replicas_of(out_dir, Path(results_path).stem, report=report))
         if section:
             text = "\n".join(section) + "\n"
-    return text + skipped_note(results_path, skipped)
+    return text + uncommitted_note(rows) + skipped_note(results_path, skipped)
 
 
 def render_board_file(results_path: Path, out_dir: Path, report=None) -> Path:
