@@ -151,19 +151,28 @@ def uncommitted_note(rows: list[dict]) -> str:
     """The Markdown line that says which of a board's units (its latest configuration of each
     method and setting) were run from code that is in no commit -- provenance ``git_commit``
     ending in ``+dirty`` (``run --allow-dirty``) -- and "" when none was, so a board made
-    from committed code renders as before."""
+    from committed code renders as before. Names at most ten."""
     shown = latest_units(rows, key=lambda r: (r.get("setting"), r["method"]))
-    dirty: dict[str, set[str]] = {}
-    for (setting, method), rs in sorted(shown.items(), key=lambda kv: str(kv[0])):
-        commits = {str(r.get("git_commit")) for r in rs if str(r.get("git_commit")).endswith("+dirty")}
-        if commits:
-            dirty.setdefault(method if setting is None else f"{method} ({setting})", set()).update(commits)
+    dirty, commits = [], set()
+    for (setting, method), rs in shown.items():
+        marked = {c for c in (str(r.get("git_commit")) for r in rs) if c.endswith("+dirty")}
+        if marked:
+            dirty.append(method if setting is None else f"{method} ({setting})")
+            commits |= marked
     if not dirty:
         return ""
-    named = "; ".join(f"`{m}` ({', '.join(sorted(c))})" for m, c in dirty.items())
-    return (f"\n> **From uncommitted code:** {len(dirty)} of the {len(shown)} method(s) on this "
-            f"board come from a tree whose code differed from its commit: {named}. No commit "
-            "reproduces their numbers; rerun them from a clean checkout.\n")
+    sweep = any(setting is not None for setting, _ in shown)
+    what = "methods and settings" if sweep else "methods"
+    if len(dirty) == len(shown):
+        which = f"every one of the {len(shown)} {what} on this board"
+    else:
+        names = sorted(dirty)
+        which = (f"{len(dirty)} of the {len(shown)} {what} on this board ("
+                 + ", ".join(f"`{n}`" for n in names[:10])
+                 + (f" and {len(names) - 10} more" if len(names) > 10 else "") + ")")
+    return (f"\n> **From uncommitted code:** the rows of {which} were run from code that differed "
+            f"from its commit ({', '.join(sorted(commits))}); no commit reproduces their numbers. "
+            "Rerun them from a clean checkout.\n")
 
 
 MACHINES = "machines"

@@ -97,7 +97,7 @@ def test_allow_dirty_runs_and_the_board_says_so(checkout, board, capsys):
     assert code == 0, err
     assert board.intact()
     md = (board.path / "toy_smoke-embedded-toy.md").read_text()
-    assert "**From uncommitted code:** 1 of the 1 method(s)" in md and "`a_only` (" in md
+    assert "**From uncommitted code:** the rows of every one of the 1 methods on this board" in md
     assert "+dirty)" in md
     assert "From uncommitted code" not in (board.path / "demo.md").read_text()
 
@@ -117,4 +117,6 @@ def test_line_only_when_shown_rows_are_dirty(tmp_path, demo_rows):
                      dirty + [r for r in demo_rows if r["method"] != m])
     render_all(folder2)
     text = (folder2 / "demo.md").read_text()
-    assert "**From uncommitted code:** 1 of the" in text and f"`{m}` (abc+dirty)" in text
+    n = len({r["method"] for r in demo_rows})
+    assert f"**From uncommitted code:** the rows of 1 of the {n} methods on this board (`{m}`) " \
+        "were run from code that differed from its commit (abc+dirty)" in text
