@@ -41,6 +41,12 @@ def _cmd_run(args) -> int:
 
     check_run_arguments(args.gin, args.methods, args.seeds, data_root=args.data_root, out=args.out,
                         results_dir=args.leaderboard_dir, device=args.device, names=CLI_NAMES)
+    if not args.allow_dirty and not args.dry_run:  # before any gin file is read or unit trained
+        from i2m2bench.harness.store.provenance import dirty_tree_problem
+
+        problem = dirty_tree_problem(args.leaderboard_dir)
+        if problem:
+            raise ValueError(problem)
     try:
         run = run_suite(args.gin, args.gin_param, methods=args.methods, seeds=args.seeds,
                         data_root=args.data_root, device=args.device, out=args.out,
@@ -305,6 +311,9 @@ def _add_run(sub, common) -> None:
                    help="run directories: configs, metrics, checkpoints (default: runs/)")
     r.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR",
                    help="where result rows and Markdown leaderboards go (default: leaderboards/)")
+    r.add_argument("--allow-dirty", action="store_true",
+                   help="write into the published leaderboards/ of a checkout whose code has "
+                        "uncommitted changes (refused otherwise); the board names those rows")
     r.add_argument("--force", action="store_true", help="retrain units that are already complete")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--dry-run", action="store_true",

@@ -150,6 +150,34 @@ def skipped_note(results_path: Path, skipped: list[Skipped]) -> str:
             "remove them and re-render.\n")
 
 
+def uncommitted_note(rows: list[dict]) -> str:
+    """The Markdown line that says which of a board's units (its latest configuration of each
+    method and setting) were run from code that is in no commit -- provenance ``git_commit``
+    ending in ``+dirty`` (``run --allow-dirty``) -- and "" when none was, so a board made
+    from committed code renders as before. Names at most ten."""
+    shown = latest_units(rows, key=lambda r: (r.get("setting"), r["method"]))
+    dirty, commits = [], set()
+    for (setting, method), rs in shown.items():
+        marked = {c for c in (str(r.get("git_commit")) for r in rs) if c.endswith("+dirty")}
+        if marked:
+            dirty.append(method if setting is None else f"{method} ({setting})")
+            commits |= marked
+    if not dirty:
+        return ""
+    sweep = any(setting is not None for setting, _ in shown)
+    what = "methods and settings" if sweep else "methods"
+    if len(dirty) == len(shown):
+        which = f"every one of the {len(shown)} {what} on this board"
+    else:
+        names = sorted(dirty)
+        which = (f"{len(dirty)} of the {len(shown)} {what} on this board ("
+                 + ", ".join(f"`{n}`" for n in names[:10])
+                 + (f" and {len(names) - 10} more" if len(names) > 10 else "") + ")")
+    return (f"\n> **From uncommitted code:** the rows of {which} were run from code that differed "
+            f"from its commit ({', '.join(sorted(commits))}); no commit reproduces their numbers. "
+            "Rerun them from a clean checkout.\n")
+
+
 MACHINES = "machines"
 
 
@@ -176,7 +204,8 @@ def board_extra(results_path: Path, out_dir: Path, rows: list[dict], evidence: E
                 skipped: list[Skipped], report=None) -> str:
     """What a board's Markdown carries beyond its layout's render: the **Across machines**
     section of a standard board with replicas (:func:`replicas_of`,
-    :func:`~i2m2bench.reporting.machines.machines_section`), then the note on lines left out
+    :func:`~i2m2bench.reporting.machines.machines_section`), then the line on units run from
+    uncommitted code (:func:`uncommitted_note`) and the note on lines left out
     (:func:`skipped_note`)."""
     text = ""
     if rows and not has_settings(rows) and isinstance(layout_of(rows, results_path), StandardLayout):
@@ -184,7 +213,7 @@ def board_extra(results_path: Path, out_dir: Path, rows: list[dict], evidence: E
                                    replicas_of(out_dir, Path(results_path).stem, report=report))
         if section:
             text = "\n".join(section) + "\n"
-    return text + skipped_note(results_path, skipped)
+    return text + uncommitted_note(rows) + skipped_note(results_path, skipped)
 
 
 def render_board_file(results_path: Path, out_dir: Path, report=None) -> Path:

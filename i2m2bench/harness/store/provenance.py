@@ -26,22 +26,90 @@ def _suite_repo() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
+#: The paths of the suite's checkout whose changes change what a run records: the package (its
+#: code, and the installed suites under i2m2bench/gin/) and the ``gin`` link at the root. Other
+#: tracked files -- docs, scripts, the leaderboards/ a run itself writes -- produce no row.
+CODE_PATHS = ("i2m2bench", "gin")
+
+
+def suite_checkout() -> Path | None:
+    """The git work tree the running ``i2m2bench`` package comes from, or None for an install
+    outside one (a wheel in site-packages)."""
+    where = _suite_repo()
+    return where if (where / ".git").exists() else None
+
+
+def dirty_files(checkout: Path) -> list[str] | None:
+    """Tracked files under :data:`CODE_PATHS` of the work tree ``checkout`` that differ from its
+    commit (modified, staged, deleted or renamed; untracked files are not counted, as git's own
+    ``describe --dirty``), sorted; None when git cannot tell (no git, not a work tree)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=no",
+                              "--", *CODE_PATHS], cwd=checkout, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    entries, files = out.stdout.decode(errors="replace").split("\0"), []
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) > 3:
+            files.append(entry[3:])
+            if "R" in entry[:2] or "C" in entry[:2]:
+                i += 1  # a rename's or copy's old path follows; the new one counts
+    return sorted(set(files))
+
+
 def git_commit(cwd: Path | None = None) -> str:
     """Commit of the suite's own repository (not the current directory's), ``+dirty`` when
-    tracked files differ; ``unknown`` for an install outside a git work tree."""
-    where = cwd or _suite_repo()
-    if not (where / ".git").exists() and cwd is None:
+    tracked files of its code (:data:`CODE_PATHS`) differ; ``unknown`` for an install outside a
+    git work tree."""
+    where = cwd or suite_checkout()
+    if where is None:
         return "unknown"
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=where,
                              capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if out.returncode != 0:
         return "unknown"
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return out.stdout.strip() + ("+dirty" if dirty_files(where) != [] else "")
+
+
+def published_folder(results_dir: Path | str, checkout: Path | None) -> bool:
+    """Whether the leaderboard folder ``results_dir`` is published: the checkout's own
+    ``leaderboards/`` or a folder inside it (``machines/<name>/``, ``gpu/``). Any other folder
+    is a scratch board (tests, CI, your own runs); an install has no published folder."""
+    if checkout is None:
+        return False
+    home = (checkout / "leaderboards").resolve()
+    here = Path(results_dir).expanduser().resolve()
+    return here == home or home in here.parents
+
+
+def dirty_tree_problem(results_dir: Path | str) -> str | None:
+    """Why a run may not write rows into ``results_dir`` from this tree -- the folder is
+    published (:func:`published_folder`) and the code differs from its commit
+    (:func:`dirty_files`), or git cannot tell -- as one line naming a few files and
+    ``--allow-dirty``; None when it may."""
+    checkout = suite_checkout()
+    if not published_folder(results_dir, checkout):
+        return None
+    dirty = dirty_files(checkout)
+    if dirty == []:
+        return None
+    if dirty is None:
+        what = f"git cannot tell whether the code in {checkout} matches its commit"
+    else:
+        shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
+        what = f"{checkout} has uncommitted changes to {shown}"
+    return (f"{results_dir}: the published leaderboards; {what}, so its rows would come from code "
+            "that is in no commit. Commit (or stash) the changes, write to another "
+            "--leaderboard-dir, or pass --allow-dirty (the board then says which rows are "
+            "uncommitted)")
 
 
 def utc_now() -> str:
