@@ -16,6 +16,14 @@
   (``numerics`` records them). Ray is the optional extra ``i2m2bench[ray]``; without an address a
   local instance is started (or the one this process already started is used).
 
+  The driver ships each ``--gin`` argument as a worker can find it, in whatever folder it runs:
+  an installed suite by its name (the worker reads its own installed copy), any other file by
+  its absolute path. Before anything is submitted, the CPUs and GPUs a unit asks for are
+  compared with the largest node of the cluster: a request no node can meet (Ray would queue
+  the task for ever) is refused, naming the option. A unit that raises on a worker stops the
+  suite, as in-process, with one line naming the unit and the worker's error (its traceback
+  with ``--debug``).
+
 Every executor uses the same two methods of a run (``SuiteRun``): ``run_unit(item) ->
 UnitResult`` and ``collect(item, result)``; the torchrun rank logic (rank 0 locks, decides and
 writes; every rank trains) lives in ``run_unit``. The engine is Ray's: this module schedules
@@ -33,9 +41,15 @@ import torch
 
 from i2m2bench.harness import distributed
 from i2m2bench.harness.errors import ConfigError
+from i2m2bench.harness.ginfiles import resolve_gin_file, suites_dir
 from i2m2bench.harness.seeding import resolve_device
 
 EXECUTORS = ("in-process", "ray")
+
+
+class WorkerFailed(RuntimeError):
+    """A unit raised on a Ray worker (an error other than a :class:`ConfigError`); the message
+    names the unit and the error in one line, the worker's traceback is its ``__cause__``."""
 
 
 class InProcess:
@@ -112,8 +126,11 @@ class RayExecutor:
 
         self.connect()
         gpus = self.gpus if self.gpus is not None else (1 if self.cuda else 0)
+        if any(item.action != "skip" for run in runs for item in run.plan):
+            self.check_resources(gpus)
         remote = ray.remote(_ray_unit).options(num_cpus=self.cpus, num_gpus=gpus, max_retries=0)
-        job = {**job, "threads": self.cpus}
+        job = {**job, "threads": self.cpus,
+               "gin_files": [portable_gin_file(f) for f in job["gin_files"]]}
         refs: dict[tuple, object] = {}
         queue: list[tuple] = []  # (run, item, ref or None), plan order
         by_setting = {run.setting: run for run in runs}
@@ -136,8 +153,8 @@ class RayExecutor:
                 progress.begin(f"{run.where(item.unit)}: on a Ray worker")
                 try:
                     result = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:
-                    raise exc.as_instanceof_cause() from None
+                except ray.exceptions.RayError as exc:  # the worker's traceback: --debug
+                    raise worker_error(run.where(item.unit), exc) from exc
                 finally:
                     progress.end()
                 by_setting[result.setting].collect(item, result)
@@ -149,6 +166,65 @@ class RayExecutor:
                     pass
             raise
 
+    def check_resources(self, gpus: float) -> None:
+        """Refuse (:class:`ConfigError`) CPUs or GPUs per unit that no live node of the cluster
+        has: Ray would keep such a task waiting, silently, for a node that never comes."""
+        import ray
+
+        nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
+        total = ray.cluster_resources()
+        asks = [("--ray-cpus-per-unit", self.cpus, "CPU", "CPUs", "")]
+        if gpus:
+            asks.append(("--ray-gpus-per-unit", gpus, "GPU", "GPUs", "") if self.gpus is not None
+                        else ("--device cuda", gpus, "GPU", "GPUs",
+                              " (one GPU per unit unless --ray-gpus-per-unit says less)"))
+        for flag, asked, key, noun, why in asks:
+            most = max((float(n.get(key, 0)) for n in nodes), default=0.0)
+            if asked <= most:
+                continue
+            all_ = float(total.get(key, 0))
+            has = (f"has no {noun}" if not all_ else f"has {all_:g} {noun}" if all_ == most else
+                   f"has {all_:g} {noun} in all, at most {most:g} on one node")
+            hint = (f"ask for at most {most:g}" if most else
+                    f"leave {flag} out" if key == "GPU" else "start the cluster with CPUs")
+            need = f"{asked:g} {key if asked == 1 else noun}"
+            raise ConfigError(f"{flag} {asked:g}{why}: a unit needs {need} on one node, "
+                              f"and the Ray cluster ({self.address or 'local'}) {has}; {hint}, "
+                              "or join a bigger cluster with --ray-address")
+
+
+def portable_gin_file(f: str | Path) -> str:
+    """A ``--gin`` argument as a Ray worker finds it, in whatever folder it runs: the name of
+    an installed suite (the worker reads its own installed copy), else the absolute path."""
+    path = resolve_gin_file(f)  # ConfigError when it names nothing
+    return path.name if path.parent == suites_dir().resolve() else str(path)
+
+
+def _worker_gin_file(name: str) -> str:
+    """The file a worker reads for an entry of :func:`portable_gin_file`."""
+    return name if Path(name).is_absolute() else str(suites_dir() / name)
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return line if len(line) <= limit else line[:limit] + " ... (--debug shows all of it)"
+
+
+def worker_error(where: str, exc: Exception) -> Exception:
+    """The error a driver raises for unit ``where`` when its Ray task failed with ``exc``: one
+    line naming the unit and the worker's error (a :class:`ConfigError` stays one), no traceback."""
+    import ray
+
+    cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+    if isinstance(cause, ConfigError):
+        return ConfigError(f"unit {where} (on a Ray worker): {_one_line(cause)}")
+    if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
+        return WorkerFailed(f"unit {where} failed on a Ray worker: {type(cause).__name__}: "
+                            f"{_one_line(cause)}")
+    first = next((s for s in str(exc).splitlines() if s.strip()), "")
+    return WorkerFailed(f"unit {where}: its Ray worker failed ({type(exc).__name__}: "
+                        f"{_one_line(first)})")
+
 
 # ----------------------------------------------------------------------------- the Ray worker
 _PLANS: dict[str, dict] = {}  # one planned suite per worker process (job key -> setting -> run)
@@ -159,8 +235,8 @@ def _worker_runs(planner: Callable, job: dict) -> dict:
     if key not in _PLANS:
         _PLANS.clear()
         torch.set_num_threads(job["threads"])
-        _, runs = planner(job["gin_files"], job["bindings"], methods=job["methods"],
-                          seeds=job["seeds"], data_root=job["data_root"],
+        _, runs = planner([_worker_gin_file(f) for f in job["gin_files"]], job["bindings"],
+                          methods=job["methods"], seeds=job["seeds"], data_root=job["data_root"],
                           device=resolve_device(job["device"]), out=job["out"],
                           results_dir=job["results_dir"], force=job["force"], progress=False,
                           tensorboard=None if job["tensorboard"] is None else Path(job["tensorboard"]))
@@ -211,4 +287,5 @@ def make_executor(name: str, *, ray_address: str | None = None, cpus_per_unit: i
     raise ConfigError(f"--executor {name!r}: expected one of {', '.join(EXECUTORS)}")
 
 
-__all__ = ["EXECUTORS", "InProcess", "RayExecutor", "check_reachable", "make_executor"]
+__all__ = ["EXECUTORS", "InProcess", "RayExecutor", "WorkerFailed", "check_reachable",
+           "make_executor", "portable_gin_file", "worker_error"]

@@ -349,7 +349,7 @@ def run_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     bar = Progress(sum(item.action != SKIP for r in runs for item in r.plan), runs[0].log)
     _announce(plan, runs, runner.name)
     runner.execute(runs, bar, job=dict(
-        gin_files=[str(Path(f).resolve()) for f in gin_files], bindings=list(bindings),
+        gin_files=[str(f) for f in gin_files], bindings=list(bindings),
         methods=methods, seeds=seeds, device=device,
         data_root=None if data_root is None else str(Path(data_root).resolve()),
         out=str(Path(out).resolve()), results_dir=str(Path(results_dir).resolve()), force=force,
