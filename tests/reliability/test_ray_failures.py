@@ -1,15 +1,18 @@
 """Ray: the README's own form ``--gin toy_smoke.gin`` (an installed suite's name) resolves on the
 workers; a unit that raises on a worker is one line naming the unit (its traceback only with
 ``--debug``); CPUs or GPUs per unit that no node of the cluster has are refused before anything
-is submitted, instead of waiting for ever. Each run is guarded by a timeout (a hang fails)."""
+is submitted, instead of waiting for ever.
+
+Each run is the CLI in a process of its own (its own local Ray), in a session of its own, killed
+with everything it started after ``LIMIT`` seconds: a hang fails the test, and nothing Ray does
+(a raylet that dies takes its driver with it, exit 1) can end the pytest process itself."""
 import os
 import re
 import signal
-import threading
+import subprocess
+import sys
 
 import pytest
-
-from i2m2bench.harness.errors import ConfigError
 
 from .conftest import TOY
 
@@ -17,28 +20,22 @@ ray = pytest.importorskip("ray")
 
 QUICK = ["--methods", "a_only", "--seeds", "0", "--gin-param", "train.epochs = 1"]
 
+LIMIT = 240  # seconds one CLI run may take (a Ray start included) before it counts as hung
 
-LIMIT = 60  # seconds a run of this module may take before it counts as hung
 
-
-@pytest.fixture
-def no_hang():
-    """A run still going after LIMIT seconds is interrupted (Ctrl-C: the CLI stops, exit 130,
-    which fails the test's checks) instead of waiting for ever: ``ray.get`` answers SIGINT."""
-    timer = threading.Timer(LIMIT, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+def cli(*args: str, cwd=None) -> tuple[int, str]:
+    """``python -m i2m2bench *args`` in a new session; (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "i2m2bench", *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
     try:
-        yield
-    finally:
-        timer.cancel()
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray of 2 CPUs and no GPU (whatever the machine has), shared by this module."""
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+        _, err = proc.communicate(timeout=LIMIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.communicate()
+        pytest.fail(f"python -m i2m2bench {' '.join(args)}: still running after {LIMIT} s (hung)")
+    return proc.returncode, err
 
 
 def one_error_line(err: str) -> str:
@@ -50,16 +47,11 @@ def one_error_line(err: str) -> str:
 
 
 @pytest.mark.slow
-def test_installed_suite_name_resolves_on_the_workers(local_ray, no_hang, board, capsys,
-                                                      monkeypatch, tmp_path):
-    from i2m2bench.cli import main
-
+def test_installed_suite_name_resolves_on_the_workers(board, tmp_path):
     work = tmp_path / "elsewhere"  # no toy_smoke.gin here: the name is the installed suite's
     work.mkdir()
-    monkeypatch.chdir(work)
-    code = main(["run", "--gin", "toy_smoke.gin", *QUICK, "--executor", "ray", "--out",
-                 str(board.out), "--leaderboard-dir", str(board.path), "--no-progress"])
-    err = capsys.readouterr().err
+    code, err = cli("run", "--gin", "toy_smoke.gin", *QUICK, "--executor", "ray", "--out",
+                    str(board.out), "--leaderboard-dir", str(board.path), "--no-progress", cwd=work)
     assert code == 0, err
     assert "a_only/seed0: train on a Ray worker" in err, err
     assert (board.path / "results" / "toy_smoke-embedded-toy.jsonl").exists()
@@ -67,11 +59,14 @@ def test_installed_suite_name_resolves_on_the_workers(local_ray, no_hang, board,
 
 
 @pytest.mark.slow
-def test_a_unit_failing_on_a_worker_is_one_line(local_ray, no_hang, trained, capsys):
+def test_a_unit_failing_on_a_worker_is_one_line(trained):
     ckpt = trained.unit_dir("a_only") / "model.pt"  # the expert i2m2 starts from, damaged
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     board = trained.board_md.read_bytes()
-    code, _, err = trained.run("--executor", "ray", capsys=capsys, methods=("i2m2",))
+    args = ["run", "--gin", str(TOY), "--seeds", "0", "--methods", "i2m2", "--out",
+            str(trained.runs), "--leaderboard-dir", str(trained.lb), "--no-progress",
+            "--executor", "ray"]
+    code, err = cli(*args)
     assert code == 2, err
     line = one_error_line(err)
     assert re.match(r"error: unit i2m2/seed0 \(on a Ray worker\): .*model\.pt: cannot load the "
@@ -80,16 +75,18 @@ def test_a_unit_failing_on_a_worker_is_one_line(local_ray, no_hang, trained, cap
     assert trained.results.read_bytes() == trained.original
     assert trained.board_md.read_bytes() == board
     assert not list(trained.runs.rglob("i2m2/*/seed0/model.pt"))
-    # --debug: the error, with the worker's traceback as its cause
-    with pytest.raises(ConfigError, match=r"^unit i2m2/seed0 \(on a Ray worker\)") as info:
-        trained.run("--executor", "ray", "--debug", methods=("i2m2",))
-    assert isinstance(info.value.__cause__, ray.exceptions.RayTaskError)
-    assert "recipes.py" in str(info.value.__cause__)
+    # --debug: the error, with the worker's traceback (the cause) above it
+    code, err = cli(*args, "--debug")
+    assert code != 0 and code != 2, err
+    cause, _, last = err.rpartition("The above exception was the direct cause")
+    assert "RayTaskError" in cause and "recipes.py" in cause, err
+    assert re.search(r"ConfigError: unit i2m2/seed0 \(on a Ray worker\)", last), err
     assert trained.results.read_bytes() == trained.original
 
 
 def test_worker_errors_become_one_line():
     """Any error a worker raises (or a worker that dies) becomes one line naming the unit."""
+    from i2m2bench.harness.errors import ConfigError
     from i2m2bench.harness.executors import WorkerFailed, worker_error
 
     trace = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom'
@@ -108,12 +105,18 @@ def test_worker_errors_become_one_line():
 
 @pytest.mark.parametrize("option, value, pattern", [
     ("--ray-cpus-per-unit", "1000", r"--ray-cpus-per-unit 1000: a unit needs 1000 CPUs on one "
-                                    r"node, and the Ray cluster \(local\) has 2 CPUs; ask for at most 2"),
+                                    r"node, and the Ray cluster \(local\) has (\d+) CPUs; ask for "
+                                    r"at most \1"),
     ("--ray-gpus-per-unit", "1", r"--ray-gpus-per-unit 1: a unit needs 1 GPU on one node, and the "
                                  r"Ray cluster \(local\) has no GPUs; leave --ray-gpus-per-unit out"),
 ])
-def test_unsatisfiable_resources_are_refused(local_ray, no_hang, refused, board, option, value,
-                                             pattern):
-    err = refused(pattern, "--gin", str(TOY), *QUICK, "--executor", "ray", option, value)
-    assert re.search(pattern, one_error_line(err))
+def test_unsatisfiable_resources_are_refused(board, option, value, pattern, monkeypatch):
+    if option == "--ray-gpus-per-unit":
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a machine with GPUs shows none to Ray
+    code, err = cli("run", "--gin", str(TOY), *QUICK, "--executor", "ray", option, value,
+                    "--out", str(board.out), "--leaderboard-dir", str(board.path), "--no-progress")
+    assert code == 2, err
+    assert re.search(pattern, one_error_line(err)), err
+    assert board.intact(), "earlier results were changed"
+    assert not [p for p in board.path.glob("results/*.jsonl") if p.name != "demo.jsonl"]
     assert not list(board.out.rglob("model.pt")) and not list(board.out.rglob("unit.json"))
