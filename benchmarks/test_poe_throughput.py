@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
 import sys
 
@@ -161,3 +162,161 @@ def test_peak_memory(benchmark, roofline, backend):
                                  "peak_during_buffers": during, "grad_buffers": out["grad_buffers"],
                                  "extra_beyond_grads_buffers": during - out["grad_buffers"],
                                  **{f"roofline_{key}": v for key, v in roofline.items()}})
+
+
+# ------------------------------------------------------------------ missing experts (a mask)
+MASKED_SIZE = (3, 256, 3129) if QUICK else (3, 4096, 32768)
+ABSENT = 0.3  # the share of (row, expert) pairs absent
+
+
+def absent_mask(b: int, k: int, absent: float = ABSENT, seed: int = 1) -> torch.Tensor:
+    """(B, K) availability: each (row, expert) absent with probability ``absent``; a row left
+    with no expert gets its first one back (the API refuses empty rows)."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(b, k, generator=g) >= absent
+    mask[~mask.any(1), 0] = True
+    return mask.to(DEV)
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused"] + (["triton"] if "triton" in BACKENDS else []))
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+def test_poe_masked(benchmark, roofline, mode, masked, backend):
+    """The reference size with and without a mask (30% of (row, expert) absent), side by side
+    in one run: what a missing-modality protocol costs on top of the full product."""
+    k, b, c = MASKED_SIZE
+    zs, t = _inputs(k, b, c, grad=mode == "fwdbwd")
+    mask = absent_mask(b, k) if masked else None
+    if mode == "fwd":
+        def call():
+            with torch.no_grad():
+                return poe_log_softmax(zs, mask=mask, backend=backend)
+    else:
+        def call():
+            return torch.autograd.grad(poe_nll(zs, t, mask=mask, backend=backend), zs)
+    last = {}
+
+    def run():
+        out = call()
+        sync(DEV)
+        last["out"] = out  # held until the next call returns, as in a training loop
+        return out
+
+    benchmark.group = f"masked {mode}"
+    benchmark.pedantic(run, rounds=_rounds(k, b, c), iterations=1, warmup_rounds=2)
+    benchmark.extra_info.update({
+        "kind": "masked", "mode": mode, "K": k, "B": b, "C": c, "backend": backend,
+        "masked": masked, "absent": ABSENT if masked else 0.0,
+        "present_pairs": int(mask.sum()) if masked else k * b,
+        **{f"roofline_{key}": v for key, v in roofline.items()}})
+
+
+# ------------------------------------------------------------------ on a loaded machine
+LOADS = (0, 1) if QUICK else (0, 1, 2, 4)
+#: One "other training job": a small MLP trained in a loop with torch's default thread count
+#: (all cores), as a second suite or a colleague's script would be. Says "ready" after its first
+#: step, so timing starts only once it competes for the cores.
+LOAD_JOB = r"""
+import torch, torch.nn as nn
+torch.manual_seed(0)
+m = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 10))
+opt = torch.optim.SGD(m.parameters(), lr=0.01)
+x, y = torch.randn(256, 512), torch.randint(0, 10, (256,))
+first = True
+while True:
+    opt.zero_grad()
+    nn.functional.cross_entropy(m(x), y).backward()
+    opt.step()
+    if first:
+        print("ready", flush=True)
+        first = False
+"""
+
+
+@pytest.fixture(params=LOADS, ids=lambda n: f"load{n}")
+def load(request):
+    """``n`` CPU-bound training jobs running on the same cores for the length of one test."""
+    procs = [subprocess.Popen([sys.executable, "-c", LOAD_JOB], stdout=subprocess.PIPE, text=True)
+             for _ in range(request.param)]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready", "a load job did not start"
+        yield request.param
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+@pytest.mark.skipif(DEV.type != "cpu", reason="the load is CPU jobs sharing the cores")
+@pytest.mark.parametrize("backend", ["torch", "fused"])
+def test_poe_under_load(benchmark, roofline, load, backend):
+    """Forward+backward at the reference size while ``load`` other training jobs share the
+    cores; fused and torch at each load level in the same run (their ratio is the figure)."""
+    k, b, c = MASKED_SIZE
+    zs, t = _inputs(k, b, c, grad=True)
+    last = {}
+
+    def run():
+        last["out"] = torch.autograd.grad(poe_nll(zs, t, backend=backend), zs)
+        return last["out"]
+
+    benchmark.group = f"load {load}"
+    benchmark.pedantic(run, rounds=3 if QUICK else 9, iterations=1, warmup_rounds=2)
+    benchmark.extra_info.update({
+        "kind": "load", "mode": "fwdbwd", "K": k, "B": b, "C": c, "backend": backend,
+        "load_jobs": load, "loadavg": os.getloadavg()[0],
+        **{f"roofline_{key}": v for key, v in roofline.items()}})
+
+
+# ------------------------------------------------------------------ the PoE's share at VQA size
+#: VQA-VS at full size: 3,129 answers (the VQA v2 answer vocabulary the official baseline keeps),
+#: batch 512 (gin/vqa_vs.gin), 768-d image, text and joint features with heads 768 -> 1536 ->
+#: answers (the official heads are twice the feature width).
+VQA = {"answers": 3129, "batch": 512, "dim": 768, "hidden": 1536}
+if QUICK:
+    VQA = {"answers": 50, "batch": 32, "dim": 16, "hidden": 32}
+
+
+def _vqa_i2m2(poe_backend: str):
+    from i2m2bench.data.vqa_vs.processing import task_spec
+    from i2m2bench.fusion import build_fusion
+    from i2m2bench.types import Split
+
+    d, n = VQA["dim"], VQA["batch"]
+    spec = task_spec("embedded", (d, d, d), tuple(f"answer{i}" for i in range(VQA["answers"])),
+                     name="vqa_vs_full_size")
+    head = {"width": None, "hidden": VQA["hidden"], "head": "ln_gelu"}
+    torch.manual_seed(0)
+    model = build_fusion("i2m2", spec, inter="unimodal",
+                         inter_options={**head, "modality": "joint"}, intra_options=head).to(DEV)
+    model.poe_backend = poe_backend
+    g = torch.Generator().manual_seed(0)
+    inputs = {m.name: torch.randn(n, d, generator=g).to(DEV) for m in spec.modalities}
+    target = torch.zeros(n, VQA["answers"])  # VQA soft scores: up to 3 answers per question
+    cols = torch.randint(0, VQA["answers"], (n, 3), generator=g)
+    target.scatter_(1, cols, torch.tensor([1.0, 0.6, 0.3]).expand(n, 3))
+    return model, Split(inputs, target.to(DEV), "train"), spec
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused"] + (["triton"] if "triton" in BACKENDS else []))
+def test_poe_share_at_vqa_size(benchmark, roofline, backend):
+    """The share of an I2M2 training step (forward, loss, backward, on one batch) spent in the
+    product of experts, measured as the harness measures it for every board
+    (:func:`i2m2bench.harness.training.poe_share`), at VQA-VS's full answer count."""
+    from i2m2bench.harness.training import poe_share
+
+    model, split, spec = _vqa_i2m2(backend)
+    shares = []
+
+    def run():
+        shares.append(poe_share(model, split, spec, VQA["batch"], reps=5))
+
+    benchmark.group = "vqa share"
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update({
+        "kind": "share", "mode": "train-step", "backend": backend, **VQA, "shares": shares,
+        "share": sorted(shares)[len(shares) // 2],  # the median round
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **{f"roofline_{key}": v for key, v in roofline.items()}})

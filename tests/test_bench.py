@@ -127,6 +127,18 @@ def test_benchmark_suite_runs_in_quick_mode(tmp_path):
     data = json.loads(out.read_text())
     md = render_poe_markdown(data)
     assert "QUICK" in md and "| fwdbwd |" in md
+    for section in ("## Missing experts: a mask", "## On a loaded machine",
+                    "## The PoE's share of an I2M2 training step at VQA size"):
+        assert section in md, section
+    masked = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("kind") == "masked"]
+    assert {(e["backend"], e["masked"]) for e in masked} >= {("fused", True), ("fused", False)}
+    assert all(0 < e["present_pairs"] < e["K"] * e["B"] for e in masked if e["masked"])
+    loads = {b["extra_info"]["load_jobs"] for b in data["benchmarks"]
+             if b["extra_info"].get("kind") == "load"}
+    assert loads == {0, 1}
+    shares = [b["extra_info"]["share"] for b in data["benchmarks"]
+              if b["extra_info"].get("kind") == "share"]
+    assert shares and all(0 < x < 1 for x in shares)
     mem = {b["extra_info"]["backend"]: b["extra_info"] for b in data["benchmarks"]
            if b["extra_info"]["mode"] == "memory"}
     assert mem["fused"]["grad_buffers"] == 1  # one gradient buffer shared by the K experts

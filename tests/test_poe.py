@@ -1,4 +1,6 @@
 """The PoE API: every backend equals the paper's formula; masks, weights, errors, extremes."""
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -409,3 +411,168 @@ def test_fused_workspace_crosses_inference_mode_and_threads(small_chunks):
     for th in threads:
         th.join()
     assert errors == []
+
+
+# ------------------------------------------------- the mask folded into per-row weights (fused)
+def _chunk_mask():
+    """16 rows in chunks of 3 (small_chunks): expert 0 present everywhere; expert 1 missing in
+    every row of chunk 1 and some rows of others; expert 2 present in some rows of each chunk
+    and in none of chunk 3."""
+    mask = torch.ones(16, 3, dtype=torch.bool)
+    mask[3:6, 1] = False
+    mask[[0, 7, 13], 1] = False
+    mask[[1, 4, 8, 15], 2] = False
+    mask[9:12, 2] = False
+    return mask
+
+
+# the torch backend sums in bfloat16 (its own tolerance: test_half_precision_within_stated_tolerance)
+@pytest.mark.parametrize("backend,dtype,tol", [
+    (b, dtype, tol) for b in CPU_BACKENDS if b != "reference"
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 3e-2))
+    if not (b == "torch" and dtype == torch.bfloat16)])
+@pytest.mark.parametrize("poison", [float("nan"), float("inf"), float("-inf"), 1e30])
+def test_masked_rows_match_the_paper_whatever_a_missing_expert_holds(small_chunks, backend, poison,
+                                                                     dtype, tol):
+    """The fused backend multiplies missing experts by a zero weight rather than selecting: a
+    NaN or inf they hold (in any column, not only the first) is caught and the row recomputed by
+    selection. For every backend (triton under the interpreter too), values and gradients
+    (forward, log-softmax backward, NLL, BCE) equal the paper's, and every missing (row, expert)
+    gets a zero gradient; chunks with an expert present in all, some and no rows."""
+    mask = _chunk_mask()
+    w = torch.tensor([1.0, 0.5, 2.0])
+    zs = [z.to(dtype).requires_grad_() for z in _big(seed=11)]
+    with torch.no_grad():
+        zs[1][7, 3] = poison  # chunk 2: expert 1 missing in some rows
+        zs[2][10, 0] = poison  # chunk 3: expert 2 missing in every row
+        zs[1][4, 2] = poison  # chunk 1: expert 1 missing in every row
+    t = torch.arange(16) % 5
+    proj = torch.randn(4096, generator=torch.Generator().manual_seed(1))  # a non-uniform d loss/d out
+    want = paper([z.detach().float() for z in zs], w, mask)
+    with torch.no_grad():
+        out = poe_log_softmax(zs, w, mask, backend=backend)
+    assert torch.isfinite(out).all() and torch.allclose(out.double(), want, rtol=tol, atol=tol)
+    lp = poe_log_softmax(zs, w, mask, backend=backend)
+    g_lp = torch.autograd.grad(lp.float().mul(proj).sum(), zs)
+    loss = poe_nll(zs, t, w, mask, reduction="none", backend=backend)
+    ref = F.nll_loss(want, t, reduction="none")
+    assert torch.allclose(loss.double(), ref, rtol=tol, atol=tol), (loss, ref)
+    g = torch.autograd.grad(loss.sum(), zs)
+    zr = [z.detach().float().requires_grad_() for z in zs]
+    gr = torch.autograd.grad(poe_nll(zr, t, w, mask, reduction="sum", backend="reference"), zr)
+    g_lpr = torch.autograd.grad(poe_log_softmax(zr, w, mask, backend="reference")
+                                .mul(proj).sum(), zr)
+    for k in range(3):
+        for a, b in ((g[k], gr[k]), (g_lp[k], g_lpr[k])):
+            assert torch.isfinite(a).all()
+            assert torch.all(a[~mask[:, k]] == 0), f"expert {k}: a missing row has a gradient"
+            assert (a.float() - b).abs().max() <= tol * max(1.0, float(b.abs().max()))
+    soft = torch.rand(16, 4096, generator=torch.Generator().manual_seed(2))
+    bce = poe_bce(zs, soft.to(dtype), w, mask, backend=backend)
+    bref = F.binary_cross_entropy_with_logits(
+        poe_bernoulli_logits(zr, w, mask, backend="reference"), soft)
+    assert torch.allclose(bce.float(), bref, atol=tol)
+    gb = torch.autograd.grad(bce, zs)
+    for k in range(3):
+        assert torch.isfinite(gb[k]).all() and torch.all(gb[k][~mask[:, k]] == 0)
+
+
+def test_fused_masked_weights_per_chunk(small_chunks):
+    """Which experts a chunk reads: all rows present -> the scalar weight, some -> per-row
+    weights, none -> not read at all (a missing expert's chunk is never touched)."""
+    fused = small_chunks
+    mask = _chunk_mask()
+    rw = fused.RowWeights(mask, [1.0, 0.5, 2.0], torch.float32, 3)
+    A, S, N = fused.ALL, fused.SOME, fused.NONE
+    assert rw.kinds[0] == [A, S, S] and rw.kinds[1] == [A, N, S] and rw.kinds[3] == [A, A, N]
+    assert rw.kinds[4] == [A, S, A] and rw.kinds[5] == [A, A, N] and len(rw.kinds) == 6
+    assert rw.partial
+    assert torch.equal(rw.w, mask.float() * torch.tensor([1.0, 0.5, 2.0]))
+    zs = _big(seed=3)
+    terms = rw.terms(zs, [1.0, 0.5, 2.0], 9, 12)  # chunk 3
+    assert [w for _, w in terms] == [1.0, 0.5]  # expert 2 (missing in the whole chunk) not read
+    full = fused.RowWeights(torch.ones(16, 3, dtype=torch.bool), [1.0] * 3, torch.float32, 3)
+    assert not full.partial
+
+
+def test_fused_masked_gradients_are_separate_and_unmasked_ones_shared(small_chunks):
+    """Experts present in every row (weight 1) share the one gradient buffer; an expert missing
+    in some rows gets its own (its missing rows are zero), so no gradient aliases another's."""
+    zs = [z.requires_grad_() for z in _big(seed=4)]
+    mask = torch.ones(16, 3, dtype=torch.bool)
+    mask[2, 1] = mask[9, 2] = False
+    g = torch.autograd.grad(poe_nll(zs, torch.arange(16) % 9, mask=mask, backend="fused"), zs)
+    assert g[1].data_ptr() != g[2].data_ptr() and g[0].data_ptr() not in (g[1].data_ptr(),
+                                                                         g[2].data_ptr())
+    assert torch.all(g[1][2] == 0) and torch.all(g[2][9] == 0)
+    assert torch.equal(g[1][3], g[0][3]) and torch.equal(g[2][2], g[0][2])
+    g2 = torch.autograd.grad(poe_nll(zs, torch.arange(16) % 9, backend="fused"), zs)
+    assert g2[0].data_ptr() == g2[1].data_ptr() == g2[2].data_ptr()
+
+
+def test_fused_runs_on_one_thread_while_the_machine_is_loaded(small_chunks, monkeypatch):
+    """A large call that waited for a core more than LOAD_HIGH of its time makes the next ones
+    run on one thread (then torch's thread count is restored); one that waits less than
+    LOAD_LOW goes back to every thread. The values never change."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(2, before))  # a one-thread process has nothing to give up
+    try:
+        _check_load_watch(small_chunks, monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_load_watch(fused, monkeypatch):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(fused, "LOAD_MIN_ELEMS", 16 * 4096)
+    monkeypatch.setattr(fused, "LOAD_MIN_SECONDS", 0.0)
+    monkeypatch.setitem(fused._load, "single", False)
+    clock = {"waited": 0.0}  # seconds of run delay each call adds, as a share of its wall time
+    seen = []
+    real_sum = fused._weighted_sum
+
+    def delay_ns():
+        return int(clock.get("total", 0))
+
+    def timed_sum(out, terms):  # record the thread count inside the pass; "wait" in proportion
+        seen.append(torch.get_num_threads())
+        t0 = time.perf_counter()
+        real_sum(out, terms)
+        clock["total"] = clock.get("total", 0) + clock["waited"] * (time.perf_counter() - t0) * 5e9
+    monkeypatch.setattr(fused, "_run_delay_ns", delay_ns)
+    monkeypatch.setattr(fused, "_weighted_sum", timed_sum)
+    zs = _big(seed=12)
+    want = paper(zs)
+
+    def call():
+        seen.clear()
+        with torch.no_grad():
+            out = poe_log_softmax(zs, backend="fused")
+        assert torch.allclose(out.double(), want, atol=1e-5)
+        assert torch.get_num_threads() == threads  # restored
+        return set(seen)
+
+    assert call() == {threads}  # quiet: every thread
+    clock["waited"] = 1.0  # loaded: the pass waits for a core
+    assert call() == {threads} and fused._load["single"]  # this call decides for the next
+    assert call() == {1}
+    assert call() == {1} and fused._load["single"]  # still loaded: stays on one thread
+    clock["waited"] = 0.0
+    assert call() == {1} and not fused._load["single"]  # quiet again
+    assert call() == {threads}
+
+
+def test_fused_load_watch_needs_the_kernels_run_delay(small_chunks, monkeypatch):
+    """Where /proc/thread-self/schedstat cannot be read, calls keep torch's thread count."""
+    fused = small_chunks
+    monkeypatch.setattr(fused, "LOAD_MIN_ELEMS", 1)
+    monkeypatch.setattr(fused, "_run_delay_ns", lambda: None)
+    monkeypatch.setitem(fused._load, "single", True)
+    threads = torch.get_num_threads()
+    seen = []
+    real_sum = fused._weighted_sum
+    monkeypatch.setattr(fused, "_weighted_sum",
+                        lambda out, terms: (seen.append(torch.get_num_threads()), real_sum(out, terms)))
+    with torch.no_grad():
+        poe_log_softmax(_big(seed=13), backend="fused")
+    assert set(seen) == {threads}

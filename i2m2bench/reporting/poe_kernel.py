@@ -75,12 +75,18 @@ class _Timings:
 def render_poe_markdown(data: dict) -> str:
     """The PoE kernel table from pytest-benchmark JSON (pure)."""
     benches = data["benchmarks"]
-    timed = [b for b in benches if b["extra_info"].get("mode") in ("fwd", "fwdbwd")]
+    timed = [b for b in benches if b["extra_info"].get("mode") in ("fwd", "fwdbwd")
+             and "kind" not in b["extra_info"]]
     mem = [b for b in benches if b["extra_info"].get("mode") == "memory"]
     if not timed:
         raise ValueError("no throughput benchmarks in the JSON")
     t = _Timings.of(timed)
-    return "\n".join(_environment(t) + _targets(t) + _time_table(t) + _memory(mem))
+    kinds = defaultdict(list)
+    for b in benches:
+        if "kind" in b["extra_info"]:
+            kinds[b["extra_info"]["kind"]].append(b)
+    return "\n".join(_environment(t) + _targets(t) + _time_table(t) + _memory(mem)
+                     + _masked(kinds["masked"]) + _load(kinds["load"]) + _share(kinds["share"]))
 
 
 def _environment(t: _Timings) -> list[str]:
@@ -177,4 +183,89 @@ def _memory(mem: list[dict]) -> list[str]:
         lines += [tabulate(rows, headers=["backend", "peak during call", "gradient buffers",
                                           "extra beyond gradients"], tablefmt="github",
                            disable_numparse=True), ""]
+    return lines
+
+
+#: A mask may cost at most this factor over the unmasked call (fused, forward and forward+backward).
+MASKED_TARGET = 1.1
+#: Fused forward+backward must stay at least this much faster than torch at every load level.
+LOAD_TARGET = 2.0
+
+
+def _masked(benches: list[dict]) -> list[str]:
+    """Masked beside unmasked, per mode and backend, measured side by side in one run."""
+    if not benches:
+        return []
+    cell = {(b["extra_info"]["mode"], b["extra_info"]["backend"], b["extra_info"]["masked"]):
+            b["stats"]["mean"] for b in benches}
+    e0 = benches[0]["extra_info"]
+    k, b, c = e0["K"], e0["B"], e0["C"]
+    absent = max(x["extra_info"]["absent"] for x in benches)
+    lines = [f"## Missing experts: a mask (K={k}, B={b}, C={c}, {absent:.0%} of (row, expert) "
+             "pairs absent)", "",
+             "The same call with and without a mask, side by side in one run (`test_poe_masked`). "
+             "The fused backend folds the mask into per-row weights (one `addcmul` pass per expert "
+             "and chunk, no per-expert selection; experts present in all rows of a chunk keep "
+             "their scalar weight, those present in none are not read). Forward+backward must "
+             "return K distinct gradients when experts are missing in some rows (each with zeros "
+             "in its own missing rows), where the unmasked call returns one buffer shared by the "
+             "K experts: it writes K·B·C instead of B·C, so its memory bound is "
+             f"2K/(K+1) = {2 * k / (k + 1):.2f}× the unmasked one at K={k}.", ""]
+    rows = []
+    for mode, label in (("fwd", "forward"), ("fwdbwd", "forward+backward")):
+        for backend in [x for x in ORDER if (mode, x, False) in cell and (mode, x, True) in cell]:
+            un, ma = cell[(mode, backend, False)], cell[(mode, backend, True)]
+            target = ""
+            if backend == "fused":
+                bound = 1.0 if mode == "fwd" else 2 * k / (k + 1)
+                target = f"≤ {MASKED_TARGET:.1f}×" + ("" if mode == "fwd" else
+                                                       f" (memory bound {bound:.2f}×)")
+            rows.append([label, backend, _fmt_ms(un), _fmt_ms(ma), f"{ma / un:.2f}×", target])
+    lines += [tabulate(rows, headers=["mode", "backend", "unmasked ms", "masked ms",
+                                      "masked / unmasked", "target"], tablefmt="github",
+                       disable_numparse=True), ""]
+    return lines
+
+
+def _load(benches: list[dict]) -> list[str]:
+    """Fused and torch forward+backward with 0, 1, 2, 4 other CPU-bound jobs on the cores."""
+    if not benches:
+        return []
+    cell = {(b["extra_info"]["load_jobs"], b["extra_info"]["backend"]): b for b in benches}
+    e0 = benches[0]["extra_info"]
+    lines = [f"## On a loaded machine (forward+backward, K={e0['K']}, B={e0['B']}, C={e0['C']})", "",
+             "Each level starts that many other training jobs (a small MLP trained in a loop with "
+             "torch's default threads, `LOAD_JOB` in `benchmarks/test_poe_throughput.py`) on the "
+             "same cores and times fused and torch while they run, side by side in one run "
+             "(`test_poe_under_load`; median of 9 rounds). Target: fused ≥ "
+             f"{LOAD_TARGET:.0f}× torch at every level.", ""]
+    rows = []
+    for n in sorted({x for x, _ in cell}):
+        if (n, "torch") not in cell or (n, "fused") not in cell:
+            continue
+        tt, tf = (cell[(n, x)]["stats"]["median"] for x in ("torch", "fused"))
+        rows.append([n, _fmt_ms(tt), _fmt_ms(tf), f"{tt / tf:.1f}×",
+                     f"{cell[(n, 'fused')]['extra_info']['loadavg']:.1f}"])
+    lines += [tabulate(rows, headers=["other jobs", "torch ms", "fused ms", "fused speed-up",
+                                      "load average"], tablefmt="github", disable_numparse=True), ""]
+    return lines
+
+
+def _share(benches: list[dict]) -> list[str]:
+    """The PoE's share of an I2M2 training step at VQA-VS's full answer count."""
+    if not benches:
+        return []
+    e0 = benches[0]["extra_info"]
+    lines = [f"## The PoE's share of an I2M2 training step at VQA size", "",
+             f"I2M2 on VQA-VS at full size: {e0['answers']:,} answers, batch {e0['batch']}, "
+             f"random {e0['dim']}-d image, text and joint features, heads {e0['dim']} → "
+             f"{e0['hidden']} → answers ({e0['parameters']:,} parameters). The share of a "
+             "training step (forward, soft-score loss, backward) spent combining the experts and "
+             "computing the loss on the combination, measured as every board's footer measures it "
+             "(`i2m2bench.harness.training.poe_share`; `test_poe_share_at_vqa_size`, median of 3 "
+             "rounds).", ""]
+    rows = [[b["extra_info"]["backend"], f"{b['extra_info']['share']:.1%}"]
+            for b in sorted(benches, key=lambda b: ORDER.index(b["extra_info"]["backend"]))]
+    lines += [tabulate(rows, headers=["PoE backend", "share of a training step"],
+                       tablefmt="github", disable_numparse=True), ""]
     return lines
