@@ -52,6 +52,7 @@ def run_benchmarks(out_dir: Path, quick: bool = False, extra: list[str] = ()) ->
     if r.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"benchmarks failed (exit {r.returncode}): {' '.join(cmd)}")
+    _stamp_commit(tmp)
     if extra and target.exists():  # a subset (-k ...): replace those entries, keep the others
         new, old = _load(tmp), _load(target)
         names = {b["fullname"] for b in new["benchmarks"]}
@@ -61,6 +62,18 @@ def run_benchmarks(out_dir: Path, quick: bool = False, extra: list[str] = ()) ->
     else:
         os.replace(tmp, target)
     return render_poe_file(out_dir)
+
+
+def _stamp_commit(path: Path) -> None:
+    """Write the run's commit (pytest-benchmark's ``commit_info``; ``+dirty`` for a tree with
+    changes) into every benchmark's ``extra_info``, so that entries merged from several runs
+    each say which code measured them."""
+    data = _load(path)
+    info = data.get("commit_info") or {}
+    commit = (info.get("id") or "unknown")[:12] + ("+dirty" if info.get("dirty") else "")
+    for b in data["benchmarks"]:
+        b.setdefault("extra_info", {})["commit"] = commit
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def _load(path: Path) -> dict:

@@ -142,3 +142,22 @@ def test_benchmark_suite_runs_in_quick_mode(tmp_path):
     mem = {b["extra_info"]["backend"]: b["extra_info"] for b in data["benchmarks"]
            if b["extra_info"]["mode"] == "memory"}
     assert mem["fused"]["grad_buffers"] == 1  # one gradient buffer shared by the K experts
+
+
+def test_each_benchmark_entry_says_which_commit_measured_it(tmp_path):
+    """Entries merged from several `bench -- -k ...` runs each keep their own run's commit, and
+    the sections built from them say it (a dirty tree is marked)."""
+    from i2m2bench.bench import _stamp_commit
+
+    path = tmp_path / "b.json"
+    data = {"commit_info": {"id": "0123456789abcdef", "dirty": True},
+            "benchmarks": [{"extra_info": {"kind": "share", "mode": "train-step", "backend": "fused",
+                                           "answers": 3129, "batch": 512, "dim": 768,
+                                           "hidden": 1536, "parameters": 10, "share": 0.05}}]}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    _stamp_commit(path)
+    entry = json.loads(path.read_text())["benchmarks"][0]
+    assert entry["extra_info"]["commit"] == "0123456789ab+dirty"
+    from i2m2bench.reporting.poe_kernel import _share
+    text = "\n".join(_share([entry]))
+    assert "Measured at commit `0123456789ab+dirty`." in text and "| fused" in text and "5.0%" in text

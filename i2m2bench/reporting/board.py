@@ -242,6 +242,14 @@ def _settings(view: _View) -> list[str]:
                                     "torch", "Date"], tablefmt="github", disable_numparse=True)]
 
 
+#: Where the PoE's share is measured at a dataset's real size, when its board is at another.
+FULL_SIZE_SHARE = {
+    "vqa_vs": "At VQA-VS's real size (3,129 answers, batch 512, 768-d features, heads 768 → 1536) "
+              "the share is measured in [poe_kernel.md](poe_kernel.md#the-poes-share-of-an-i2m2-"
+              "training-step-at-vqa-size) (`python -m i2m2bench bench`).",
+}
+
+
 def _footer(view: _View) -> list[str]:
     """Machines, peak memory, the PoE's share of a step and the robustness protocols' time."""
     units = view.data.units
@@ -257,6 +265,9 @@ def _footer(view: _View) -> list[str]:
                       "experts and the loss on the combination, forward and backward; measured "
                       "after training on one training batch), mean over seeds: "
                       + ", ".join(f"`{m}` {100 * v:.1f}%" for m, v in shares.items()) + "."]
+        datasets = {r.get("dataset") for r in every}
+        for d in sorted(datasets & set(FULL_SIZE_SHARE)):
+            lines += ["", FULL_SIZE_SHARE[d]]
     robust = sum(r["value"] for r in every if r["metric"] == "robustness_eval_seconds")
     rest = sum(r["value"] for r in every
                if r["metric"] in ("train_seconds", "eval_seconds")) - robust

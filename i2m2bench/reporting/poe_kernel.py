@@ -192,6 +192,12 @@ MASKED_TARGET = 1.1
 LOAD_TARGET = 2.0
 
 
+def _measured_at(benches: list[dict]) -> str:
+    """Which code measured these entries (``bench`` stamps each with its run's commit)."""
+    commits = sorted({b["extra_info"].get("commit", "not recorded") for b in benches})
+    return f"Measured at commit {', '.join(f'`{c}`' for c in commits)}."
+
+
 def _masked(benches: list[dict]) -> list[str]:
     """Masked beside unmasked, per mode and backend, measured side by side in one run."""
     if not benches:
@@ -210,7 +216,8 @@ def _masked(benches: list[dict]) -> list[str]:
              "return K distinct gradients when experts are missing in some rows (each with zeros "
              "in its own missing rows), where the unmasked call returns one buffer shared by the "
              "K experts: it writes K·B·C instead of B·C, so its memory bound is "
-             f"2K/(K+1) = {2 * k / (k + 1):.2f}× the unmasked one at K={k}.", ""]
+             f"2K/(K+1) = {2 * k / (k + 1):.2f}× the unmasked one at K={k}. "
+             + _measured_at(benches), ""]
     rows = []
     for mode, label in (("fwd", "forward"), ("fwdbwd", "forward+backward")):
         for backend in [x for x in ORDER if (mode, x, False) in cell and (mode, x, True) in cell]:
@@ -238,7 +245,7 @@ def _load(benches: list[dict]) -> list[str]:
              "torch's default threads, `LOAD_JOB` in `benchmarks/test_poe_throughput.py`) on the "
              "same cores and times fused and torch while they run, side by side in one run "
              "(`test_poe_under_load`; median of 9 rounds). Target: fused ≥ "
-             f"{LOAD_TARGET:.0f}× torch at every level.", ""]
+             f"{LOAD_TARGET:.0f}× torch at every level. " + _measured_at(benches), ""]
     rows = []
     for n in sorted({x for x, _ in cell}):
         if (n, "torch") not in cell or (n, "fused") not in cell:
@@ -263,7 +270,7 @@ def _share(benches: list[dict]) -> list[str]:
              "training step (forward, soft-score loss, backward) spent combining the experts and "
              "computing the loss on the combination, measured as every board's footer measures it "
              "(`i2m2bench.harness.training.poe_share`; `test_poe_share_at_vqa_size`, median of 3 "
-             "rounds).", ""]
+             "rounds). " + _measured_at(benches), ""]
     rows = [[b["extra_info"]["backend"], f"{b['extra_info']['share']:.1%}"]
             for b in sorted(benches, key=lambda b: ORDER.index(b["extra_info"]["backend"]))]
     lines += [tabulate(rows, headers=["PoE backend", "share of a training step"],
