@@ -211,6 +211,26 @@ def test_poe_masked(benchmark, roofline, mode, masked, backend):
         **{f"roofline_{key}": v for key, v in roofline.items()}})
 
 
+def test_poe_masked_fresh_gradient_memory(benchmark, roofline):
+    """The first touch of K fresh (B, C) float32 buffers at the masked size: what a masked
+    backward's K separate gradients cost in memory before any arithmetic (the unmasked call
+    reuses one buffer from the workspace)."""
+    k, b, c = MASKED_SIZE
+    last = {}
+
+    def run():
+        last["out"] = None  # freed first, as a training loop frees last step's gradients
+        last["out"] = torch.empty((k, b, c), device=DEV).fill_(0)
+        sync(DEV)
+
+    benchmark.group = "masked fwdbwd"
+    benchmark.pedantic(run, rounds=_rounds(k, b, c), iterations=1, warmup_rounds=2)
+    benchmark.extra_info.update({
+        "kind": "masked", "mode": "fwdbwd", "K": k, "B": b, "C": c, "backend": "first_touch",
+        "masked": True, "absent": ABSENT, "present_pairs": k * b,
+        **{f"roofline_{key}": v for key, v in roofline.items()}})
+
+
 # ------------------------------------------------------------------ on a loaded machine
 LOADS = (0, 1) if QUICK else (0, 1, 2, 4)
 #: One "other training job": a small MLP trained in a loop with torch's default thread count

@@ -231,6 +231,15 @@ def _masked(benches: list[dict]) -> list[str]:
     lines += [tabulate(rows, headers=["mode", "backend", "unmasked ms", "masked ms",
                                       "masked / unmasked", "target"], tablefmt="github",
                        disable_numparse=True), ""]
+    touch, un = cell.get(("fwdbwd", "first_touch", True)), cell.get(("fwdbwd", "fused", False))
+    if touch and ("fwdbwd", "fused", True) in cell:
+        ma = cell[("fwdbwd", "fused", True)]
+        lines += [f"Of the masked forward+backward's {_fmt_ms(ma)} ms, the first touch of its K "
+                  f"fresh gradient buffers ({k * b * c * 4 / 2**30:.1f} GiB, timed alone in the "
+                  f"same run: `torch.empty(K, B, C).fill_(0)`) takes {_fmt_ms(touch)} ms; "
+                  f"without it, {(ma - touch) / un:.2f}× the unmasked call.", ""]
+    lines += ["Made by `python -m i2m2bench bench` (this section alone: "
+              "`python -m i2m2bench bench -- -k masked`).", ""]
     return lines
 
 
@@ -255,6 +264,8 @@ def _load(benches: list[dict]) -> list[str]:
                      f"{cell[(n, 'fused')]['extra_info']['loadavg']:.1f}"])
     lines += [tabulate(rows, headers=["other jobs", "torch ms", "fused ms", "fused speed-up",
                                       "load average"], tablefmt="github", disable_numparse=True), ""]
+    lines += ["Made by `python -m i2m2bench bench` (this section alone: "
+              "`python -m i2m2bench bench -- -k load`).", ""]
     return lines
 
 
@@ -275,4 +286,6 @@ def _share(benches: list[dict]) -> list[str]:
             for b in sorted(benches, key=lambda b: ORDER.index(b["extra_info"]["backend"]))]
     lines += [tabulate(rows, headers=["PoE backend", "share of a training step"],
                        tablefmt="github", disable_numparse=True), ""]
+    lines += ["Made by `python -m i2m2bench bench` (this section alone: "
+              "`python -m i2m2bench bench -- -k share`).", ""]
     return lines
