@@ -162,3 +162,19 @@ def test_every_run_records_the_numerics_that_decide_its_numbers():
         env={**__import__("os").environ, "ATEN_CPU_CAPABILITY": "default"},
         capture_output=True, text=True, check=True)
     assert forced.stdout.strip() == "DEFAULT"  # the kernels PyTorch was forced onto
+
+
+def test_vqa_vs_board_links_the_share_measured_at_full_size():
+    """The VQA-VS board (embedded, 22 answers) points to the PoE share measured at VQA's real
+    answer count in poe_kernel.md, and that section exists there; other boards do not."""
+    from i2m2bench.harness.store import quiet, read_rows
+    from i2m2bench.reporting.board import render_markdown
+
+    lb = Path(__file__).resolve().parents[1] / "leaderboards"
+    vqa = render_markdown(read_rows(lb / "results" / "vqa_vs-embedded-vqa_vs.jsonl", report=quiet))
+    link = "poe_kernel.md#the-poes-share-of-an-i2m2-training-step-at-vqa-size"
+    assert link in vqa
+    assert "## The PoE's share of an I2M2 training step at VQA size" in \
+        (lb / "poe_kernel.md").read_text(encoding="utf-8")
+    nlvr2 = render_markdown(read_rows(lb / "results" / "nlvr2-embedded-nlvr2.jsonl", report=quiet))
+    assert link not in nlvr2
