@@ -181,10 +181,17 @@ def _cmd_leaderboard(args) -> int:
             stale += stale_poe(gpu)
         for s in stale:
             print(f"stale: {s}", file=sys.stderr)
+        checked = publish.verify_evidence(out, boards)
+        for problem in checked.problems:
+            print(f"evidence: {problem}", file=sys.stderr)
         if stale:
             print("run `python -m i2m2bench leaderboard` and commit the result", file=sys.stderr)
+        if stale or checked.problems:
             return 1
-        print(f"leaderboards in {out} are up to date")
+        unverified = (f"; no predictions to check for {', '.join(checked.unverified_boards)}"
+                      if checked.unverified_boards else "")
+        print(f"leaderboards in {out} are up to date; {checked.verified} published scores "
+              f"recomputed from their predictions agree{unverified}")
         return 0
     for p in publish.render_all(out, boards):
         print(f"wrote {p}")

@@ -35,6 +35,7 @@ compressed.
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,8 +109,17 @@ def save_predictions(path: Path, predictions: Predictions) -> None:
 
 
 def load_predictions(path: Path) -> Predictions:
-    """Read a predictions file (no pickles); ``ValueError`` naming the file when it is not one."""
-    with np.load(Path(path), allow_pickle=False) as z:
+    """Read a predictions file (no pickles); ``ValueError`` naming the file when it is not one
+    or cannot be read whole (truncated, a member missing)."""
+    try:
+        return _load(Path(path))
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: cannot read the predictions ({type(exc).__name__}: "
+                         f"{str(exc).strip(chr(34) + chr(39))})") from exc
+
+
+def _load(path: Path) -> Predictions:
+    with np.load(path, allow_pickle=False) as z:
         files = set(z.files)
         if "format" not in files or str(z["format"]) != FORMAT:
             raise ValueError(f"{path}: not an i2m2bench predictions file ({FORMAT})")

@@ -50,10 +50,12 @@ def test_help_for_newcomers():
 
 
 def test_bad_config_is_one_clear_error_without_traceback(tmp_path):
-    r = cli("run", "--gin", str(tmp_path / "missing.gin"))
+    scratch = ("--out", str(tmp_path), "--leaderboard-dir", str(tmp_path))  # not the published
+    # folder, which a working tree with uncommitted changes may not write to
+    r = cli("run", "--gin", str(tmp_path / "missing.gin"), *scratch)
     assert r.returncode == 2 and "error: gin file" in r.stderr and "Traceback" not in r.stderr
     r = cli("run", "--gin", "gin/toy_smoke.gin", "--methods", "i2m3", "--out", str(tmp_path),
             "--leaderboard-dir", str(tmp_path))
     assert r.returncode == 2 and "Did you mean 'i2m2'" in r.stderr and "Traceback" not in r.stderr
-    r = cli("run", "--debug", "--gin", str(tmp_path / "missing.gin"))
+    r = cli("run", "--debug", "--gin", str(tmp_path / "missing.gin"), *scratch)
     assert r.returncode != 0 and "Traceback" in r.stderr

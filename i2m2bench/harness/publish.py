@@ -40,6 +40,7 @@ from i2m2bench.reporting.machines import (BoardComparison, Side, compare_boards,
                                           machines_section)
 from i2m2bench.reporting.rows import has_settings
 from i2m2bench.reporting.significance import Evidence, Key, row_key
+from i2m2bench.reporting.verify import Verification, verify_board
 
 PREDICTIONS = "predictions"
 RESULTS = "results"
@@ -284,13 +285,37 @@ def stale_boards(out_dir: Path, boards: list[str] | None = None) -> list[str]:
             skipped: list[Skipped] = []
             rows = read_rows(results, skipped=skipped)
             evidence = evidence_of(folder, results.stem)
-            why = board_is_stale(rows, board_path(results, folder), source=results,
-                                 evidence=evidence,
-                                 extra=board_extra(results, folder, rows, evidence, skipped,
-                                                   report=quiet))
+            try:
+                why = board_is_stale(rows, board_path(results, folder), source=results,
+                                     evidence=evidence,
+                                     extra=board_extra(results, folder, rows, evidence, skipped,
+                                                       report=quiet))
+            except ValueError as exc:  # unreadable evidence: verify_evidence names the unit
+                why = f"{board_path(results, folder)}: cannot be rendered to compare ({exc})"
             if why:
                 stale.append(why)
     return stale
+
+
+def verify_evidence(out_dir: Path, boards: list[str] | None = None) -> Verification:
+    """Every shown score of the boards of ``out_dir`` (all, or ``boards``; with its replica
+    folders when all) recomputed from the published predictions
+    (:func:`i2m2bench.reporting.verify.verify_board`): scores verified, and every problem. A
+    board none of whose units has predictions is named in a problem-free note instead."""
+    total = Verification()
+    folders = [(out_dir, _selected(out_dir, boards))]
+    if boards is None:
+        folders = [(f, results_files(f)) for f in replica_folders(out_dir)] + folders
+    for folder, selected in folders:
+        for results in selected:
+            found = verify_board(str(results), read_rows(results, report=quiet),
+                                 evidence_of(folder, results.stem),
+                                 lambda key, f=folder, b=results.stem: str(prediction_path(f, b, key)))
+            total.verified += found.verified
+            total.problems += found.problems
+            if found.unverified:
+                total.unverified_boards.append(str(results))
+    return total
 
 
 def find_board(out_dir: Path, board: str | None = None) -> Path:
@@ -324,6 +349,13 @@ def compare_folders(first: Path, second: Path, board: str | None = None) -> Boar
     other = find_board(second, results.stem)
     sides = [Side(str(folder), read_rows(r), evidence_of(folder, r.stem))  # no lock: read-only
              for folder, r in ((first, results), (second, other))]
+    for (folder, r), side in zip(((first, results), (second, other)), sides):
+        found = verify_board(str(r), side.rows, side.evidence,
+                             lambda key, f=folder, b=r.stem: str(prediction_path(f, b, key)))
+        if found.problems:  # a comparison of numbers their own evidence contradicts means nothing
+            more = f" (and {len(found.problems) - 1} more)" if len(found.problems) > 1 else ""
+            raise ValueError(f"{found.problems[0]}{more}; `python -m i2m2bench leaderboard "
+                             f"--check --leaderboard-dir {folder}` lists every one")
     return compare_boards(*sides)
 
 
