@@ -20,7 +20,7 @@ from typing import Callable, Literal, Mapping
 
 from i2m2bench.fusion.base import Fusion
 from i2m2bench.harness.errors import ConfigError
-from i2m2bench.harness.checkpoints import load_checkpoint
+from i2m2bench.harness.checkpoints import load_checkpoint, recorded_digest
 from i2m2bench.registry import Registry
 
 
@@ -81,7 +81,7 @@ RECIPES: Registry[Recipe] = Registry("recipe")
 
 def _state(ck: Checkpoint) -> dict:
     try:
-        return load_checkpoint(ck.path)
+        return load_checkpoint(ck.path, recorded_digest(ck.path))  # the expert it trained
     except Exception as exc:  # truncated or foreign file where our checkpoint should be
         raise ConfigError(f"{ck.path}: cannot load the checkpoint of {ck.method}/seed{ck.seed} "
                           f"({type(exc).__name__}: {exc}); delete {ck.path.parent} (or pass "

@@ -194,7 +194,7 @@ class SuiteRun:
         u, action, main = job.unit, job.result.action, distributed.is_main()
         metrics = job.files.read_metrics() if action == EVALUATE and main else {}
         what = ("training" if action == TRAIN else "new protocols" if metrics
-                else "re-evaluating (metrics.json unreadable)")
+                else "re-evaluating (metrics.json unreadable or not verified)")
         if progress is not None:
             progress.begin(f"{self.where(u)}: {what}")
         try:

@@ -2,7 +2,7 @@
 
 * ``model.pt`` — the selected checkpoint (:mod:`i2m2bench.harness.checkpoints`);
 * ``operative_config.gin`` — gin's operative config of the run that trained it;
-* ``unit.json`` — its settings and training history;
+* ``unit.json`` — its settings, training history and the checkpoint's sha256;
 * ``metrics.json`` — its scores (one per declared metric per protocol, plus ``val``), its figures,
   and the date, provenance and config hash of its stored records; written last, it marks the
   unit complete and is the truth the result store heals from;
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from i2m2bench.fileio import is_temporary, locked, write_text_atomic
-from i2m2bench.harness.checkpoints import load_checkpoint, save_checkpoint
+from i2m2bench.harness.checkpoints import load_checkpoint, recorded_digest, save_checkpoint
 from i2m2bench.harness.store import unit_record_problem
 from i2m2bench.predictions import FILE as PREDICTIONS_FILE
 from i2m2bench.predictions import Predictions, load_predictions, save_predictions
@@ -76,7 +76,26 @@ class UnitFiles:
                                        "scores": data["scores"], "info": data["info"]})
         if problem:
             return {}, problem.replace("a unit record whose ", "")
+        problem = self.evidence_problem(data["scores"])
+        if problem:
+            return {}, problem
         return data, None
+
+    def evidence_problem(self, scores: list[dict]) -> str | None:
+        """Why ``metrics.json``'s scores are not to be trusted, or None: each is recomputed from
+        ``predictions.npz`` (:func:`i2m2bench.reporting.verify.scores_problem`), which must be
+        there and say the same -- an edited score, or predictions of another unit, make the
+        unit one to evaluate again from its checkpoint (no retraining), never rows to publish."""
+        from i2m2bench.reporting.verify import scores_problem
+
+        path = self.predictions_path
+        if not path.is_file():
+            return f"no {PREDICTIONS_FILE} beside it to verify its scores against"
+        try:
+            pred = load_predictions(path)
+        except ValueError as exc:
+            return str(exc)
+        return scores_problem(scores, pred, str(path))
 
     def read_metrics(self) -> dict:
         """A complete unit's ``metrics.json`` ({} when unreadable: the unit is then re-evaluated
@@ -117,13 +136,14 @@ class UnitFiles:
         write_text_atomic(self.folder / "failed.json",
                           json.dumps({"unit": unit_key, "error": message}))
 
-    def save_checkpoint(self, state: dict) -> None:
-        """Write ``model.pt`` atomically."""
-        save_checkpoint(self.checkpoint_path, state)
+    def save_checkpoint(self, state: dict) -> str:
+        """Write ``model.pt`` atomically; its sha256 (for ``unit.json``)."""
+        return save_checkpoint(self.checkpoint_path, state)
 
     def load_checkpoint(self) -> dict:
-        """The state dict of ``model.pt`` (tensors only); raises what ``torch.load`` raises."""
-        return load_checkpoint(self.checkpoint_path)
+        """The state dict of ``model.pt`` (tensors only), refused when its digest is not the one
+        ``unit.json`` recorded; raises what ``torch.load`` raises."""
+        return load_checkpoint(self.checkpoint_path, recorded_digest(self.checkpoint_path))
 
     def write_operative_config(self, text: str) -> None:
         """``operative_config.gin``."""

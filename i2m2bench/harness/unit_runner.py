@@ -204,7 +204,7 @@ class UnitRunner:
         info = dict(zip(UNIT_INFO, (res.seconds, res.samples_per_s, eval_s, robust_s,
                                     res.epochs_run, res.best_epoch, peak_mb, share)))
         info = {k: v for k, v in info.items() if v is not None}
-        files.save_checkpoint(model.state_dict())
+        digest = files.save_checkpoint(model.state_dict())
         self.save_predictions(job, preds, fresh=True)
         files.write_operative_config(gin.operative_config_str())
         files.write_unit_json(
@@ -213,7 +213,7 @@ class UnitRunner:
                       "recipe": u.config.recipe, "pretrain": u.config.pretrain,
                       "protocols": u.config.protocols},
              "train": u.train.as_dict(), "task": self.workspace.task_identity(),
-             "history": res.history})
+             "history": res.history, "checkpoint_sha256": digest})
         stored = self.store(job, scores, info, replace=True)
         files.write_metrics(scores, info, metrics_meta([stored]))
         self._report(job, self.records.summary_values(scores), info,
@@ -291,8 +291,8 @@ class UnitRunner:
         u, files, where = job.unit, job.files, self.workspace.where(job.unit)
         _, problem = files.metrics_problem()
         path = files.checkpoint_path
-        job.log(f"[i2m2bench] {files.metrics_path}: unreadable ({problem}); re-evaluating "
-                f"{where} from {path} (no retraining)")
+        job.log(f"[i2m2bench] {files.metrics_path}: unreadable or not verified ({problem}); "
+                f"re-evaluating {where} from {path} (no retraining)")
         model = self.build(u)
         try:
             model.load_state_dict(files.load_checkpoint())

@@ -43,6 +43,42 @@ class Verification:
     unverified_boards: list[str] = field(default_factory=list)  # over several boards
 
 
+def recompute(pred, protocol: str, metric: str) -> float:
+    """Metric ``metric`` of ``protocol`` from a unit's :class:`~i2m2bench.predictions.Predictions`
+    (``KeyError`` for a protocol it lacks, :class:`~i2m2bench.metrics.MetricError` for a metric
+    that does not apply)."""
+    split = pred.split[protocol]
+    return metrics.compute(metric, pred.pred[protocol], pred.target[split], pred.problem,
+                           pred.groups.get(split), pred.labels)
+
+
+def agrees(stored, value) -> bool:
+    """Whether a stored score and its recomputed value are the same number (see the module
+    docstring for the tolerance)."""
+    if not isinstance(stored, (int, float)) or isinstance(stored, bool) or value is None:
+        return False
+    if math.isnan(value) or math.isnan(stored):
+        return math.isnan(value) and math.isnan(stored)
+    return math.isclose(value, stored, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+
+
+def scores_problem(scores: list[dict], pred, source: str) -> str | None:
+    """Why the scores of a ``metrics.json`` (``{protocol, metric, value}`` each) are not what
+    the unit's predictions (read from ``source``) give, or None: the first that differs, or a
+    protocol the predictions lack."""
+    for s in scores:
+        try:
+            value = recompute(pred, s["protocol"], s["metric"])
+        except KeyError:
+            return f"{source} holds no predictions for its {s['protocol']!r} score"
+        except (metrics.MetricError, ValueError, IndexError) as exc:
+            return f"its {s['protocol']} {s['metric']} cannot be recomputed from {source} ({exc})"
+        if not agrees(s.get("value"), value):
+            return (f"its {s['protocol']} {s['metric']} is {s.get('value')!r} but {source} gives "
+                    f"{value!r}")
+    return None
+
+
 def shown_rows(rows: list[dict]) -> list[dict]:
     """The rows a board shows: each (setting, method) key's latest unit."""
     latest = latest_units(rows, key=lambda r: (r.get("setting"), board_method(r)))
@@ -96,24 +132,19 @@ def verify_board(source: str, rows: list[dict], evidence: Evidence,
             out.problems.append(f"{what}: {where(row_key(r))} holds no predictions for {proto!r} "
                                 f"(it has {', '.join(sorted(pred.pred)) or 'none'})")
             continue
-        split = pred.split[proto]
         try:
-            value = metrics.compute(r["metric"], pred.pred[proto], pred.target[split],
-                                    pred.problem, pred.groups.get(split), pred.labels)
+            value = recompute(pred, proto, r["metric"])
         except (metrics.MetricError, KeyError, ValueError, IndexError) as exc:
             out.problems.append(f"{what}: cannot recompute it from {where(row_key(r))} "
                                 f"({type(exc).__name__}: {exc})")
             continue
-        stored = r["value"]
-        same = (value is not None and stored is not None
-                and ((math.isnan(value) and math.isnan(stored))
-                     or math.isclose(value, stored, rel_tol=REL_TOL, abs_tol=ABS_TOL)))
-        if not same:
-            out.problems.append(f"{what}: the row says {stored!r}, its predictions "
+        if not agrees(r["value"], value):
+            out.problems.append(f"{what}: the row says {r['value']!r}, its predictions "
                                 f"({where(row_key(r))}) give {value!r}")
             continue
         out.verified += 1
     return out
 
 
-__all__ = ["Verification", "verify_board", "shown_rows", "NOT_PREDICTED"]
+__all__ = ["Verification", "verify_board", "shown_rows", "recompute", "agrees", "scores_problem",
+           "NOT_PREDICTED"]

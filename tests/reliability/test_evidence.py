@@ -158,3 +158,87 @@ def test_compare_refuses_a_side_its_own_evidence_contradicts(capsys, lb, tmp_pat
                      r"\(unit \w+\) val accuracy: the row says .* give .*leaderboard --check "
                      rf"--leaderboard-dir {re.escape(str(other))}` lists every one", lines[0]), lines[0]
     assert snapshot(other) == before
+
+
+# ------------------------------------------- a run folder's metrics.json against its predictions
+def _edit_metrics(path, protocol, delta):
+    data = json.loads(path.read_text())
+    for s in data["scores"]:
+        if s["protocol"] == protocol:
+            s["value"] += delta
+    path.write_text(json.dumps(data, indent=1))
+
+
+@pytest.mark.parametrize("tamper", ["edited score", "other unit's predictions"])
+def test_a_metrics_json_its_predictions_contradict_is_never_published(trained, capsys, tamper):
+    """The run folder's metrics.json, from which the store heals, is itself verified against
+    predictions.npz: an edited score (or the predictions of another unit) makes the unit one to
+    evaluate again from its checkpoint -- no retraining, the true rows kept -- never rows to
+    re-emit."""
+    unit = trained.unit_dir("late_fusion")
+    metrics = unit / "metrics.json"
+    original = json.loads(metrics.read_text())
+    if tamper == "edited score":
+        _edit_metrics(metrics, "test", 0.25)
+        why = r"its test accuracy is [\d.]+ but .*late_fusion.*predictions\.npz gives [\d.]+"
+    else:
+        (unit / "predictions.npz").write_bytes(
+            (trained.unit_dir("a_only") / "predictions.npz").read_bytes())
+        why = r"its \w+ accuracy is [\d.]+ but .*late_fusion.*predictions\.npz gives [\d.]+"
+    mtimes = trained.mtimes()
+    board = trained.board_md.read_bytes()
+    code, _, err = trained.run(capsys=capsys)
+    assert code == 0, err
+    assert re.search(rf"{re.escape(str(metrics))}: unreadable or not verified \({why}\); "
+                     r"re-evaluating late_fusion/seed0 from .*model\.pt \(no retraining\)", err), err
+    assert trained.mtimes() == mtimes  # nothing retrained
+    assert trained.results.read_bytes() == trained.original  # the true rows, kept as they were
+    assert trained.board_md.read_bytes() == board
+    again = json.loads(metrics.read_text())
+    assert [s["value"] for s in again["scores"]] == [s["value"] for s in original["scores"]]
+    code, out, err = check(capsys, trained.lb)
+    assert code == 0, err
+
+
+# ------------------------------------------------------------- checkpoints verified by digest
+def test_unit_json_records_the_checkpoints_digest(trained):
+    import hashlib
+
+    for method in ("a_only", "b_only", "late_fusion"):
+        unit = trained.unit_dir(method)
+        recorded = json.loads((unit / "unit.json").read_text())["checkpoint_sha256"]
+        assert recorded == hashlib.sha256((unit / "model.pt").read_bytes()).hexdigest()
+
+
+def test_i2m2_refuses_an_expert_checkpoint_that_is_not_the_experts(trained, capsys):
+    """Another method's model.pt copied over an expert's: I2M2 does not fine-tune from it."""
+    expert = trained.unit_dir("a_only") / "model.pt"
+    expert.write_bytes((trained.unit_dir("b_only") / "model.pt").read_bytes())
+    board = trained.board_md.read_bytes()
+    code, _, err = trained.run(capsys=capsys, methods=("i2m2",))
+    assert code == 2, err
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(r"error: .*a_only.*model\.pt: cannot load the checkpoint of a_only/seed0 "
+                     r"\(ValueError: it is not the checkpoint this unit trained: its sha256 is "
+                     r"\w+…, unit\.json records \w+… .*\); delete .* \(or pass --force\) to "
+                     r"retrain it", lines[0]), lines[0]
+    assert trained.results.read_bytes() == trained.original
+    assert trained.board_md.read_bytes() == board
+    assert not list(trained.runs.rglob("i2m2/*/seed0/model.pt"))
+
+
+def test_a_replaced_checkpoint_is_never_evaluated_as_the_units(trained, capsys):
+    """A unit whose metrics.json cannot be read is re-evaluated from its checkpoint -- unless
+    that is not the checkpoint it trained: then it is trained again."""
+    unit = trained.unit_dir("late_fusion")
+    (unit / "model.pt").write_bytes((trained.unit_dir("a_only") / "model.pt").read_bytes())
+    (unit / "metrics.json").write_text("{")
+    code, _, err = trained.run(capsys=capsys)
+    assert code == 0, err
+    assert re.search(r"late_fusion.*model\.pt: cannot load it either \(ValueError: it is not the "
+                     r"checkpoint this unit trained: .*\); training late_fusion/seed0 again", err), err
+    assert json.loads((unit / "unit.json").read_text())["checkpoint_sha256"] != \
+        json.loads((trained.unit_dir("a_only") / "unit.json").read_text())["checkpoint_sha256"]
+    code, _, err = check(capsys, trained.lb)
+    assert code == 0, err
