@@ -172,3 +172,49 @@ def test_an_empty_replica_is_no_replica(tmp_path, make_row, masks, target):
     assert replicas_of(lb, BOARD) == []
     _folder(lb / "machines" / "avx2", make_row, masks, target)
     assert [r.name for r in replicas_of(lb, BOARD)] == ["avx2"]
+
+
+def test_a_replica_says_how_it_was_made_and_a_simulation_is_labelled(tmp_path, make_row, masks,
+                                                                      target):
+    """machine.json beside a replica's results: its note follows the machine's line, and a
+    simulated one (kernels forced on another CPU) is labelled so; a malformed one is refused by
+    name."""
+    import json
+
+    lb = _folder(tmp_path / "lb", make_row, masks, target)
+    sim = _folder(lb / "machines" / "avx2", make_row, masks, target)
+    real = _folder(lb / "machines" / "real", make_row, masks, target)
+    (sim / "machine.json").write_text(json.dumps({"simulated": True, "note": "forced AVX2"}))
+    (real / "machine.json").write_text(json.dumps({"simulated": False, "note": "an AVX2 EPYC"}))
+    render_all(lb)
+    md = (lb / f"{BOARD}.md").read_text()
+    assert "**`avx2`** — cpu (**simulated** — forced AVX2): 3 method(s)" in md
+    assert "**`real`** — cpu (an AVX2 EPYC): 3 method(s)" in md
+    assert stale_boards(lb) == []
+    (sim / "machine.json").write_text(json.dumps({"simulated": "yes"}))
+    with pytest.raises(ValueError, match=r"avx2/machine\.json: expected an object with a string "
+                                         r"\"note\" and a boolean \"simulated\""):
+        replicas_of(lb, BOARD)
+
+
+def test_a_forced_kernel_is_in_the_record_and_on_the_label(monkeypatch):
+    """The numerics record names what the math libraries dispatch on, and an environment
+    variable forcing a kernel choice is recorded and shown: a forced-kernel run never passes for
+    the machine it imitates. (Any x86-64 CPU: 'default' is a capability every one has.)"""
+    import torch
+
+    from i2m2bench.numerics import DISPATCH_ENV, ISA_FLAGS, numerics, numerics_label
+
+    for name in DISPATCH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    plain = numerics(torch.device("cpu"))
+    assert "dispatch_env" not in plain and "(forced" not in numerics_label(plain)
+    assert set(plain["math"]) >= {"blas"}
+    assert all(f in ISA_FLAGS for f in plain.get("isa", []))  # /proc/cpuinfo's, where it exists
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    forced = numerics(torch.device("cpu"))
+    assert forced["dispatch_env"] == {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    assert forced != plain
+    assert numerics_label(forced).endswith(
+        f"{plain['cpu_capability']} (forced: MKL_ENABLE_INSTRUCTIONS=AVX2), "
+        f"{plain['threads']} threads")

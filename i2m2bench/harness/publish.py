@@ -197,8 +197,33 @@ def replicas_of(out_dir: Path, board: str, report=None) -> list[Side]:
         results = folder / "results" / f"{board}.jsonl"
         rows = read_rows(results, report=report) if results.is_file() else []  # no lock: a
         if rows:  # read-only checkout can be checked; an empty replica has nothing to compare
-            out.append(Side(folder.name, rows, evidence_of(folder, board)))
+            out.append(Side(folder.name, rows, evidence_of(folder, board), machine_note(folder)))
     return out
+
+
+MACHINE_FILE = "machine.json"
+
+
+def machine_note(folder: Path) -> str:
+    """What a replica folder's ``machine.json`` says of how it was made (its ``"note"``), "" when
+    it has none. A replica made by forcing kernels on another CPU says ``"simulated": true``: the
+    Across machines section then labels it a simulation of that machine, not the machine."""
+    import json
+
+    path = Path(folder) / MACHINE_FILE
+    if not path.is_file():
+        return ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not readable JSON ({exc}); expected {{\"note\": \"...\", "
+                         "\"simulated\": true|false}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("note", ""), str) \
+            or not isinstance(data.get("simulated", False), bool):
+        raise ValueError(f"{path}: expected an object with a string \"note\" and a boolean "
+                         "\"simulated\"")
+    label = "**simulated** — " if data.get("simulated") else ""
+    return (label + data.get("note", "")).strip()
 
 
 def board_extra(results_path: Path, out_dir: Path, rows: list[dict], evidence: Evidence,

@@ -42,7 +42,7 @@ _workspace_lock = threading.Lock()
 
 # On a loaded machine (other processes on the same cores) the chunked pass, hundreds of short
 # parallel regions per call, waits at each region's end for a thread the scheduler has put aside:
-# measured forward+backward, K=3, B=4096, C=32768, 2 cores, with four other training jobs: 2,700-
+# measured forward+backward, K=3, B=4096, C=32768, 2 Xeon cores, with four other training jobs: 2,700-
 # 5,300 ms on 2 threads, 1,000-1,400 ms on 1 (torch's cross_entropy: 3,000 ms). So a large call
 # watches how long its thread waited for a core (the kernel's run delay, /proc/thread-self/
 # schedstat): above LOAD_HIGH of its wall time, the next large calls run on one thread, until

@@ -42,6 +42,7 @@ class Side:
     name: str
     rows: list[dict]
     evidence: Evidence
+    note: str = ""  # how this machine's rows were made (a replica folder's machine.json)
 
 
 @dataclass
@@ -210,7 +211,11 @@ def machines_section(board: Side, replicas: list[Side]) -> list[str]:
     here = "; ".join(cmps[0].machines[0])
     lines.append(f"* **this board** — {here}")
     for r, c in zip(replicas, cmps):
-        lines.append(f"* **`{r.name}`** — {'; '.join(c.machines[1])}: {len(c.compared)} "
+        forced = any("(forced:" in m for m in c.machines[1])
+        note = r.note or ("**simulated** — kernels forced on another CPU (see its numerics)"
+                          if forced else "")
+        lines.append(f"* **`{r.name}`** — {'; '.join(c.machines[1])}"
+                     + (f" ({note})" if note else "") + f": {len(c.compared)} "
                      f"method(s) compared"
                      + (f" ({_names(c.other_hash)} with another unit hash: other settings or "
                         "code)" if c.other_hash else ", every unit hash the same")

@@ -195,7 +195,11 @@ LOAD_TARGET = 2.0
 def _measured_at(benches: list[dict]) -> str:
     """Which code measured these entries (``bench`` stamps each with its run's commit)."""
     commits = sorted({b["extra_info"].get("commit", "not recorded") for b in benches})
-    return f"Measured at commit {', '.join(f'`{c}`' for c in commits)}."
+    machines = sorted({f"{b['extra_info'].get('roofline_device', '?')} "
+                       f"({b['extra_info'].get('roofline_device_type', '?')}, "
+                       f"{b['extra_info'].get('roofline_threads', '?')} threads)" for b in benches})
+    return (f"Measured at commit {', '.join(f'`{c}`' for c in commits)} on "
+            f"{', '.join(machines)}.")
 
 
 def _masked(benches: list[dict]) -> list[str]:
