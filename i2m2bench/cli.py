@@ -283,6 +283,12 @@ def _cmd_bench(args) -> int:
         out = Path(args.leaderboard_dir)
     else:
         out = default_out_dir(args.quick)
+    if not args.allow_dirty:  # published figures come from committed code (benchmarks/ too)
+        from i2m2bench.harness.store.provenance import CODE_PATHS, dirty_tree_problem
+
+        problem = dirty_tree_problem(out, CODE_PATHS + ("benchmarks",), made="figures")
+        if problem:
+            raise ValueError(problem)
     path = run_benchmarks(out, quick=args.quick, extra=args.pytest_args)
     print(f"wrote {path}")
     if args.quick and args.leaderboard_dir is None:
@@ -410,6 +416,9 @@ def _add_prepare_verify_bench(sub, common) -> None:
     bn.add_argument("--leaderboard-dir", default=None, metavar="DIR",
                     help="where bench/poe_kernel.json and poe_kernel.md go (default: "
                          "leaderboards/, with --quick runs/bench-quick/)")
+    bn.add_argument("--allow-dirty", action="store_true",
+                    help="measure into the published leaderboards/ even from code with "
+                         "uncommitted changes (each figure records its commit as +dirty)")
     bn.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
                     help="extra pytest arguments after --, e.g. -- -k fwdbwd")
     bn.set_defaults(func=_cmd_bench)

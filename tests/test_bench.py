@@ -155,11 +155,15 @@ def test_each_benchmark_entry_says_which_commit_measured_it(tmp_path):
     data = {"commit_info": {"id": "0123456789abcdef", "dirty": True},
             "benchmarks": [{"extra_info": {"kind": "share", "mode": "train-step", "backend": "fused",
                                            "answers": 3129, "batch": 512, "dim": 768,
-                                           "hidden": 1536, "parameters": 10, "share": 0.05}}]}
+                                           "hidden": 1536, "parameters": 10, "share": 0.05,
+                                           "roofline_device": "Some CPU",
+                                           "roofline_device_type": "cpu",
+                                           "roofline_threads": 2}}]}
     path.write_text(json.dumps(data), encoding="utf-8")
     _stamp_commit(path)
     entry = json.loads(path.read_text())["benchmarks"][0]
     assert entry["extra_info"]["commit"] == "0123456789ab+dirty"
     from i2m2bench.reporting.poe_kernel import _share
     text = "\n".join(_share([entry]))
-    assert "Measured at commit `0123456789ab+dirty`." in text and "| fused" in text and "5.0%" in text
+    assert "Measured at commit `0123456789ab+dirty` on Some CPU (cpu, 2 threads)." in text
+    assert "| fused" in text and "5.0%" in text

@@ -120,3 +120,30 @@ def test_line_only_when_shown_rows_are_dirty(tmp_path, demo_rows):
     n = len({r["method"] for r in demo_rows})
     assert f"**From uncommitted code:** the rows of 1 of the {n} methods on this board (`{m}`) " \
         "were run from code that differed from its commit (abc+dirty)" in text
+
+
+def test_bench_into_the_published_folder_from_uncommitted_code_is_refused(checkout, board,
+                                                                          capsys, monkeypatch):
+    """`bench` publishes figures too: from a tree whose code or benchmarks/ differ from the
+    commit, it is refused before anything is measured, naming the files and --allow-dirty."""
+    import i2m2bench.bench as bench
+
+    def measured(*a, **k):
+        raise AssertionError("bench measured before refusing")
+
+    monkeypatch.setattr(bench, "run_benchmarks", measured)
+    (checkout / "benchmarks").mkdir()
+    (checkout / "benchmarks" / "test_x.py").write_text("v1\n")
+    git(checkout, "add", "benchmarks")
+    git(checkout, "commit", "-q", "-m", "bench")
+    (checkout / "benchmarks" / "test_x.py").write_text("v2\n")
+    before = snapshot(board.path)
+    code = main(["bench", "--leaderboard-dir", str(board.path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "the published leaderboards; " in err and "uncommitted changes to benchmarks/test_x.py" \
+        in err and "its figures would come from code that is in no commit" in err, err
+    assert "--allow-dirty (each figure then records its commit as +dirty)" in err
+    assert snapshot(board.path) == before
+    monkeypatch.setattr(bench, "run_benchmarks", lambda out, **k: out / "poe_kernel.md")
+    assert main(["bench", "--leaderboard-dir", str(board.path), "--allow-dirty"]) == 0

@@ -39,13 +39,13 @@ def suite_checkout() -> Path | None:
     return where if (where / ".git").exists() else None
 
 
-def dirty_files(checkout: Path) -> list[str] | None:
+def dirty_files(checkout: Path, paths: tuple[str, ...] = CODE_PATHS) -> list[str] | None:
     """Tracked files under :data:`CODE_PATHS` of the work tree ``checkout`` that differ from its
     commit (modified, staged, deleted or renamed; untracked files are not counted, as git's own
     ``describe --dirty``), sorted; None when git cannot tell (no git, not a work tree)."""
     try:
         out = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=no",
-                              "--", *CODE_PATHS], cwd=checkout, capture_output=True, timeout=10)
+                              "--", *paths], cwd=checkout, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -90,15 +90,16 @@ def published_folder(results_dir: Path | str, checkout: Path | None) -> bool:
     return here == home or home in here.parents
 
 
-def dirty_tree_problem(results_dir: Path | str) -> str | None:
-    """Why a run may not write rows into ``results_dir`` from this tree -- the folder is
-    published (:func:`published_folder`) and the code differs from its commit
-    (:func:`dirty_files`), or git cannot tell -- as one line naming a few files and
-    ``--allow-dirty``; None when it may."""
+def dirty_tree_problem(results_dir: Path | str, paths: tuple[str, ...] = CODE_PATHS,
+                       made: str = "rows") -> str | None:
+    """Why a run may not write rows (``made``: or figures) into ``results_dir`` from this tree
+    -- the folder is published (:func:`published_folder`) and the code under ``paths`` differs
+    from its commit (:func:`dirty_files`), or git cannot tell -- as one line naming a few files
+    and ``--allow-dirty``; None when it may."""
     checkout = suite_checkout()
     if not published_folder(results_dir, checkout):
         return None
-    dirty = dirty_files(checkout)
+    dirty = dirty_files(checkout, paths)
     if dirty == []:
         return None
     if dirty is None:
@@ -106,10 +107,11 @@ def dirty_tree_problem(results_dir: Path | str) -> str | None:
     else:
         shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
         what = f"{checkout} has uncommitted changes to {shown}"
-    return (f"{results_dir}: the published leaderboards; {what}, so its rows would come from code "
-            "that is in no commit. Commit (or stash) the changes, write to another "
-            "--leaderboard-dir, or pass --allow-dirty (the board then says which rows are "
-            "uncommitted)")
+    then = ("the board then says which rows are uncommitted" if made == "rows" else
+            "each figure then records its commit as +dirty")
+    return (f"{results_dir}: the published leaderboards; {what}, so its {made} would come from "
+            "code that is in no commit. Commit (or stash) the changes, write to another "
+            f"--leaderboard-dir, or pass --allow-dirty ({then})")
 
 
 def utc_now() -> str:
