@@ -211,6 +211,34 @@ def test_poe_masked(benchmark, roofline, mode, masked, backend):
         **{f"roofline_{key}": v for key, v in roofline.items()}})
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_poe_masked_fused_sum_only(benchmark, roofline, masked):
+    """The fused forward's first step alone, the weighted sum of the experts' logits a chunk at a
+    time, with and without the mask folded in (per-row weights): where the masked forward's extra
+    time goes."""
+    from i2m2bench.poe import fused
+
+    k, b, c = MASKED_SIZE
+    zs, _ = _inputs(k, b, c, grad=False)
+    out = torch.empty(b, c, device=DEV)
+    coefs = [1.0] * k
+    rw = fused.RowWeights(absent_mask(b, k), coefs, torch.float32,
+                          fused._rows_per_chunk(c)) if masked else None
+    step = fused._rows_per_chunk(c)
+
+    def run():
+        for r0 in range(0, b, step):
+            fused._sum_chunk(out[r0:r0 + step], zs, coefs, rw, r0, min(r0 + step, b))
+        sync(DEV)
+
+    benchmark.group = "masked fwd"
+    benchmark.pedantic(run, rounds=_rounds(k, b, c), iterations=1, warmup_rounds=2)
+    benchmark.extra_info.update({
+        "kind": "masked", "mode": "fwd", "K": k, "B": b, "C": c, "backend": "sum_only",
+        "masked": masked, "absent": ABSENT if masked else 0.0,
+        "present_pairs": k * b, **{f"roofline_{key}": v for key, v in roofline.items()}})
+
+
 def test_poe_masked_fresh_gradient_memory(benchmark, roofline):
     """The first touch of K fresh (B, C) float32 buffers at the masked size: what a masked
     backward's K separate gradients cost in memory before any arithmetic (the unmasked call

@@ -235,6 +235,12 @@ def _masked(benches: list[dict]) -> list[str]:
     lines += [tabulate(rows, headers=["mode", "backend", "unmasked ms", "masked ms",
                                       "masked / unmasked", "target"], tablefmt="github",
                        disable_numparse=True), ""]
+    s_un, s_ma = cell.get(("fwd", "sum_only", False)), cell.get(("fwd", "sum_only", True))
+    if s_un and s_ma and ("fwd", "fused", True) in cell:
+        lines += [f"The fused forward's weighted sum alone (timed in the same run): {_fmt_ms(s_un)} "
+                  f"ms unmasked, {_fmt_ms(s_ma)} ms with the per-row weights (the whole forward: "
+                  f"{_fmt_ms(cell[('fwd', 'fused', False)])} and "
+                  f"{_fmt_ms(cell[('fwd', 'fused', True)])} ms).", ""]
     touch, un = cell.get(("fwdbwd", "first_touch", True)), cell.get(("fwdbwd", "fused", False))
     if touch and ("fwdbwd", "fused", True) in cell:
         ma = cell[("fwdbwd", "fused", True)]
