@@ -167,6 +167,7 @@ def test_peak_memory(benchmark, roofline, backend):
 # ------------------------------------------------------------------ missing experts (a mask)
 MASKED_SIZE = (3, 256, 3129) if QUICK else (3, 4096, 32768)
 ABSENT = 0.3  # the share of (row, expert) pairs absent
+MASKED_ROUNDS = 3 if QUICK else 9  # medians of 9: page faults on this kind of VM are erratic
 
 
 def absent_mask(b: int, k: int, absent: float = ABSENT, seed: int = 1) -> torch.Tensor:
@@ -203,7 +204,7 @@ def test_poe_masked(benchmark, roofline, mode, masked, backend):
         return out
 
     benchmark.group = f"masked {mode}"
-    benchmark.pedantic(run, rounds=_rounds(k, b, c), iterations=1, warmup_rounds=2)
+    benchmark.pedantic(run, rounds=MASKED_ROUNDS, iterations=1, warmup_rounds=2)
     benchmark.extra_info.update({
         "kind": "masked", "mode": mode, "K": k, "B": b, "C": c, "backend": backend,
         "masked": masked, "absent": ABSENT if masked else 0.0,
@@ -232,7 +233,7 @@ def test_poe_masked_fused_sum_only(benchmark, roofline, masked):
         sync(DEV)
 
     benchmark.group = "masked fwd"
-    benchmark.pedantic(run, rounds=_rounds(k, b, c), iterations=1, warmup_rounds=2)
+    benchmark.pedantic(run, rounds=MASKED_ROUNDS, iterations=1, warmup_rounds=2)
     benchmark.extra_info.update({
         "kind": "masked", "mode": "fwd", "K": k, "B": b, "C": c, "backend": "sum_only",
         "masked": masked, "absent": ABSENT if masked else 0.0,
@@ -252,7 +253,7 @@ def test_poe_masked_fresh_gradient_memory(benchmark, roofline):
         sync(DEV)
 
     benchmark.group = "masked fwdbwd"
-    benchmark.pedantic(run, rounds=_rounds(k, b, c), iterations=1, warmup_rounds=2)
+    benchmark.pedantic(run, rounds=MASKED_ROUNDS, iterations=1, warmup_rounds=2)
     benchmark.extra_info.update({
         "kind": "masked", "mode": "fwdbwd", "K": k, "B": b, "C": c, "backend": "first_touch",
         "masked": True, "absent": ABSENT, "present_pairs": k * b,

@@ -207,13 +207,14 @@ def _masked(benches: list[dict]) -> list[str]:
     if not benches:
         return []
     cell = {(b["extra_info"]["mode"], b["extra_info"]["backend"], b["extra_info"]["masked"]):
-            b["stats"]["mean"] for b in benches}
+            b["stats"]["median"] for b in benches}
     e0 = benches[0]["extra_info"]
     k, b, c = e0["K"], e0["B"], e0["C"]
     absent = max(x["extra_info"]["absent"] for x in benches)
     lines = [f"## Missing experts: a mask (K={k}, B={b}, C={c}, {absent:.0%} of (row, expert) "
              "pairs absent)", "",
-             "The same call with and without a mask, side by side in one run (`test_poe_masked`). "
+             "The same call with and without a mask, side by side in one run (`test_poe_masked`; "
+             "medians). "
              "The fused backend folds the mask into per-row weights (one `addcmul` pass per expert "
              "and chunk, no per-expert selection; experts present in all rows of a chunk keep "
              "their scalar weight, those present in none are not read). Forward+backward must "
