@@ -201,6 +201,27 @@ def test_npz_from_another_pickle_is_refused(tmp_path):
         mr.read(root / "mimic")
 
 
+def test_npz_that_does_not_name_its_source_is_refused_beside_a_pickle(tmp_path):
+    """A mimic.npz without the sha256 of the im.pk it came from (written by another tool, or
+    edited) cannot be checked against the im.pk beside it: refused, naming both; alone it is
+    read as it is. Nothing is written either way."""
+    a = _arrays(30, seed=3)
+    root = _root(tmp_path, a)
+    npz = root / "mimic" / "mimic.npz"
+    np.savez(npz, **a)  # the arrays, no source digest
+    before = npz.read_bytes()
+    with pytest.raises(DataError, match=r"mimic\.npz does not record which im\.pk it was "
+                                        r"prepared from \(no 'source_sha256'\), so it cannot be "
+                                        r"checked against .*im\.pk; rerun `python -m i2m2bench "
+                                        r"prepare mimic"):
+        mr.read(root / "mimic")
+    assert npz.read_bytes() == before
+    (root / "mimic" / "im.pk").unlink()
+    arrays, used = mr.read(root / "mimic")
+    assert used == npz
+    np.testing.assert_array_equal(arrays["ep_tdata"], a["ep_tdata"])
+
+
 def test_missing_files_and_folders_say_what_belongs_there(tmp_path):
     with pytest.raises(DataError, match="mimic"):
         build_task("mimic", data_root=str(tmp_path))  # no mimic/ folder

@@ -42,7 +42,8 @@ _SOURCE_KEY = "source_sha256"
 def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
     """(the checked arrays, the file read) from ``folder`` (``<data root>/mimic``):
     ``mimic.npz`` when present, else ``im.pk``. A ``mimic.npz`` prepared from another ``im.pk``
-    than the one beside it is refused."""
+    than the one beside it, or one that does not record its source while an ``im.pk`` is beside
+    it, is refused (alone, without its ``im.pk``, it is read as it is)."""
     npz, pk = folder / NPZ, folder / PICKLE
     if path_problem(npz) is None:
         try:
@@ -52,10 +53,15 @@ def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
             raise DataError(f"{npz}: not a readable .npz of NumPy arrays ({exc}); rerun "
                             "`python -m i2m2bench prepare mimic --data-root DIR`") from exc
         recorded = arrays.pop(_SOURCE_KEY, None)
-        if recorded is not None and path_problem(pk) is None and str(recorded) != file_sha256(pk):
-            raise DataError(f"{npz} was prepared from another {PICKLE} than {pk} (sha256 "
-                            f"{str(recorded)[:12]}...); rerun `python -m i2m2bench prepare mimic "
-                            "--data-root DIR`, or remove one of them")
+        if path_problem(pk) is None:  # the source is here: the npz must say it came from it
+            if recorded is None:
+                raise DataError(f"{npz} does not record which {PICKLE} it was prepared from "
+                                f"(no {_SOURCE_KEY!r}), so it cannot be checked against {pk}; "
+                                "rerun `python -m i2m2bench prepare mimic --data-root DIR`")
+            if str(recorded) != file_sha256(pk):
+                raise DataError(f"{npz} was prepared from another {PICKLE} than {pk} (sha256 "
+                                f"{str(recorded)[:12]}...); rerun `python -m i2m2bench prepare "
+                                "mimic --data-root DIR`, or remove one of them")
         return check_arrays(arrays, npz), npz
     problem = path_problem(pk)
     if problem is not None:
