@@ -110,8 +110,8 @@ def _resample_weights(scores: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, 
     rank_of = np.empty(n, np.int64)
     rank_of[order] = np.arange(n)
     k = idx.shape[0]
-    w = np.zeros((k, n))
-    np.add.at(w, (np.repeat(np.arange(k), idx.shape[1]), rank_of[idx.ravel()]), 1.0)
+    flat = (np.arange(k)[:, None] * n + rank_of[idx]).ravel()  # (resample, sorted position)
+    w = np.bincount(flat, minlength=k * n).reshape(k, n).astype(np.float64)  # exact counts
     return order, starts, w
 
 
