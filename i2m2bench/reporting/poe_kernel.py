@@ -192,6 +192,12 @@ MASKED_TARGET = 1.1
 LOAD_TARGET = 2.0
 
 
+def _made_by(selection: str) -> list[str]:
+    """The closing line of a section: the command that made it, and the one for it alone."""
+    return ["Made by `python -m i2m2bench bench` (this section alone: "
+            f"`python -m i2m2bench bench -- -k {selection}`).", ""]
+
+
 def _measured_at(benches: list[dict]) -> str:
     """Which code measured these entries (``bench`` stamps each with its run's commit)."""
     commits = sorted({b["extra_info"].get("commit", "not recorded") for b in benches})
@@ -249,8 +255,7 @@ def _masked(benches: list[dict]) -> list[str]:
                   f"fresh gradient buffers ({k * b * c * 4 / 2**30:.1f} GiB, timed alone in the "
                   f"same run: `torch.empty(K, B, C).fill_(0)`) takes {_fmt_ms(touch)} ms; "
                   f"without it, {(ma - touch) / un:.2f}× the unmasked call.", ""]
-    lines += ["Made by `python -m i2m2bench bench` (this section alone: "
-              "`python -m i2m2bench bench -- -k masked`).", ""]
+    lines += _made_by("masked")
     return lines
 
 
@@ -275,8 +280,7 @@ def _load(benches: list[dict]) -> list[str]:
                      f"{cell[(n, 'fused')]['extra_info']['loadavg']:.1f}"])
     lines += [tabulate(rows, headers=["other jobs", "torch ms", "fused ms", "fused speed-up",
                                       "load average"], tablefmt="github", disable_numparse=True), ""]
-    lines += ["Made by `python -m i2m2bench bench` (this section alone: "
-              "`python -m i2m2bench bench -- -k load`).", ""]
+    lines += _made_by("load")
     return lines
 
 
@@ -289,7 +293,8 @@ def _share(benches: list[dict]) -> list[str]:
              f"I2M2 on VQA-VS at full size: {e0['answers']:,} answers, batch {e0['batch']}, "
              f"random {e0['dim']}-d image, text and joint features, heads {e0['dim']} → "
              f"{e0['hidden']} → answers ({e0['parameters']:,} parameters). The share of a "
-             "training step (forward, soft-score loss, backward) spent combining the experts and "
+             "training step (forward, the default soft-score loss `train.loss = 'auto'`, backward) "
+             "spent combining the experts and "
              "computing the loss on the combination, measured as every board's footer measures it "
              "(`i2m2bench.harness.training.poe_share`; `test_poe_share_at_vqa_size`, median of 3 "
              "rounds). " + _measured_at(benches), ""]
@@ -297,6 +302,5 @@ def _share(benches: list[dict]) -> list[str]:
             for b in sorted(benches, key=lambda b: ORDER.index(b["extra_info"]["backend"]))]
     lines += [tabulate(rows, headers=["PoE backend", "share of a training step"],
                        tablefmt="github", disable_numparse=True), ""]
-    lines += ["Made by `python -m i2m2bench bench` (this section alone: "
-              "`python -m i2m2bench bench -- -k share`).", ""]
+    lines += _made_by("share")
     return lines
