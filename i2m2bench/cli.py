@@ -476,7 +476,12 @@ def main(argv: list[str] | None = None) -> int:
         load_plugins()
         return args.func(args)
     except KeyboardInterrupt:
-        print("interrupted; completed units are kept and skipped on the next run", file=sys.stderr)
+        if args.command == "prepare":
+            print("interrupted; the prepared folder is as it was (a feature extraction resumes "
+                  "from its finished batches on the next prepare)", file=sys.stderr)
+        else:
+            print("interrupted; completed units are kept and skipped on the next run",
+                  file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear message unless --debug
         if args.debug:

@@ -197,7 +197,8 @@ def test_npz_from_another_pickle_is_refused(tmp_path):
     root = _root(tmp_path, _arrays(30, seed=1))
     mr.prepare(root / "mimic")
     _root(tmp_path, _arrays(30, seed=2))  # im.pk replaced after prepare
-    with pytest.raises(DataError, match="prepared from another im.pk"):
+    with pytest.raises(DataError, match=r"im.pk: its bytes changed since it was prepared .*stale: "
+                                         r"rerun `python -m i2m2bench prepare mimic"):
         mr.read(root / "mimic")
 
 
@@ -211,7 +212,7 @@ def test_npz_that_does_not_name_its_source_is_refused_beside_a_pickle(tmp_path):
     np.savez(npz, **a)  # the arrays, no source digest
     before = npz.read_bytes()
     with pytest.raises(DataError, match=r"mimic\.npz does not record which im\.pk it was "
-                                        r"prepared from \(no 'source_sha256'\), so it cannot be "
+                                        r"prepared from \(no 'content_chain'\), so it cannot be "
                                         r"checked against .*im\.pk; rerun `python -m i2m2bench "
                                         r"prepare mimic"):
         mr.read(root / "mimic")

@@ -85,7 +85,8 @@ def test_features_of_other_examples_are_refused(tmp_path, backbone):
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     rows[0]["label"] = "True" if rows[0]["label"] == "False" else "False"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    with pytest.raises(DataError, match="labels differ from .*dev.json"):
+    with pytest.raises(DataError, match=r"dev.json: \d+ bytes, but it had \d+ when prepared.*"
+                                         r"stale: run `python -m i2m2bench prepare nlvr2"):
         build_task("nlvr2", data_root=str(root))
 
 

@@ -84,7 +84,8 @@ def test_changed_features_are_refused(prepared, tmp_path):
     np.save(feats / "val" / "text.npy", a)
     qs = json.loads((root / "vqa_vs" / "Val" / "Val-Ques.json").read_text())
     (root / "vqa_vs" / "Val" / "Val-Ques.json").write_text(json.dumps(qs[::-1]))
-    with pytest.raises(DataError, match="prepared from other annotations"):
+    with pytest.raises(DataError, match=r"Val-Ques.json: its bytes changed since it was prepared"
+                                         r".*stale: run `python -m i2m2bench prepare vqa-vs"):
         build_task("vqa_vs", data_root=str(root))
 
 

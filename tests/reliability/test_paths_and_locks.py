@@ -99,15 +99,32 @@ def _vqa_root(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("torn", ['{"rows": 5', "", '{"rows": -3}', '{"rows": "x"}', "[]"])
-def test_torn_progress_json_names_the_file(tmp_path, capsys, vl_backbone, torn):
+def test_torn_progress_json_names_the_file(tmp_path, capsys, monkeypatch, vl_backbone, torn):
+    """An interrupted prepare keeps its partial folder; a torn record of a split's progress in
+    it is refused by name on the resume, and nothing is changed."""
+    from i2m2bench.data.common import vl_features as vf
+
     root = _vqa_root(tmp_path)
-    train = root / "vqa_vs" / "features" / "train"
-    train.mkdir(parents=True)
-    (train / "progress.json").write_text(torn)
+    real_extract = vf.extract
+
+    def train_only(backbone, items, out, **kw):  # interrupted once train is extracted
+        if out.name != "train":
+            raise KeyboardInterrupt
+        return real_extract(backbone, items, out, **kw)
+
+    monkeypatch.setattr(vf, "extract", train_only)
+    args = ("prepare", "vqa-vs", "--data-root", str(root), "--backbone", str(vl_backbone),
+            "--device", "cpu", "--no-progress")
+    code, _, err = _cli(capsys, *args)
+    assert code == 130 and "the prepared folder is as it was" in err
+    monkeypatch.setattr(vf, "extract", real_extract)
+    partial = root / "vqa_vs" / ".features.partial"
+    assert (partial / "train" / "ids.npy").is_file() and not (root / "vqa_vs" / "features").exists()
+    (partial / "val").mkdir()
+    (partial / "val" / "progress.json").write_text(torn)
     before = _tree(root)
-    code, _, err = _cli(capsys, "prepare", "vqa-vs", "--data-root", str(root), "--backbone",
-                        str(vl_backbone), "--device", "cpu", "--no-progress")
-    _one_line_error(code, err, re.escape(str(train / "progress.json")))
+    code, _, err = _cli(capsys, *args)
+    _one_line_error(code, err, re.escape(str(partial / "val" / "progress.json")))
     assert _tree(root) == before
 
 

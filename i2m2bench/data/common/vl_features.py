@@ -41,14 +41,16 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from i2m2bench.data.base import DataError, path_problem
-from i2m2bench.data.common import manifest
+from i2m2bench.data.base import DataError, file_sha256, path_problem
+from i2m2bench.data.common import chain, manifest
 from i2m2bench.data.common.family import PrepareOption
 from i2m2bench.fileio import write_text_atomic
 
 MANIFEST = "manifest.json"
 FEATURES = ("image", "text", "joint")
-VERSION = 1
+#: 2: the manifest records the inputs (annotations, images), the backbone's files and the
+#: extraction settings, and is sealed (data/common/chain.py)
+VERSION = 2
 
 
 #: The prepare options of the VL families (VQA-VS, NLVR2): the backbone and its extraction.
@@ -191,6 +193,13 @@ def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
 
     check_batch_size(batch_size)
     state_path = out / "progress.json"
+    if (out / "ids.npy").exists() and not state_path.exists():
+        # finished before (ids.npy is written after the last batch, progress.json removed
+        # after it): an interrupted prepare resumed in its partial folder
+        if np.array_equal(np.load(out / "ids.npy"), np.array([it.id for it in items])):
+            log(f"[i2m2bench] features of {len(items)} items already in {out}")
+            return {name: tuple(np.load(out / f"{name}.npy", mmap_mode="r").shape)
+                    for name in FEATURES}
     done = read_progress(state_path, len(items))
     model, processor, dev = load_backbone(backbone, device)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,30 +235,97 @@ def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
             bar.update(len(batch))
     if bar is not None:
         bar.close()
-    np.save(out / "ids.npy", np.array([it.id for it in items], dtype=np.int64))
+    arrays.clear()
     if not shapes:  # everything was done before: read the shapes back
         shapes = {name: tuple(np.load(out / f"{name}.npy", mmap_mode="r").shape) for name in FEATURES}
+    _check_rows(out, len(items))
+    np.save(out / "ids.npy", np.array([it.id for it in items], dtype=np.int64))
     state_path.unlink(missing_ok=True)
     log(f"[i2m2bench] features of {len(items)} items -> {out}")
     return shapes
 
 
-def write_manifest(folder: Path, splits: Iterable[str], backbone: str,
-                   extra: Sequence[str] = ()) -> Path:
+def _check_rows(out: Path, count: int) -> None:
+    """Every one of the ``count`` rows of each feature file was written: a row of zeros in all
+    of them is a batch that never ran (a DataError naming the file and row)."""
+    zero = None
+    for name in FEATURES:
+        a = np.load(out / f"{name}.npy", mmap_mode="r")
+        if len(a) != count:
+            raise DataError(f"{out / f'{name}.npy'}: {len(a)} rows, expected {count}")
+        rows = ~np.asarray(a.reshape(len(a), -1) != 0).any(axis=1)
+        zero = rows if zero is None else zero & rows
+    if zero is not None and zero.any():
+        first = int(np.flatnonzero(zero)[0])
+        raise DataError(f"{out}: {int(zero.sum())} row(s) all zero in every feature file "
+                        f"(first: row {first}); the extraction did not write them: prepare again")
+
+
+def backbone_record(backbone: str | os.PathLike) -> dict:
+    """The backbone folder's record (the sha256 of every file: weights, config, processor), a
+    DataError naming ``--backbone`` when it is not a folder."""
+    folder = Path(backbone)
+    problem = path_problem(folder, "folder")
+    if problem is not None:
+        raise DataError(f"--backbone {folder}: {problem}; name a folder holding a saved "
+                        "transformers model and its processor (save_pretrained)")
+    return chain.folder_record(folder)
+
+
+def resume_key(inputs: dict, backbone: dict, device: str | None) -> dict:
+    """What a partial extraction is made from (its inputs, the backbone's files, the device
+    kind): a resumed prepare continues only a partial folder with the same key."""
+    import torch
+
+    kind = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type
+    return {"inputs": chain.inputs_digest(inputs), "backbone": backbone["sha256"],
+            "device": kind}
+
+
+def write_manifest(folder: Path, splits: Iterable[str], backbone: dict, inputs: dict,
+                   settings: dict, extra: Sequence[str] = (), whole: Sequence[str] = ()) -> Path:
     """Record every split's files (``ids``, the features and ``extra`` ones such as ``targets``:
-    shape, dtype, sha256) in ``folder/manifest.json``."""
-    entry = {"version": VERSION, "backbone": backbone, "splits": {}}
+    shape, dtype, sha256), the ``backbone`` (:func:`backbone_record`), the ``inputs``
+    (:func:`i2m2bench.data.common.chain.record_inputs`) and the extraction ``settings`` in
+    ``folder/manifest.json``, sealed; ``whole``: other files of the folder (``answers.json``),
+    recorded by sha256 and checked whole at every load."""
+    entry = {"version": VERSION, "backbone": backbone, "inputs": inputs, "extraction": settings,
+             "whole": {name: file_sha256(folder / name) for name in whole}, "splits": {}}
     for split in splits:
+        (folder / split / "progress.json").unlink(missing_ok=True)
         files = {name: manifest.short_entry(folder / split / f"{name}.npy")
                  for name in ("ids", *FEATURES, *extra)}
         entry["splits"][split] = {"rows": files["ids"]["shape"][0], "files": files}
-    return manifest.write_json(folder / MANIFEST, entry)
+    return manifest.write_json(folder / MANIFEST, chain.seal(entry))
 
 
-def manifest_digest(folder: Path) -> str:
-    """A short digest of ``folder``'s manifest (which records every file's sha256): the prepared
-    data's identity in unit hashes."""
-    return manifest.file_digest(folder / MANIFEST)
+def check_features(folder: Path, root: Path, verify: str, hint: str) -> tuple[dict, int]:
+    """(the parsed manifest of the features under ``folder``, the number of recorded inputs no
+    longer on disk): its version, its seal and its inputs under ``root`` (the data root)
+    checked at ``verify`` (:func:`i2m2bench.data.common.chain.check_manifest`); a DataError
+    naming the file and saying ``hint`` otherwise."""
+    mpath = folder / MANIFEST
+    problem = path_problem(mpath)
+    if problem is not None:
+        raise DataError(f"{mpath}: {problem}; the features are not prepared yet: {hint}")
+    try:
+        meta = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{mpath}: cannot read it as JSON ({manifest.one_line(exc)}); "
+                        f"{hint}") from exc
+    if not isinstance(meta, dict) or meta.get("version") != VERSION:
+        version = meta.get("version") if isinstance(meta, dict) else None
+        raise DataError(f"{mpath}: features manifest version {version!r}; this i2m2bench reads "
+                        f"version {VERSION} (with the inputs it was made from): {hint}")
+    gone = chain.check_manifest(meta, mpath, root, verify, hint)
+    for name, digest in meta.get("whole", {}).items():
+        path = folder / name
+        problem = path_problem(path)
+        if problem is None and file_sha256(path) != digest:
+            problem = "its sha256 differs from the manifest's"
+        if problem is not None:
+            raise DataError(f"{path}: {problem} (listed in {mpath}); {hint}")
+    return meta, gone
 
 
 def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "quick",
@@ -292,5 +368,6 @@ def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "quic
     return out
 
 
-__all__ = ["VL_OPTIONS", "FEATURES", "Item", "MANIFEST", "check_images", "require_backbone", "extract", "load_backbone", "manifest_digest",
-           "open_features", "write_manifest", "check_batch_size", "read_progress"]
+__all__ = ["VL_OPTIONS", "FEATURES", "Item", "MANIFEST", "VERSION", "backbone_record",
+           "check_batch_size", "check_features", "check_images", "extract", "load_backbone",
+           "open_features", "read_progress", "require_backbone", "resume_key", "write_manifest"]

@@ -158,7 +158,8 @@ def folder(data_root: str | os.PathLike | None = None) -> Path:
 def load(folder: str | os.PathLike, verify: str = "quick") -> Task:
     """The task from the prepared cache of the real data under ``folder`` (``<data root>/fastmri``),
     checked at ``verify`` (``quick``: probe checksums, ``full``: every byte)."""
-    cached = load_cache(default_cache(folder), verify=verify)
+    folder = Path(folder).expanduser()
+    cached = load_cache(default_cache(folder), verify=verify, root=folder.parent)
     spec = task_spec("real", cached.crop, cached.mag_ref, 1.0, encoder_options={"pool": 10},
                      description=f"fastMRI single-coil knee + fastMRI+ labels ({cached.layout} layout)")
     return Task(spec, dict(cached.splits), dict(cached.shifts), options=dict(
@@ -169,9 +170,19 @@ def load(folder: str | os.PathLike, verify: str = "quick") -> Task:
 def verify(folder: str | os.PathLike, level: str = "quick") -> str:
     """Check the prepared cache under ``folder`` against its manifest at ``level``; a one-line
     report (a DataError naming the file at fault otherwise)."""
-    cached = load_cache(default_cache(folder), verify=level)
-    return (f"fastmri: {cached.path} ({cached.layout} layout) matches its manifest ({level}): "
+    folder = Path(folder).expanduser()
+    cached = load_cache(default_cache(folder), verify=level, root=folder.parent)
+    return (f"fastmri: {cached.path} ({cached.layout} layout) matches its manifest and "
+            f"{_inputs_line(cached)} ({level}): "
             + ", ".join(f"{s} {n}" for s, n in cached.counts.items()) + " slices")
+
+
+def _inputs_line(cached: CachedFastMRI) -> str:
+    n = len(cached.manifest["inputs"]["files"])
+    if cached.inputs_gone:
+        return (f"the {n - cached.inputs_gone} of its {n} inputs still on disk "
+                f"({cached.inputs_gone} no longer there, not checked)")
+    return f"its {n} inputs"
 
 
 __all__ = ["CachedFastMRI", "DEVIATIONS", "FORMAT", "FORMAT_VERSION", "PREPARE_HINT", "SHIFT",

@@ -7,7 +7,6 @@ is described in :mod:`i2m2bench.data.fastmri.real`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -17,13 +16,15 @@ import numpy as np
 import torch
 
 from i2m2bench.data.base import DataError, path_problem
+from i2m2bench.data.common import chain
 from i2m2bench.data.common import manifest as mf
 from i2m2bench.data.common.disk import DiskSplit
 from i2m2bench.data.common.manifest import one_line
 from i2m2bench.data.fastmri.processing import LABELS, SHIFT
 
 FORMAT = "i2m2bench-fastmri-cache"
-FORMAT_VERSION = 1
+#: 2: the manifest records the inputs and is sealed (content_sha256; data/common/chain.py)
+FORMAT_VERSION = 2
 SPLITS = ("train", "val", "test")
 PREPARE_HINT = "run `python -m i2m2bench prepare fastmri --data-root DIR` (DIR holding fastmri/)"
 
@@ -57,15 +58,15 @@ class CachedFastMRI:
     splits: dict[str, DiskSplit]
     shifts: dict[str, DiskSplit]
 
+    #: recorded inputs no longer on disk (not checked; the raw files may be deleted once prepared)
+    inputs_gone: int = 0
+
     @property
     def fingerprint(self) -> str:
-        """A checksum of the cache's content: sha256 over its layout, geometry, ``mag_ref`` and
-        the recorded sha256 of every file (the same data prepared twice give the same one)."""
-        m = self.manifest
-        key = {"layout": m["layout"], "width": m["width"], "crop": m["crop"],
-               "mag_ref": m["mag_ref"], "seed": m["seed"],
-               "files": {name: e["sha256"] for name, e in sorted(m["files"].items())}}
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        """The cache's content identity: its manifest's seal (``content_sha256``: the recorded
+        inputs' sha256, the geometry, ``mag_ref``, the settings and every file's sha256; not
+        where or when it was written), so the same data prepared twice give the same one."""
+        return self.manifest["content_sha256"]
 
     def rows(self, split: str) -> list[tuple[str, int]]:
         """(volume id, slice index) of each row of ``split`` (a shift: that of its split)."""
@@ -87,12 +88,16 @@ def _check_file(path: Path, entry: dict, manifest: Path, verify: str,
         raise _stale(path, manifest, problem)
 
 
-def load_cache(cache: str | os.PathLike, verify: str = "quick") -> CachedFastMRI:
+def load_cache(cache: str | os.PathLike, verify: str = "quick",
+               root: str | os.PathLike | None = None) -> CachedFastMRI:
     """Open a cache written by :func:`prepare`: check that ``manifest.json`` parses and that every
     file exists with the recorded size, shape and dtype, and its probe sha256 (``verify='quick'``, alias ``'probe'``,
     the default: milliseconds), its full sha256 (``'full'``: reads every byte) or nothing more
-    (``'none'``). A missing or unreadable manifest, or a file that no longer matches it, is a
-    DataError naming the file and saying to re-run prepare."""
+    (``'none'``). The manifest's seal and the inputs it records (under ``root``, the data root;
+    default: the parent of the folder it was prepared from) are checked too
+    (:func:`i2m2bench.data.common.chain.check_manifest`). A missing or unreadable manifest, an
+    edited one, a changed input, or a file that no longer matches it, is a DataError naming the
+    file and saying to re-run prepare."""
     verify = "quick" if verify == "probe" else verify  # the older spelling
     if verify not in ("quick", "full", "none"):
         raise ValueError(f"fastmri: verify must be 'quick', 'full' or 'none'; got {verify!r}")
@@ -118,6 +123,8 @@ def load_cache(cache: str | os.PathLike, verify: str = "quick") -> CachedFastMRI
         raise DataError(f"{mpath}: cache format version {manifest.get('version')!r}; this "
                         f"i2m2bench reads version {FORMAT_VERSION}: {PREPARE_HINT}")
     try:
+        source_root = Path(manifest["source"]).parent if root is None else Path(root)
+        gone = chain.check_manifest(manifest, mpath, source_root, verify, PREPARE_HINT)
         files = manifest["files"]
         probe = (int(manifest["probe"]["blocks"]), int(manifest["probe"]["block_bytes"]))
         for name in cache_file_names():
@@ -137,7 +144,7 @@ def load_cache(cache: str | os.PathLike, verify: str = "quick") -> CachedFastMRI
             splits["test"].target.clone(), SHIFT)}
         return CachedFastMRI(cache, str(manifest["layout"]), int(manifest["width"]),
                              tuple(int(c) for c in manifest["crop"]), float(manifest["mag_ref"]),
-                             counts, manifest, splits, shifts)
+                             counts, manifest, splits, shifts, gone)
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{mpath}: malformed manifest ({one_line(exc)}); {PREPARE_HINT}") from exc
 

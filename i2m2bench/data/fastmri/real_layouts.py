@@ -10,7 +10,7 @@ import ast
 import csv
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -165,6 +165,10 @@ class Plan:
     layout: str
     volumes: dict[str, list[Volume]]
     info: dict  # layout-specific manifest entries (per split and top level)
+    #: every file the plan read (csvs, volumes or slice files, dropped volumes too) and the
+    #: files it looked for and did not find: the cache's recorded inputs (data/common/chain.py)
+    inputs: list[Path] = field(default_factory=list)
+    absent: list[Path] = field(default_factory=list)
 
 
 def detect_layout(folder: str | os.PathLike) -> str:
@@ -296,6 +300,7 @@ def plan_raw(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> 
                         f"volume needs at least 4 ({one_line(exc)})") from exc
     what = "a fastMRI single-coil knee volume: dataset 'kspace' (slices, rows, columns) complex"
     volumes: dict[str, list[Volume]] = {}
+    inputs, missing = [file_list, folder / KNEE_CSV], []
     info: dict = {"splits": {}, "ignored_file_list_lines": ignored_lines,
                   "unreviewed_on_disk": len(set(on_disk) - set(reviewed)),
                   "ignored_label_rows": []}
@@ -305,7 +310,9 @@ def plan_raw(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> 
             path = on_disk.get(vid)
             if path is None:
                 absent.append(vid)
+                missing += [folder / d / f"{vid}.h5" for d in RAW_DIRS]
                 continue
+            inputs.append(path)
             with open_h5(path, what) as h5:
                 ds = kspace_dataset(h5, path, "kspace", 3, crop, what)
                 n, _, cols = ds.shape
@@ -317,7 +324,7 @@ def plan_raw(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> 
             labels = np.zeros((n, len(LABELS)), np.uint8)
             for s, (strings, line) in sorted(annotations.get(vid, {}).items()):
                 if s >= n:
-                    info["ignored_label_rows"].append({"file": str(folder / KNEE_CSV), "line": line,
+                    info["ignored_label_rows"].append({"file": KNEE_CSV.as_posix(), "line": line,
                                                        "volume": vid, "slice": s, "slices": n})
                     log(f"fastmri: {folder / KNEE_CSV}: line {line}: slice {s} of {vid}, which has "
                         f"{n} slices; ignored")
@@ -326,7 +333,7 @@ def plan_raw(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> 
             kept.append(Volume(vid, list(range(n)), labels, path=path))
         volumes[split] = kept
         info["splits"][split] = {"dropped": dropped, "absent": absent}
-    return Plan("raw", volumes, info)
+    return Plan("raw", volumes, info, inputs, missing)
 
 
 def _label_list(text: str, path: Path, line: int) -> list:
@@ -408,7 +415,8 @@ def plan_official(folder: Path, width: int, crop: tuple[int, int], log: Callable
             kept.append(Volume(vid, slices, labels, files=files))
         volumes[split] = kept
     info = {"splits": {s: {"dropped": []} for s in SPLITS}, "ignored_rows": ignored}
-    return Plan("official", volumes, info)
+    inputs = [meta] + [f for split in SPLITS for v in volumes[split] for f in v.files]
+    return Plan("official", volumes, info, inputs)
 
 
 __all__ = ["FILE_LIST_CSV", "KNEE_CSV", "KNEE_CSV_HEADER", "KNEE_CSV_USED", "METADATA_CSV", "METADATA_USED", "OFFICIAL_SPLITS", "Plan", "RAW_DIRS", "Volume", "check_geometry", "detect_layout", "kspace_dataset", "open_h5", "plan_official", "plan_raw", "read_slices", "split_volumes"]

@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from i2m2bench.data.base import DataError, path_problem
+from i2m2bench.data.common import chain
 from i2m2bench.data.common import manifest as mf
 from i2m2bench.data.fastmri.processing import CROP, KSPACE_SHAPE, LABELS, column_mask, magnitude_phase
 from i2m2bench.data.fastmri.real_cache import (FORMAT, FORMAT_VERSION, SHIFT, SPLITS, cache_file_names,
@@ -209,24 +207,6 @@ def _scaled(mag: np.ndarray, mag_ref: float, vol: Volume) -> np.ndarray:
     return out
 
 
-def _swap(tmp: Path, cache: Path) -> None:
-    """Rename the complete ``tmp`` onto ``cache``, replacing (then deleting) an old cache."""
-    if not (cache.exists() or cache.is_symlink()):
-        os.rename(tmp, cache)
-        return
-    old = cache.parent / f".{cache.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    os.rename(cache, old)
-    try:
-        os.rename(tmp, cache)
-    except BaseException:
-        os.rename(old, cache)
-        raise
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
-
-
 def prepare(folder: str | os.PathLike, cache: str | os.PathLike | None = None,
             width: int = KSPACE_SHAPE[1], crop: tuple[int, int] = CROP,
             log: Callable[[str], object] = print, *, seed: int = 0) -> Path:
@@ -262,12 +242,8 @@ def prepare(folder: str | os.PathLike, cache: str | os.PathLike | None = None,
         f"{mag['mag_ref_from']['slices']} train slices' magnitudes is "
         f"{mag['mag_ref_from']['value']:.4g})")
 
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.prepare-", dir=cache.parent))
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)
+    inputs = chain.record_inputs(folder.parent, plan.inputs, plan.absent)
+    with chain.staged(cache, "the fastMRI cache", log) as tmp:
         for split in SPLITS:
             _write_split(plan, split, tmp, width, crop, mag["mag_ref"], seed, log)
         splits = {}
@@ -289,16 +265,13 @@ def prepare(folder: str | os.PathLike, cache: str | os.PathLike | None = None,
             "shifts": {SHIFT: {"split": "test", "count": counts["test"]}},
             **{k: v for k, v in plan.info.items() if k != "splits"},
             "deviations": list(DEVIATIONS),
+            "inputs": inputs,
             "probe": {"blocks": PROBE_BLOCKS, "block_bytes": PROBE_BLOCK_BYTES},
             "files": {name: mf.npy_entry(tmp / name, (PROBE_BLOCKS, PROBE_BLOCK_BYTES))
                       for name in cache_file_names()},
         }
-        write_text_atomic(tmp / "manifest.json", json.dumps(manifest, indent=1) + "\n",
+        write_text_atomic(tmp / "manifest.json", json.dumps(chain.seal(manifest), indent=1) + "\n",
                           what="the fastMRI cache manifest")
-        _swap(tmp, cache)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     dropped = sum(len(splits[s]["dropped"]) for s in SPLITS)
     log(f"fastmri: wrote {cache} ({', '.join(f'{s} {counts[s]}' for s in SPLITS)} slices; "
         f"{dropped} volume(s) dropped)")

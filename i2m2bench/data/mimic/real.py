@@ -24,6 +24,7 @@ The processing, split and labels shared with the embedded cohort are in
 """
 from __future__ import annotations
 
+import json
 import zipfile
 import zlib
 from pathlib import Path
@@ -31,37 +32,46 @@ from pathlib import Path
 import numpy as np
 
 from i2m2bench.data.base import DataError, dataset_folder, file_sha256, path_problem
+from i2m2bench.data.common import chain
 from i2m2bench.data.mimic.processing import REAL_HINT, check_arrays, digest, make_task
 from i2m2bench.fileio import write_atomic
 from i2m2bench.types import Task
 
 PICKLE, NPZ = "im.pk", "mimic.npz"
-_SOURCE_KEY = "source_sha256"
+_SOURCE_KEY = "source_sha256"  # an older mimic.npz: the im.pk's sha256 only
+_CHAIN_KEY = "content_chain"  # the content chain: inputs, the arrays' digest, the seal
 
 
-def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
+PREPARE = "rerun `python -m i2m2bench prepare mimic --data-root DIR`"
+
+
+def read(folder: Path, level: str = "quick") -> tuple[dict[str, np.ndarray], Path]:
     """(the checked arrays, the file read) from ``folder`` (``<data root>/mimic``):
-    ``mimic.npz`` when present, else ``im.pk``. A ``mimic.npz`` prepared from another ``im.pk``
-    than the one beside it, or one that does not record its source while an ``im.pk`` is beside
-    it, is refused (alone, without its ``im.pk``, it is read as it is)."""
+    ``mimic.npz`` when present, else ``im.pk``. A ``mimic.npz`` carries its content chain
+    (:mod:`i2m2bench.data.common.chain`: the ``im.pk`` it came from -- size, time, sha256 --
+    and its arrays' digest, sealed): one whose arrays or record were changed, one prepared from
+    another ``im.pk`` than the one beside it (checked at ``level``), or one that records no
+    source while an ``im.pk`` is beside it, is refused (alone, without its ``im.pk``, it is read
+    as it is)."""
     npz, pk = folder / NPZ, folder / PICKLE
     if path_problem(npz) is None:
         try:
             with np.load(npz, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            raise DataError(f"{npz}: not a readable .npz of NumPy arrays ({exc}); rerun "
-                            "`python -m i2m2bench prepare mimic --data-root DIR`") from exc
-        recorded = arrays.pop(_SOURCE_KEY, None)
-        if path_problem(pk) is None:  # the source is here: the npz must say it came from it
+            raise DataError(f"{npz}: not a readable .npz of NumPy arrays ({exc}); {PREPARE}") from exc
+        record = arrays.pop(_CHAIN_KEY, None)
+        recorded = arrays.pop(_SOURCE_KEY, None)  # written before the content chain
+        if record is not None:
+            _check_chain(npz, record, arrays, folder.parent, level)
+        elif path_problem(pk) is None:  # the source is here: the npz must say it came from it
             if recorded is None:
                 raise DataError(f"{npz} does not record which {PICKLE} it was prepared from "
-                                f"(no {_SOURCE_KEY!r}), so it cannot be checked against {pk}; "
-                                "rerun `python -m i2m2bench prepare mimic --data-root DIR`")
+                                f"(no {_CHAIN_KEY!r}), so it cannot be checked against {pk}; "
+                                f"{PREPARE}")
             if str(recorded) != file_sha256(pk):
                 raise DataError(f"{npz} was prepared from another {PICKLE} than {pk} (sha256 "
-                                f"{str(recorded)[:12]}...); rerun `python -m i2m2bench prepare "
-                                "mimic --data-root DIR`, or remove one of them")
+                                f"{str(recorded)[:12]}...); {PREPARE}, or remove one of them")
         return check_arrays(arrays, npz), npz
     problem = path_problem(pk)
     if problem is not None:
@@ -72,10 +82,25 @@ def read(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
     return check_arrays(safe_pickle.load(pk), pk), pk
 
 
+def _check_chain(npz: Path, record: np.ndarray, arrays: dict, root: Path, level: str) -> None:
+    try:
+        meta = json.loads(str(record))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise DataError(f"{npz}: its {_CHAIN_KEY!r} record is not readable JSON ({exc}); "
+                        f"{PREPARE}") from exc
+    chain.check_manifest(meta, npz, root, level, PREPARE)
+    if meta.get("arrays") != digest(arrays):
+        raise DataError(f"{npz}: its arrays no longer match the digest recorded when it was "
+                        f"prepared (changed after prepare); {PREPARE}")
+
+
 def prepare(folder: Path) -> Path:
     """Convert ``folder/im.pk`` (read through the allow-list unpickler, checked) into
-    ``folder/mimic.npz``, written atomically with the pickle's sha256; returns its path.
-    Nothing is written when the pickle is refused or malformed."""
+    ``folder/mimic.npz``, written atomically with its content chain (the pickle's size, time and
+    sha256, the arrays' digest, sealed); returns its path. Nothing is written when the pickle is
+    refused or malformed."""
     pk = folder / PICKLE
     problem = path_problem(pk)
     if problem is not None:
@@ -83,11 +108,12 @@ def prepare(folder: Path) -> Path:
                         f"(docs/datasets/mimic.md)")
     from i2m2bench.data.common import safe_pickle
 
+    inputs = chain.record_inputs(folder.parent, [pk])
     arrays = check_arrays(safe_pickle.load(pk), pk)
+    record = np.array(json.dumps(chain.seal({"inputs": inputs, "arrays": digest(arrays)})))
     target = folder / NPZ
-    source = np.array(file_sha256(pk))
     # temporary file + rename: a full disk or a read-only folder is a WriteError naming the file
-    write_atomic(target, lambda f: np.savez(f, **arrays, **{_SOURCE_KEY: source}),
+    write_atomic(target, lambda f: np.savez(f, **arrays, **{_CHAIN_KEY: record}),
                  "the prepared arrays", "free space there and rerun `prepare mimic`")
     return target
 
@@ -112,7 +138,7 @@ def verify(folder: Path, level: str = "quick") -> str:
     allow-list unpickler): every array's layout and values, and that a ``mimic.npz`` was prepared
     from the ``im.pk`` beside it (both levels read every byte: the file is small); a one-line
     report (a DataError naming the file at fault otherwise)."""
-    arrays, path = read(folder)
+    arrays, path = read(folder, level)
     return (f"mimic: {path} is readable and well formed ({level}): "
             f"{len(arrays['ep_tdata'])} stays, checksum {digest(arrays)}")
 

@@ -27,13 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data.common import hf_json
+from i2m2bench.data.common import chain, hf_json
 from i2m2bench.data.base import DataError, dataset_folder, path_problem
 from i2m2bench.data.nlvr2.processing import task_spec
 from i2m2bench.types import Task
 
 SPLITS = {"train": "train", "val": "dev", "test": "test1"}
 FEATURES = "features"
+PREPARE = "run `python -m i2m2bench prepare nlvr2 --backbone DIR --data-root DIR`"
 HINT = ("NLVR2's data/{train,dev,test1}.json and images/ under nlvr2/ (docs/datasets/nlvr2.md); then "
         "`python -m i2m2bench prepare nlvr2 --backbone DIR --data-root DIR`")
 
@@ -98,16 +99,24 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
                     for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}
     vf.check_images(p for its in items.values() for it in its for p in it.images)
     vf.require_backbone(backbone, base, sum(map(len, items.values())), "examples")
-    out = base / FEATURES
-    for name, its in items.items():
-        vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
-                   progress=progress)
-        pair = np.load(out / name / "image.npy")
-        np.save(out / name / "image.npy", pair.reshape(len(pair), -1))  # the two images side by side
-        rows = splits[name][0]
-        np.save(out / name / "labels.npy", np.array([r["label"] == "True" for r in rows], dtype=np.int64))
-        np.save(out / name / "groups.npy", groups_of(rows))
-    return vf.write_manifest(out, list(SPLITS), str(backbone), extra=("labels", "groups"))
+    backbone_files = vf.backbone_record(backbone)
+    inputs = chain.record_inputs(base.parent, [*(path for _, path in splits.values()),
+                                               *(p for its in items.values() for it in its
+                                                 for p in it.images)])
+    key = vf.resume_key(inputs, backbone_files, device)
+    with chain.staged(base / FEATURES, "the NLVR2 features", print, resume_key=key) as out:
+        for name, its in items.items():
+            vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
+                       progress=progress)
+            pair = np.load(out / name / "image.npy")
+            np.save(out / name / "image.npy", pair.reshape(len(pair), -1))  # both images side by side
+            rows = splits[name][0]
+            np.save(out / name / "labels.npy", np.array([r["label"] == "True" for r in rows], dtype=np.int64))
+            np.save(out / name / "groups.npy", groups_of(rows))
+        vf.write_manifest(out, list(SPLITS), backbone_files, inputs,
+                          {"device": key["device"], "batch_size": batch_size},
+                          extra=("labels", "groups"))
+    return base / FEATURES
 
 
 def load(base: Path, verify: str = "quick") -> Task:
@@ -119,9 +128,10 @@ def load(base: Path, verify: str = "quick") -> Task:
     from i2m2bench.data.common.disk import DiskSplit
 
     out = base / FEATURES
+    read = {name: read_split(base, stem) for name, stem in SPLITS.items()}  # checked first
+    meta, _ = vf.check_features(out, base.parent, verify, PREPARE)
     splits, dims = {}, None
-    for name, stem in SPLITS.items():
-        rows, path = read_split(base, stem)
+    for name, (rows, path) in read.items():
         files = vf.open_features(out, name, np.arange(len(rows), dtype=np.int64), verify,
                                  extra=("labels", "groups"))
         labels = np.load(files["labels"])
@@ -134,7 +144,7 @@ def load(base: Path, verify: str = "quick") -> Task:
                                           groups=torch.from_numpy(np.load(files["groups"])))
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
     return Task(task_spec("real", dims, f"NLVR2 ({out})"), splits, {},
-                options={"source": "real", "checksum": vf.manifest_digest(out)})
+                options={"source": "real", "checksum": meta["content_sha256"]})
 
 
 def verify(base: Path, level: str = "quick") -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from i2m2bench.data.common import hf_json
+from i2m2bench.data.common import chain, hf_json
 from i2m2bench.data.base import DataError, dataset_folder, path_problem
 from i2m2bench.data.vqa_vs.processing import OOD_SETS, task_spec
 from i2m2bench.types import Task
@@ -45,6 +45,7 @@ from i2m2bench.types import Task
 SPLITS = {"train": "Training", "val": "Val", "test": "IID-Test"}
 MIN_COUNT = 9
 FEATURES = "features"
+PREPARE = "run `python -m i2m2bench prepare vqa-vs --backbone DIR --data-root DIR`"
 HINT = ("VQA-VS's JSON files under vqa_vs/ (Training/, Val/, IID-Test/, OOD-Test/<S>/) and COCO "
         "train2014/val2014 images under coco/ (docs/datasets/vqa_vs.md); then `python -m i2m2bench prepare "
         "vqa-vs --backbone DIR --data-root DIR`")
@@ -178,18 +179,33 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
                     for q in qs] for name, (qs, _, _) in splits.items()}  # every image exists
     vf.check_images({p for its in items.values() for it in its for p in it.images})
     vf.require_backbone(backbone, base, sum(map(len, items.values())), "questions")
-    out = base / FEATURES
-    for name, its in items.items():
-        vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
-                   progress=progress)
-        qs, ans, _ = splits[name]
-        np.save(out / name / "targets.npy", soft_targets(qs, ans, vocab).astype(np.float16))
-    for s, rows in ood.items():  # the OOD sets' rows, copied from the IID test features
-        (out / s).mkdir(parents=True, exist_ok=True)
-        for f in (*vf.FEATURES, "ids", "targets"):
-            np.save(out / s / f"{f}.npy", np.load(out / "test" / f"{f}.npy", mmap_mode="r")[rows])
-    (out / "answers.json").write_text(json.dumps(vocab))
-    return vf.write_manifest(out, [*SPLITS, *OOD_SETS], str(backbone), extra=("targets",))
+    backbone_files = vf.backbone_record(backbone)
+    inputs = chain.record_inputs(root, [*annotation_files(base),
+                                        *(p for its in items.values() for it in its for p in it.images)])
+    key = vf.resume_key(inputs, backbone_files, device)
+    with chain.staged(base / FEATURES, "the VQA-VS features", print, resume_key=key) as out:
+        for name, its in items.items():
+            vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
+                       progress=progress)
+            qs, ans, _ = splits[name]
+            np.save(out / name / "targets.npy", soft_targets(qs, ans, vocab).astype(np.float16))
+        for s, rows in ood.items():  # the OOD sets' rows, copied from the IID test features
+            (out / s).mkdir(parents=True, exist_ok=True)
+            for f in (*vf.FEATURES, "ids", "targets"):
+                np.save(out / s / f"{f}.npy", np.load(out / "test" / f"{f}.npy", mmap_mode="r")[rows])
+        (out / "answers.json").write_text(json.dumps(vocab))
+        vf.write_manifest(out, [*SPLITS, *OOD_SETS], backbone_files, inputs,
+                          {"device": key["device"], "batch_size": batch_size},
+                          extra=("targets",), whole=("answers.json",))
+    return base / FEATURES
+
+
+def annotation_files(base: Path) -> list[Path]:
+    """The JSON files prepare reads: every split's questions and answers, every OOD set's
+    questions."""
+    return ([base / stem / f"{stem}-{kind}.json" for stem in SPLITS.values()
+             for kind in ("Ques", "Ans")]
+            + [base / "OOD-Test" / s / f"OOD-Test-{s}-Ques.json" for s in OOD_SETS])
 
 
 def load(base: Path, verify: str = "quick") -> Task:
@@ -203,6 +219,7 @@ def load(base: Path, verify: str = "quick") -> Task:
     out = base / FEATURES
     expected = {name: np.array([q["question_id"] for q in read_split(base / stem, stem)[0]],
                                dtype=np.int64) for name, stem in SPLITS.items()}  # checked
+    meta, _ = vf.check_features(out, base.parent, verify, PREPARE)
     vocab_path = out / "answers.json"
     problem = path_problem(vocab_path)
     if problem is not None:
@@ -224,7 +241,7 @@ def load(base: Path, verify: str = "quick") -> Task:
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
     return Task(task_spec("real", dims, vocab, f"VQA-VS ({out})"),
                 {k: splits[k] for k in SPLITS}, {s: splits[s] for s in OOD_SETS},
-                options={"source": "real", "checksum": vf.manifest_digest(out)})
+                options={"source": "real", "checksum": meta["content_sha256"]})
 
 
 def verify(base: Path, level: str = "quick") -> str:
