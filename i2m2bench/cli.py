@@ -242,7 +242,9 @@ def _family_parser(family, args) -> argparse.ArgumentParser:
     fp.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     for opt in family.options:
         flag = "--" + opt.name.replace("_", "-")
-        if opt.flag:
+        if opt.flag and opt.default is False:  # a switch that is off by default
+            fp.add_argument(flag, dest=opt.name, action="store_true", help=opt.help)
+        elif opt.flag:
             fp.add_argument("--no-" + opt.name.replace("_", "-"), dest=opt.name,
                             action="store_false", help=opt.help)
         else:

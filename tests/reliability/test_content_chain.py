@@ -501,3 +501,90 @@ def test_the_chain_records_relative_paths_and_checks_each_change(tmp_path):
                                                                       "mtime_ns": 5}}})
     assert chain.content_sha256(moved) == m["content_sha256"]
     assert chain.content_sha256(dict(m, mag_ref=1024.0)) != m["content_sha256"]
+
+
+def _own_layout(prepared: Path, tmp_path: Path) -> Path:
+    """A copy of ``prepared`` whose features folder holds only what a user who extracted
+    features elsewhere writes: ids, image, text and joint per split (no manifest)."""
+    root = _copy(prepared, tmp_path)
+    feats = root / "vqa_vs" / "features"
+    for p in sorted(feats.iterdir()):
+        if p.is_file() or p.name not in vr.SPLITS:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        else:
+            (p / "targets.npy").unlink()
+    return root
+
+
+def test_own_features_are_checked_recorded_and_sealed(vqa_prepared, tmp_path, capsys):
+    """`prepare vqa-vs --own-features`: features extracted elsewhere (FIBER's) in the documented
+    layout are checked against the annotations and sealed with their inputs; the same rows as
+    the ones they were copied from, and a changed input afterwards refuses them."""
+    root = _own_layout(vqa_prepared, tmp_path)
+    feats = root / "vqa_vs" / "features"
+    own = {split: np.load(feats / split / "joint.npy") for split in vr.SPLITS}
+    code, out, err = _cli(capsys, "prepare", "vqa-vs", "--data-root", root, "--own-features")
+    assert code == 0, err
+    task = build_task("vqa_vs", data_root=str(root), verify="full")
+    assert sorted(task.shifts) == sorted(vr.OOD_SETS)
+    for split in vr.SPLITS:
+        np.testing.assert_array_equal(np.load(feats / split / "joint.npy"), own[split])
+    m = json.loads((feats / "manifest.json").read_text())
+    assert m["backbone"] == vf.OWN and m["extraction"] == {"own_features": True}
+    _new_image(root / "vqa_vs")
+    with pytest.raises(DataError, match="stale"):
+        build_task("vqa_vs", data_root=str(root))
+
+
+def test_own_features_with_other_ids_or_a_backbone_are_refused(vqa_prepared, tmp_path, capsys):
+    root = _own_layout(vqa_prepared, tmp_path)
+    feats = root / "vqa_vs" / "features"
+    ids = feats / "val" / "ids.npy"
+    np.save(ids, np.load(ids)[::-1])
+    before = _tree(root)
+    code, _, err = _cli(capsys, "prepare", "vqa-vs", "--data-root", root, "--own-features")
+    assert code != 0 and re.search(re.escape(str(ids)) + r": \d+ ids that are not the \d+ ids "
+                                   r"of the annotations in their order", err), err
+    code, _, err = _cli(capsys, "prepare", "vqa-vs", "--data-root", root, "--own-features",
+                        "--backbone", tmp_path)
+    assert code != 0 and "--own-features and --backbone exclude each other" in err
+    assert _tree(root) == before  # no temporary folder either
+
+
+def test_a_full_disk_during_extraction_names_the_file_and_the_resume_completes(
+        vqa_prepared, tmp_path, backbones, monkeypatch, capsys):
+    """ENOSPC on the third batch of features: one line naming the feature file, exit 1, the
+    complete features folder as it was; once there is room, the next prepare resumes and gives
+    the same features as an uninterrupted one."""
+    import errno
+
+    root = _copy(vqa_prepared, tmp_path)
+    feats = root / "vqa_vs" / "features"
+    before = _tree(feats)
+    real_pwrite, calls = os.pwrite, []
+
+    def full(fd, data, pos):
+        calls.append(1)
+        if len(calls) > 6:  # three files a batch: the third batch finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, pos)
+
+    monkeypatch.setattr(os, "pwrite", full)
+    code, _, err = _cli(capsys, "prepare", "vqa-vs", "--data-root", root, "--backbone",
+                        backbones[1], "--device", "cpu", "--batch-size", "8", "--no-progress")
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code != 0 and len(errors) == 1 and "Traceback" not in err, err
+    assert re.search(r"\.features\.partial/train/image\.npy: cannot write the VQA-VS features "
+                     r"\(No space left on device\); .*/features is as it was; the finished part "
+                     r"is kept in .*\.features\.partial and the next prepare continues it",
+                     errors[0]), err
+    assert _tree(feats) == before
+    code, _, err = _cli(capsys, "prepare", "vqa-vs", "--data-root", root, "--backbone",
+                        backbones[1], "--device", "cpu", "--batch-size", "8", "--no-progress")
+    assert code == 0, err
+    clean = vqa_vs_root(tmp_path / "clean")
+    vr.prepare(clean / "vqa_vs", str(backbones[1]), batch_size=8, device="cpu", progress=False)
+    for name in ("image", "text", "joint"):
+        np.testing.assert_array_equal(np.load(feats / "train" / f"{name}.npy"),
+                                      np.load(clean / "vqa_vs" / "features" / "train" / f"{name}.npy"))

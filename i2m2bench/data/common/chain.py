@@ -61,6 +61,8 @@ from i2m2bench.data.base import DataError, file_sha256
 #: what they hold.
 VOLATILE = frozenset({"source", "mtime_ns", "path", "content_sha256"})
 KEY_FILE = "key.json"
+#: A write that failed for want of room or permission (reported as one line naming the file).
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -276,9 +278,15 @@ def staged(target: str | os.PathLike, what: str, log: Callable[[str], object] = 
             if resume_key is not None:
                 (tmp / KEY_FILE).unlink(missing_ok=True)
             _swap(tmp, real)
-        except BaseException:
+        except BaseException as exc:
             if not keep_on_error:
                 shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.errno in _NO_ROOM:  # one line naming the file
+                where = getattr(exc, "filename", None) or tmp
+                kept = (f"; the finished part is kept in {tmp} and the next prepare continues it"
+                        if keep_on_error else "")
+                raise DataError(f"{where}: cannot write {what} ({exc.strerror or exc}); {real} is "
+                                f"as it was{kept}") from exc
             raise
     finally:
         lock_path.unlink(missing_ok=True)  # while still held: a waiter re-checks the inode

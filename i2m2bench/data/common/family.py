@@ -48,8 +48,8 @@ def verify_level(level: str, dataset: str = "data") -> str:
 class PrepareOption:
     """One option of a family's ``prepare``: its keyword ``name`` (the CLI flag is ``--name``
     with ``-`` for ``_``), a ``help`` line, the ``type`` that parses the flag's text and the
-    ``default``; ``flag=True`` makes a switch ``--no-<name>`` that sets the option to False
-    (default True)."""
+    ``default``; ``flag=True`` makes a switch: ``--no-<name>`` that sets the option to False
+    (default True), or, with ``default=False``, ``--<name>`` that sets it to True."""
 
     name: str
     help: str

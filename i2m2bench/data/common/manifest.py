@@ -105,6 +105,73 @@ def npy_problem(path: Path, entry: dict, level: str, manifest: Path,
     return None
 
 
+class NpyWriter:
+    """A ``.npy`` file of ``shape`` written row block by row block with positioned writes
+    (``os.pwrite``: the page cache only, no mapping in this process, and a full disk is an
+    OSError rather than the SIGBUS of a write through a mapping). New (``start_row=0``): created
+    at its full size (``open_memmap``: the header); resumed (``start_row > 0``): the existing
+    file, which must have that shape and dtype, continued at row ``start_row``. A failed write
+    is a :class:`~i2m2bench.fileio.WriteError` naming the file (``what``: what it is)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype, start_row: int = 0,
+                 what: str = "a prepared file") -> None:
+        from i2m2bench.fileio import WriteError
+
+        self.path, self.shape, self.dtype, self.what = path, tuple(shape), np.dtype(dtype), what
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.fd = None
+        self.next_row = start_row
+        try:
+            mm = np.lib.format.open_memmap(path, mode="r+" if start_row else "w+",
+                                           dtype=self.dtype, shape=self.shape)
+            if tuple(mm.shape) != self.shape or mm.dtype != self.dtype:
+                raise ValueError(f"{path}: shape {mm.shape} {mm.dtype}, expected {self.shape} "
+                                 f"{self.dtype} to resume at row {start_row}")
+            self.offset = int(mm.offset)
+            del mm
+            self.fd = os.open(path, os.O_WRONLY)
+        except OSError as exc:
+            raise WriteError(path, exc, what) from exc
+
+    def append(self, rows: np.ndarray) -> None:
+        from i2m2bench.fileio import WriteError
+
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.shape[1:] or self.next_row + len(rows) > self.shape[0]:
+            raise AssertionError(f"{self.path}: rows {rows.shape} at {self.next_row} do not fit "
+                                 f"{self.shape}")
+        buf = memoryview(rows.reshape(-1).view(np.uint8))
+        pos = self.offset + self.next_row * self.row_bytes
+        try:
+            while len(buf):
+                n = os.pwrite(self.fd, buf, pos)
+                buf, pos = buf[n:], pos + n
+        except OSError as exc:
+            raise WriteError(self.path, exc, self.what) from exc
+        self.next_row += len(rows)
+
+    def sync(self) -> None:
+        """Flush the written rows to disk (fsync)."""
+        from i2m2bench.fileio import WriteError
+
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise WriteError(self.path, exc, self.what) from exc
+
+    def close(self, complete: bool = True) -> None:
+        """Sync and close; with ``complete``, every row must have been written."""
+        if self.fd is None:
+            return
+        try:
+            self.sync()
+        finally:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+        if complete and self.next_row != self.shape[0]:
+            raise AssertionError(f"{self.path}: {self.next_row} rows written of {self.shape[0]}")
+
+
 def write_json(path: Path, content: dict, indent: int = 1, newline: bool = False) -> Path:
     """Write ``content`` as JSON to ``path`` atomically (a temporary file beside it, then a
     rename); returns ``path``."""
@@ -119,5 +186,5 @@ def file_digest(path: Path, length: int = 16) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]
 
 
-__all__ = ["PROBE_BLOCKS", "PROBE_BLOCK_BYTES", "file_digest", "npy_entry", "npy_problem",
+__all__ = ["NpyWriter", "PROBE_BLOCKS", "PROBE_BLOCK_BYTES", "file_digest", "npy_entry", "npy_problem",
            "one_line", "probe_sha256", "short_entry", "write_json"]

@@ -7,7 +7,8 @@ heads on its image, text and joint (cross-modal) features. ``python -m i2m2bench
 saved in a local folder (``transformers`` is an optional extra: ``pip install -e ".[vl]"``;
 nothing is downloaded): :func:`extract` runs it on every item once, batched, on CUDA when
 present, with a progress bar, resumable (finished batches are kept on disk and skipped after an
-interruption), and :func:`write_manifest` records what was made.
+interruption; a prepare resumes only a partial folder made from the same inputs, backbone and
+device: :func:`resume_key`), and :func:`write_manifest` records what was made.
 
 **The backbone** must give image, text and joint features: a FLAVA-style model
 (``transformers.FlavaModel``: ``image_embeddings``, ``text_embeddings`` and
@@ -18,9 +19,13 @@ side by side: 2 x 768 = 1536 in FIBER).
 
 **Layout** of a feature folder (also what users who extracted FIBER features themselves write)::
 
-    <folder>/manifest.json             {"version": 1, "backbone": ..., "splits": {split: {
-                                         "rows": N, "files": {name: {"shape": [...],
-                                         "dtype": "float16", "sha256": ...}}}}}
+    <folder>/manifest.json             {"version": 2, "backbone": {"path", "files": {name:
+                                         sha256}, "sha256"}, "inputs": {"files": {path: {"bytes",
+                                         "mtime_ns", "sha256"}}, "absent": []}, "extraction":
+                                         {"device", "batch_size"}, "whole": {name: sha256},
+                                         "splits": {split: {"rows": N, "files": {name: {"shape":
+                                         [...], "dtype": "float16", "sha256": ...}}}},
+                                         "content_sha256": the seal}
     <folder>/<split>/ids.npy           int64 (N,) the item ids, in row order (question ids, or
                                          the row of the JSON Lines file)
     <folder>/<split>/image.npy         float16 (N, d_image) -- (N, 2, d_image) for image pairs
@@ -29,7 +34,10 @@ side by side: 2 x 768 = 1536 in FIBER).
 
 :func:`open_features` checks a folder against its manifest (sizes and shapes always, checksums of
 every byte with ``verify='full'``) and against the ids the annotations expect, and says exactly
-what does not match.
+what does not match; :func:`check_features` checks the manifest's seal and the inputs it
+records (:mod:`i2m2bench.data.common.chain`). Features extracted elsewhere are written in the
+layout above without a manifest, and ``prepare <family> --own-features`` checks them
+(:func:`adopt`) and writes it.
 """
 from __future__ import annotations
 
@@ -44,7 +52,7 @@ import numpy as np
 from i2m2bench.data.base import DataError, file_sha256, path_problem
 from i2m2bench.data.common import chain, manifest
 from i2m2bench.data.common.family import PrepareOption
-from i2m2bench.fileio import write_text_atomic
+from i2m2bench.fileio import WriteError, write_text_atomic
 
 MANIFEST = "manifest.json"
 FEATURES = ("image", "text", "joint")
@@ -59,6 +67,10 @@ VL_OPTIONS = (
                   "processor (FLAVA-style: image, text and multimodal encoders); its image, text "
                   "and joint features are extracted once. Without it the files are checked only",
                   str, None, metavar="DIR"),
+    PrepareOption("own_features", "the image, text and joint features under features/<split>/ "
+                  "were extracted elsewhere (FIBER's, as in the paper) in the documented layout: "
+                  "check them against the annotations and record them with their inputs in a "
+                  "sealed manifest, without a backbone", flag=True, default=False),
     PrepareOption("batch_size", "items per batch (default 32)", int, 32, metavar="N"),
     PrepareOption("device", "the extraction's device (default: CUDA when present)", str, None),
     PrepareOption("progress", "no progress bar", flag=True, default=True),
@@ -105,10 +117,14 @@ def check_images(paths: Iterable[Path]) -> None:
             raise DataError(f"{path}: not an image Pillow can read ({exc})") from exc
 
 
-def require_backbone(backbone, base: Path, count: int, what: str) -> None:
+def require_backbone(backbone, base: Path, count: int, what: str, own: bool = False) -> None:
     """The files under ``base`` checked out (``count`` ``what``); a DataError saying that the
-    extraction needs ``--backbone DIR`` when ``backbone`` is None."""
-    if backbone is None:
+    extraction needs ``--backbone DIR`` when ``backbone`` is None (and the features are not the
+    user's own); a DataError when both are given."""
+    if own and backbone is not None:
+        raise DataError("--own-features and --backbone exclude each other: either the features "
+                        "under features/ were extracted elsewhere, or --backbone extracts them")
+    if backbone is None and not own:
         raise DataError(f"{base}: the {what} and images check out ({count} {what}); extracting "
                         "their features needs --backbone DIR (a transformers model saved in a "
                         "local folder with its processor)")
@@ -189,8 +205,6 @@ def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
     float16 ``image.npy``, ``text.npy``, ``joint.npy`` and ``ids.npy``. Resumable: the rows of
     finished batches are recorded in ``out/progress.json`` and not extracted again. Returns the
     shape of each file."""
-    from numpy.lib.format import open_memmap
-
     check_batch_size(batch_size)
     state_path = out / "progress.json"
     if (out / "ids.npy").exists() and not state_path.exists():
@@ -204,7 +218,7 @@ def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
     model, processor, dev = load_backbone(backbone, device)
     out.mkdir(parents=True, exist_ok=True)
     pairs = len(items[0].images) if items else 1
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, manifest.NpyWriter] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     starts = range(done, len(items), batch_size)
     bar = None
@@ -212,34 +226,44 @@ def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), initial=done, desc=f"features {out.name}", unit="item")
-    for start in starts:
-        batch = items[start:start + batch_size]
-        per_image = [[_open_image(p) for p in it.images] for it in batch]
-        feats = [_features(model, processor, [ims[k] for ims in per_image],
-                           [it.text for it in batch], dev) for k in range(pairs)]
-        image = np.stack([f[0] for f in feats], 1) if pairs > 1 else feats[0][0]
-        text = feats[0][1]
-        joint = np.concatenate([f[2] for f in feats], 1)
-        if not arrays:
-            for name, value in (("image", image), ("text", text), ("joint", joint)):
-                shapes[name] = (len(items), *value.shape[1:])
-                mode = "r+" if done else "w+"
-                arrays[name] = open_memmap(out / f"{name}.npy", mode=mode, dtype=np.float16,
-                                           shape=shapes[name])
-        for name, value in (("image", image), ("text", text), ("joint", joint)):
-            arrays[name][start:start + len(batch)] = value.astype(np.float16)
-            arrays[name].flush()
-        done = start + len(batch)
-        write_text_atomic(state_path, json.dumps({"rows": done}), "the extraction's progress")
+    try:
+        for start in starts:
+            batch = items[start:start + batch_size]
+            per_image = [[_open_image(p) for p in it.images] for it in batch]
+            feats = [_features(model, processor, [ims[k] for ims in per_image],
+                               [it.text for it in batch], dev) for k in range(pairs)]
+            image = np.stack([f[0] for f in feats], 1) if pairs > 1 else feats[0][0]
+            text = feats[0][1]
+            joint = np.concatenate([f[2] for f in feats], 1)
+            values = (("image", image), ("text", text), ("joint", joint))
+            if not arrays:
+                for name, value in values:
+                    shapes[name] = (len(items), *value.shape[1:])
+                    arrays[name] = manifest.NpyWriter(out / f"{name}.npy", shapes[name],
+                                                      np.float16, start_row=start,
+                                                      what="the extracted features")
+            for name, value in values:  # positioned writes: a full disk is an error naming the file
+                arrays[name].append(value)
+                arrays[name].sync()
+            done = start + len(batch)
+            write_text_atomic(state_path, json.dumps({"rows": done}), "the extraction's progress")
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        for writer in arrays.values():
+            writer.close(complete=False)
         if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+            bar.close()
     arrays.clear()
     if not shapes:  # everything was done before: read the shapes back
         shapes = {name: tuple(np.load(out / f"{name}.npy", mmap_mode="r").shape) for name in FEATURES}
     _check_rows(out, len(items))
-    np.save(out / "ids.npy", np.array([it.id for it in items], dtype=np.int64))
+    ids_path = out / "ids.npy"
+    try:
+        np.save(ids_path, np.array([it.id for it in items], dtype=np.int64))
+    except OSError as exc:
+        ids_path.unlink(missing_ok=True)  # never taken as finished
+        raise WriteError(ids_path, exc, "the extracted features' ids") from exc
     state_path.unlink(missing_ok=True)
     log(f"[i2m2bench] features of {len(items)} items -> {out}")
     return shapes
@@ -270,6 +294,46 @@ def backbone_record(backbone: str | os.PathLike) -> dict:
         raise DataError(f"--backbone {folder}: {problem}; name a folder holding a saved "
                         "transformers model and its processor (save_pretrained)")
     return chain.folder_record(folder)
+
+
+#: The backbone record of features extracted elsewhere (``--own-features``).
+OWN = {"path": None, "files": {}, "sha256": "own features: extracted elsewhere"}
+
+
+def adopt(src: Path, dst: Path, items: Sequence[Item]) -> None:
+    """Take the user's own features of one split (``src``: ``ids.npy``, ``image.npy``,
+    ``text.npy``, ``joint.npy``) into the staged folder ``dst`` (hard links where the file
+    system allows, else copies), after checking that the ids are those of ``items`` in order
+    and that every feature file is a float16 or float32 array of one row per item. A DataError
+    naming the file otherwise; ``src`` is never changed."""
+    ids = np.array([it.id for it in items], dtype=np.int64)
+    for name in ("ids", *FEATURES):
+        path = src / f"{name}.npy"
+        problem = path_problem(path)
+        if problem is not None:
+            raise DataError(f"{path}: {problem}; --own-features expects the documented layout "
+                            f"(features/<split>/ids.npy, image.npy, text.npy, joint.npy)")
+        try:
+            a = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable .npy array ({manifest.one_line(exc)})") from exc
+        if name == "ids":
+            if a.shape != ids.shape or not np.array_equal(a, ids):
+                raise DataError(f"{path}: {len(a)} ids that are not the {len(ids)} ids of the "
+                                "annotations in their order (question ids, or the row of the "
+                                "JSON Lines file)")
+        elif a.dtype not in (np.float16, np.float32) or a.ndim < 2 or len(a) != len(ids):
+            raise DataError(f"{path}: shape {a.shape} {a.dtype}; expected float16 or float32 "
+                            f"with one row per id ({len(ids)} rows, >= 2 axes)")
+        dst.mkdir(parents=True, exist_ok=True)
+        target = dst / path.name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(path, target)
 
 
 def resume_key(inputs: dict, backbone: dict, device: str | None) -> dict:

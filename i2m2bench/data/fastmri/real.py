@@ -100,9 +100,10 @@ writes (``os.pwrite``) rather than through the mapping: the pages of a mapping t
 stay in the process's resident set (see :mod:`i2m2bench.data.common.disk`), positioned writes go to the
 page cache only. Resident memory is thus a few chunks of slices, whatever the data size. Everything
 is written into a hidden temporary folder beside the cache (``.<name>.prepare-*``), renamed onto
-the cache only when complete: an interrupted prepare leaves no half cache (a killed one leaves its
-temporary folder, safe to delete), and an existing cache is replaced only once the new one is
-complete.
+the cache only when complete (:func:`i2m2bench.data.common.chain.staged`): an interrupted prepare
+leaves no half cache, an existing cache is replaced only once the new one is complete, the
+temporary folders of killed prepares are removed by the next one, one prepare runs at a time,
+and a cache folder that is a symlink is written where it points.
 
 ``manifest.json``: ``format``/``version``, ``layout``, ``source`` (the folder read), ``width``,
 ``crop``, ``mag_ref`` (and how it was chosen), ``seed`` and the undersampling settings, per split
@@ -111,7 +112,11 @@ layout, ``absent`` (reviewed volumes not on disk); the file-list lines ignored, 
 name a slice the volume does not have; and per ``.npy`` file its ``shape``, ``dtype``, ``bytes``,
 ``sha256`` and ``probe_sha256`` -- a sha256 over the ``.npy`` header and :data:`PROBE_BLOCKS`
 evenly spaced blocks of :data:`PROBE_BLOCK_BYTES` (the whole file when it is smaller), which
-:func:`load_cache` checks by default in milliseconds.
+:func:`load_cache` checks by default in milliseconds; ``inputs``: every file read (the csvs, the
+volumes or slice files, dropped volumes too; size, time, sha256) and the paths of reviewed volumes
+not on disk; ``content_sha256``: the seal over all of it but paths and times, the cache's identity
+in unit hashes (:mod:`i2m2bench.data.common.chain`; :func:`load_cache` refuses an edited manifest
+or a changed input).
 
 Deviations from the official code (all recorded in the manifest's ``deviations``)
 -----------------------------------------------------------------------------------

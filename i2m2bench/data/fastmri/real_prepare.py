@@ -107,52 +107,6 @@ def _choose_mag_ref(plan: Plan, width: int, crop: tuple[int, int]) -> dict:
                                              "percentile": MAG_REF_PERCENTILE, "value": value}}
 
 
-class _NpyWriter:
-    """A ``.npy`` file of ``shape`` created at its full size (``open_memmap``: the header), its
-    rows then written with ``os.pwrite`` (the page cache only, no mapping in this process)."""
-
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype) -> None:
-        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
-        self.row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
-        self.fd = None
-        self.next_row = 0
-        try:
-            mm = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=self.shape)
-            self.offset = int(mm.offset)
-            del mm
-            self.fd = os.open(path, os.O_WRONLY)
-        except OSError as exc:
-            raise WriteError(path, exc, "a fastMRI cache file") from exc
-
-    def append(self, rows: np.ndarray) -> None:
-        rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        if rows.shape[1:] != self.shape[1:] or self.next_row + len(rows) > self.shape[0]:
-            raise AssertionError(f"{self.path}: rows {rows.shape} at {self.next_row} do not fit "
-                                 f"{self.shape}")
-        buf = memoryview(rows.reshape(-1).view(np.uint8))
-        pos = self.offset + self.next_row * self.row_bytes
-        try:
-            while len(buf):
-                n = os.pwrite(self.fd, buf, pos)
-                buf, pos = buf[n:], pos + n
-        except OSError as exc:
-            raise WriteError(self.path, exc, "a fastMRI cache file") from exc
-        self.next_row += len(rows)
-
-    def close(self) -> None:
-        if self.fd is None:
-            return
-        fd, self.fd = self.fd, None
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            raise WriteError(self.path, exc, "a fastMRI cache file") from exc
-        finally:
-            os.close(fd)
-        if self.next_row != self.shape[0]:
-            raise AssertionError(f"{self.path}: {self.next_row} rows written of {self.shape[0]}")
-
-
 def _write_split(plan: Plan, split: str, folder: Path, width: int, crop: tuple[int, int],
                  mag_ref: float, seed: int, log: Callable) -> None:
     vols = plan.volumes[split]
@@ -163,7 +117,8 @@ def _write_split(plan: Plan, split: str, folder: Path, width: int, crop: tuple[i
     writers = {}
     try:
         for m in names:
-            writers[m] = _NpyWriter(folder / f"{split}_{m}.npy", shape, np.float16)
+            writers[m] = mf.NpyWriter(folder / f"{split}_{m}.npy", shape, np.float16,
+                                     what="a fastMRI cache file")
         step = max(1, len(vols) // 10)
         for vindex, vol in enumerate(vols):
             for ids, k, spans in _chunks(vol, crop):

@@ -23,6 +23,7 @@ and ``groups.npy`` per split, all in the manifest.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def groups_of(rows: list[dict]) -> np.ndarray:
 
 
 def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: str | None = None,
-            progress: bool = True) -> Path:
+            progress: bool = True, own_features: bool = False) -> Path:
     """Read and check every file and image (each must exist and be an image, whatever its name
     says; nothing is written before all pass), then extract the features of the three splits and
     write the prepared folder (an interrupted extraction resumes from its finished batches). With
@@ -98,22 +99,29 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
                     for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}
     vf.check_images(p for its in items.values() for it in its for p in it.images)
-    vf.require_backbone(backbone, base, sum(map(len, items.values())), "examples")
-    backbone_files = vf.backbone_record(backbone)
+    vf.require_backbone(backbone, base, sum(map(len, items.values())), "examples", own_features)
+    backbone_files = vf.OWN if own_features else vf.backbone_record(backbone)
     inputs = chain.record_inputs(base.parent, [*(path for _, path in splits.values()),
                                                *(p for its in items.values() for it in its
                                                  for p in it.images)])
-    key = vf.resume_key(inputs, backbone_files, device)
-    with chain.staged(base / FEATURES, "the NLVR2 features", print, resume_key=key) as out:
+    key = vf.resume_key(inputs, backbone_files, None if own_features else device)
+    with chain.staged(base / FEATURES, "the NLVR2 features", print,
+                      resume_key=None if own_features else key) as out:
         for name, its in items.items():
-            vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
-                       progress=progress)
+            if own_features:
+                vf.adopt(base / FEATURES / name, out / name, its)
+            else:
+                vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
+                           progress=progress)
             pair = np.load(out / name / "image.npy")
-            np.save(out / name / "image.npy", pair.reshape(len(pair), -1))  # both images side by side
+            side = out / name / "image.side.npy"  # a new file (image.npy may be a link to own features)
+            np.save(side, pair.reshape(len(pair), -1))  # both images side by side
+            os.replace(side, out / name / "image.npy")
             rows = splits[name][0]
             np.save(out / name / "labels.npy", np.array([r["label"] == "True" for r in rows], dtype=np.int64))
             np.save(out / name / "groups.npy", groups_of(rows))
         vf.write_manifest(out, list(SPLITS), backbone_files, inputs,
+                          {"own_features": True} if own_features else
                           {"device": key["device"], "batch_size": batch_size},
                           extra=("labels", "groups"))
     return base / FEATURES

@@ -159,7 +159,7 @@ def _ood_rows(base: Path, test_ids: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: str | None = None,
-            progress: bool = True) -> Path:
+            progress: bool = True, own_features: bool = False) -> Path:
     """Read and check every file and image (nothing is written before all of them pass), then
     extract the features of train, val and IID test with ``backbone`` and write the prepared
     folder. With no ``backbone`` the files are checked and a DataError says that extracting
@@ -178,15 +178,19 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     items = {name: [vf.Item(q["question_id"], (image_path(root, q["image_id"]),), q["question"])
                     for q in qs] for name, (qs, _, _) in splits.items()}  # every image exists
     vf.check_images({p for its in items.values() for it in its for p in it.images})
-    vf.require_backbone(backbone, base, sum(map(len, items.values())), "questions")
-    backbone_files = vf.backbone_record(backbone)
+    vf.require_backbone(backbone, base, sum(map(len, items.values())), "questions", own_features)
+    backbone_files = vf.OWN if own_features else vf.backbone_record(backbone)
     inputs = chain.record_inputs(root, [*annotation_files(base),
                                         *(p for its in items.values() for it in its for p in it.images)])
-    key = vf.resume_key(inputs, backbone_files, device)
-    with chain.staged(base / FEATURES, "the VQA-VS features", print, resume_key=key) as out:
+    key = vf.resume_key(inputs, backbone_files, None if own_features else device)
+    with chain.staged(base / FEATURES, "the VQA-VS features", print,
+                      resume_key=None if own_features else key) as out:
         for name, its in items.items():
-            vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
-                       progress=progress)
+            if own_features:
+                vf.adopt(base / FEATURES / name, out / name, its)
+            else:
+                vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
+                           progress=progress)
             qs, ans, _ = splits[name]
             np.save(out / name / "targets.npy", soft_targets(qs, ans, vocab).astype(np.float16))
         for s, rows in ood.items():  # the OOD sets' rows, copied from the IID test features
@@ -195,6 +199,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
                 np.save(out / s / f"{f}.npy", np.load(out / "test" / f"{f}.npy", mmap_mode="r")[rows])
         (out / "answers.json").write_text(json.dumps(vocab))
         vf.write_manifest(out, [*SPLITS, *OOD_SETS], backbone_files, inputs,
+                          {"own_features": True} if own_features else
                           {"device": key["device"], "batch_size": batch_size},
                           extra=("targets",), whole=("answers.json",))
     return base / FEATURES
