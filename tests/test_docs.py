@@ -80,7 +80,7 @@ def test_the_readme_set_up_and_test_commands_are_the_ones_ci_runs():
         return fenced_commands(text[start:end if end > 0 else None])
 
     set_up, test = section("## Set up"), section("## Test")
-    assert set_up == ['python3 -m venv .venv && .venv/bin/pip install -e ".[dev]"']
+    assert set_up == ['python3 -m venv .venv && .venv/bin/pip install --no-cache-dir -e ".[dev]"']
     assert test == [".venv/bin/python -m pytest"]
     assert set_up[0] in ci and test[0] in ci
 
