@@ -174,8 +174,11 @@ def test_cli_prepare_checks_the_files_and_then_needs_a_backbone(tmp_path):
     r = subprocess.run([sys.executable, "-m", "i2m2bench", "prepare", "vqa-vs", "--data-root",
                         str(root)], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "Val-Ques.json: malformed JSON at line 1" in r.stderr
-    with pytest.raises(DataError, match="Val-Ques.json: malformed JSON"):
-        build_task("vqa_vs", data_root=str(root))  # unprepared: the files are checked first
+    # run reads the prepared features only (the JSON is prepare's): unprepared, it says which
+    # prepare to type
+    with pytest.raises(DataError, match=r"features/manifest.json: not found; the features are "
+                       r"not prepared yet: run `python -m i2m2bench prepare vqa-vs"):
+        build_task("vqa_vs", data_root=str(root))
     assert not (root / "vqa_vs" / "features").exists()
 
 

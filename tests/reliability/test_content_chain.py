@@ -588,3 +588,25 @@ def test_a_full_disk_during_extraction_names_the_file_and_the_resume_completes(
     for name in ("image", "text", "joint"):
         np.testing.assert_array_equal(np.load(feats / "train" / f"{name}.npy"),
                                       np.load(clean / "vqa_vs" / "features" / "train" / f"{name}.npy"))
+
+
+def test_run_reads_the_prepared_features_only(vqa_prepared, tmp_path, monkeypatch, capsys):
+    """Building the task reads no annotation file (prepare's job): JSON parsing is never called,
+    and with the annotations moved away the task builds from the features alone, same identity;
+    verify says how many inputs it could not check."""
+    from i2m2bench.data.common import hf_json
+
+    root = _copy(vqa_prepared, tmp_path)
+    checksum = build_task("vqa_vs", data_root=str(root)).options["checksum"]
+
+    def no_json(*a, **k):
+        raise AssertionError("an annotation file was parsed while building the task")
+
+    monkeypatch.setattr(hf_json, "read", no_json)
+    assert build_task("vqa_vs", data_root=str(root)).options["checksum"] == checksum
+    for stem in vr.SPLITS.values():
+        shutil.rmtree(root / "vqa_vs" / stem)
+    task = build_task("vqa_vs", data_root=str(root))
+    assert task.options["checksum"] == checksum and len(task.splits["train"]) == 40
+    code, out, err = _cli(capsys, "verify", "vqa-vs", "--data-root", root)
+    assert code == 0 and "(6 no longer there, not checked)" in out, out + err

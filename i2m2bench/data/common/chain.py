@@ -130,6 +130,14 @@ def inputs_problem(root: str | os.PathLike, record: dict, level: str = "quick"
     return None, gone
 
 
+def inputs_report(record: dict, gone: int) -> str:
+    """``its N inputs``, or how many of them were still on disk to check (for verify's line)."""
+    n = len(record.get("files", {}))
+    if gone:
+        return f"the {n - gone} of its {n} inputs still on disk ({gone} no longer there, not checked)"
+    return f"its {n} inputs"
+
+
 # ------------------------------------------------------------------------------ what made it
 def folder_record(folder: str | os.PathLike) -> dict:
     """A model folder's record: ``{"path", "files": {relative path: sha256}, "sha256"}`` over
@@ -321,4 +329,4 @@ def _lock(parent: Path, lock_path: Path, real: Path, what: str) -> int:
 
 
 __all__ = ["KEY_FILE", "VOLATILE", "check_manifest", "content_sha256", "folder_record",
-           "inputs_digest", "inputs_problem", "real_target", "record_inputs", "seal", "staged"]
+           "inputs_digest", "inputs_problem", "inputs_report", "real_target", "record_inputs", "seal", "staged"]

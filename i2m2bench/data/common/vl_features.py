@@ -392,11 +392,12 @@ def check_features(folder: Path, root: Path, verify: str, hint: str) -> tuple[di
     return meta, gone
 
 
-def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "quick",
+def open_features(folder: Path, split: str, ids: np.ndarray | None, verify: str = "quick",
                   extra: Sequence[str] = ()) -> dict[str, Path]:
     """The feature files of ``split`` under ``folder``, checked against the manifest (shapes,
-    dtypes, one row per id; ``verify='full'``: every file's sha256) and against ``ids`` (the ids
-    the annotations list, in the same order). DataError naming the file and field otherwise."""
+    dtypes; ``verify='full'``: every file's sha256) and, when ``ids`` is given, against them
+    (the ids the annotations list, in the same order). DataError naming the file and field
+    otherwise."""
     mpath = folder / MANIFEST
     problem = path_problem(mpath)
     if problem is not None:
@@ -421,6 +422,8 @@ def open_features(folder: Path, split: str, ids: np.ndarray, verify: str = "quic
                             "was prepared: prepare the features again")
         out[name] = path
     stored = np.load(out["ids"], allow_pickle=False)
+    if ids is None:
+        return out
     if len(stored) != len(ids) or not np.array_equal(stored, ids):
         where = next((i for i in range(min(len(stored), len(ids))) if stored[i] != ids[i]),
                      min(len(stored), len(ids)))

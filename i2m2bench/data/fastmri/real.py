@@ -144,6 +144,7 @@ import os
 from pathlib import Path
 
 from i2m2bench.data.base import dataset_folder
+from i2m2bench.data.common import chain
 from i2m2bench.data.fastmri.processing import REAL_HINT, task_spec
 from i2m2bench.data.fastmri.real_cache import (FORMAT, FORMAT_VERSION, PREPARE_HINT, SHIFT, SPLITS,
                                                CachedFastMRI, default_cache, load_cache)
@@ -178,16 +179,9 @@ def verify(folder: str | os.PathLike, level: str = "quick") -> str:
     folder = Path(folder).expanduser()
     cached = load_cache(default_cache(folder), verify=level, root=folder.parent)
     return (f"fastmri: {cached.path} ({cached.layout} layout) matches its manifest and "
-            f"{_inputs_line(cached)} ({level}): "
+            f"{chain.inputs_report(cached.manifest['inputs'], cached.inputs_gone)} ({level}): "
             + ", ".join(f"{s} {n}" for s, n in cached.counts.items()) + " slices")
 
-
-def _inputs_line(cached: CachedFastMRI) -> str:
-    n = len(cached.manifest["inputs"]["files"])
-    if cached.inputs_gone:
-        return (f"the {n - cached.inputs_gone} of its {n} inputs still on disk "
-                f"({cached.inputs_gone} no longer there, not checked)")
-    return f"its {n} inputs"
 
 
 __all__ = ["CachedFastMRI", "DEVIATIONS", "FORMAT", "FORMAT_VERSION", "PREPARE_HINT", "SHIFT",

@@ -128,39 +128,47 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
 
 
 def load(base: Path, verify: str = "quick") -> Task:
-    """The task from the prepared features under ``base/features``, checked against the manifest
-    (``verify``: ``quick`` or ``full``) and against the examples of the JSON Lines files."""
+    """The task from the prepared features under ``base/features`` alone (:func:`load_counted`)."""
+    return load_counted(base, verify)[0]
+
+
+def load_counted(base: Path, verify: str = "quick") -> tuple[Task, int]:
+    """(the task, the recorded inputs no longer on disk) from the prepared features under
+    ``base/features`` alone: the JSON Lines files and images are read by :func:`prepare`, never
+    here (labels and consistency groups are in the features folder). The manifest's content
+    chain checks that none of them changed since (``verify``: ``quick``, sizes and times;
+    ``full``, every byte) and the features against the manifest; without prepared features, a
+    DataError gives the prepare command."""
     import torch
 
     from i2m2bench.data.common import vl_features as vf
     from i2m2bench.data.common.disk import DiskSplit
 
     out = base / FEATURES
-    read = {name: read_split(base, stem) for name, stem in SPLITS.items()}  # checked first
-    meta, _ = vf.check_features(out, base.parent, verify, PREPARE)
+    meta, gone = vf.check_features(out, base.parent, verify, PREPARE)
     splits, dims = {}, None
-    for name, (rows, path) in read.items():
-        files = vf.open_features(out, name, np.arange(len(rows), dtype=np.int64), verify,
-                                 extra=("labels", "groups"))
-        labels = np.load(files["labels"])
-        want = np.array([r["label"] == "True" for r in rows], dtype=np.int64)
-        if not np.array_equal(labels, want):
-            raise DataError(f"{files['labels']}: the labels differ from {path}; the features were "
-                            "prepared from other examples: prepare them again")
+    for name in SPLITS:
+        files = vf.open_features(out, name, None, verify, extra=("labels", "groups"))
+        labels = np.load(files["labels"], allow_pickle=False)
         splits[name] = DiskSplit.from_npy({m: files[m] for m in vf.FEATURES},
                                           torch.from_numpy(labels), name,
-                                          groups=torch.from_numpy(np.load(files["groups"])))
+                                          groups=torch.from_numpy(np.load(files["groups"],
+                                                                          allow_pickle=False)))
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
-    return Task(task_spec("real", dims, f"NLVR2 ({out})"), splits, {},
+    task = Task(task_spec("real", dims, f"NLVR2 ({out})"), splits, {},
                 options={"source": "real", "checksum": meta["content_sha256"]})
+    return task, gone
 
 
 def verify(base: Path, level: str = "quick") -> str:
-    """Check the JSON Lines files and the prepared features under ``base`` (shapes, dtypes,
-    labels; ``full``: every file's sha256); a one-line report (a DataError otherwise)."""
-    task = load(base, level)
-    return (f"nlvr2: {base / FEATURES} matches its manifest and the annotations ({level}): "
-            + ", ".join(f"{k} {len(s)}" for k, s in task.splits.items()))
+    """Check the prepared features under ``base`` against their manifest and the inputs it
+    records (``full``: every byte); a one-line report (a DataError naming the file otherwise)."""
+    import json
+
+    task, gone = load_counted(base, level)
+    inputs = json.loads((base / FEATURES / "manifest.json").read_text())["inputs"]
+    return (f"nlvr2: {base / FEATURES} matches its manifest and {chain.inputs_report(inputs, gone)} "
+            f"({level}): " + ", ".join(f"{k} {len(s)}" for k, s in task.splits.items()))
 
 
 __all__ = ["SPLITS", "folder", "groups_of", "image_paths", "load", "prepare", "read_split", "verify"]

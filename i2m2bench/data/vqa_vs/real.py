@@ -214,47 +214,51 @@ def annotation_files(base: Path) -> list[Path]:
 
 
 def load(base: Path, verify: str = "quick") -> Task:
-    """The task from the prepared features under ``base/features``, checked against the manifest
-    (``verify``: ``quick`` or ``full``) and against the question ids of the JSON files."""
+    """The task from the prepared features under ``base/features`` alone (:func:`load_counted`)."""
+    return load_counted(base, verify)[0]
+
+
+def load_counted(base: Path, verify: str = "quick") -> tuple[Task, int]:
+    """(the task, the recorded inputs no longer on disk) from the prepared features under
+    ``base/features`` alone: the JSON files and images are read by :func:`prepare`, never here.
+    The manifest's content chain checks that none of them changed since (``verify``: ``quick``,
+    sizes and times; ``full``, every byte) and the features against the manifest; without
+    prepared features, a DataError gives the prepare command."""
     import torch
 
     from i2m2bench.data.common import vl_features as vf
     from i2m2bench.data.common.disk import DiskSplit
 
     out = base / FEATURES
-    expected = {name: np.array([q["question_id"] for q in read_split(base / stem, stem)[0]],
-                               dtype=np.int64) for name, stem in SPLITS.items()}  # checked
-    meta, _ = vf.check_features(out, base.parent, verify, PREPARE)
-    vocab_path = out / "answers.json"
-    problem = path_problem(vocab_path)
-    if problem is not None:
-        raise DataError(f"{vocab_path}: {problem}; prepare the features first: {HINT}")
+    meta, gone = vf.check_features(out, base.parent, verify, PREPARE)
+    vocab_path = out / "answers.json"  # its sha256 checked by check_features
     vocab = tuple(json.loads(vocab_path.read_text()))
-    ood = _ood_rows(base, expected["test"])
-    for s, rows in ood.items():
-        expected[s] = expected["test"][rows]
     splits, dims = {}, None
-    for name, ids in expected.items():
-        files = vf.open_features(out, name, ids, verify, extra=("targets",))
+    for name in (*SPLITS, *OOD_SETS):
+        files = vf.open_features(out, name, None, verify, extra=("targets",))
         # float16 in memory (VQA-VS's 461k x 3,129 soft scores: 2.9 GB instead of 5.8); losses
         # and metrics read them in float32 / float64
         target = torch.from_numpy(np.load(files["targets"], allow_pickle=False))
         if target.shape[1:] != (len(vocab),):
             raise DataError(f"{files['targets']}: {target.shape[1]} answers, but {vocab_path} "
-                            f"lists {len(vocab)}; prepare the features again")
+                            f"lists {len(vocab)}; {PREPARE}")
         splits[name] = DiskSplit.from_npy({m: files[m] for m in vf.FEATURES}, target, name)
         dims = tuple(int(np.load(files[m], mmap_mode="r").shape[1]) for m in vf.FEATURES)
-    return Task(task_spec("real", dims, vocab, f"VQA-VS ({out})"),
+    task = Task(task_spec("real", dims, vocab, f"VQA-VS ({out})"),
                 {k: splits[k] for k in SPLITS}, {s: splits[s] for s in OOD_SETS},
                 options={"source": "real", "checksum": meta["content_sha256"]})
+    return task, gone
 
 
 def verify(base: Path, level: str = "quick") -> str:
-    """Check the JSON files and the prepared features under ``base`` (shapes, dtypes and ids;
-    ``full``: every file's sha256); a one-line report (a DataError naming the file otherwise)."""
-    task = load(base, level)
-    return (f"vqa_vs: {base / FEATURES} matches its manifest and the annotations ({level}): "
-            + ", ".join(f"{k} {len(s)}" for k, s in {**task.splits, **task.shifts}.items()))
+    """Check the prepared features under ``base`` against their manifest and the inputs it
+    records (``full``: every byte); a one-line report (a DataError naming the file otherwise)."""
+    from i2m2bench.data.common import chain
+
+    task, gone = load_counted(base, level)
+    inputs = json.loads((base / FEATURES / "manifest.json").read_text())["inputs"]
+    return (f"vqa_vs: {base / FEATURES} matches its manifest and {chain.inputs_report(inputs, gone)} "
+            f"({level}): " + ", ".join(f"{k} {len(s)}" for k, s in {**task.splits, **task.shifts}.items()))
 
 
 __all__ = ["MIN_COUNT", "OOD_SETS", "SPLITS", "folder", "image_path", "load", "normalize",
