@@ -38,7 +38,8 @@ def test_prepare_then_load_with_pairs_and_groups(tmp_path, backbone):
 
 @pytest.mark.parametrize("change, words", [
     (lambda r: r.pop("label"), ["dev.json", "line 3", "'label' is missing"]),
-    (lambda r: r.__setitem__("label", "true"), ["dev.json", "line 3", "'label' is 'true'"]),
+    (lambda r: r.__setitem__("label", "maybe"), ["dev.json", "line 3", "'label' is 'maybe'",
+                                                 "a label true or false (any case"]),
     (lambda r: r.__setitem__("identifier", "dev-1-0"), ["dev.json", "line 3", "'identifier'"]),
 ])
 def test_bad_lines_name_file_and_line(tmp_path, backbone, change, words):
@@ -67,7 +68,8 @@ def test_malformed_line_and_missing_or_broken_image(tmp_path, backbone):
     root = nlvr2_root(tmp_path / "b")
     missing = root / "nlvr2" / "images" / "dev" / "dev-2-1-img1.png"
     missing.unlink()
-    with pytest.raises(DataError, match=r"dev-2-1-img1.png: not found \(image img1 of example dev-2-1-0\)"):
+    with pytest.raises(DataError, match=r"dev-2-1-img1.png: not found \(image img1 of example dev-2-1-0; "
+                       r"its split.s images were found in the layout nlvr2/images/dev/\)"):
         nr.prepare(root / "nlvr2", str(backbone), progress=False)
     assert not (root / "nlvr2" / "features").exists()
     root = nlvr2_root(tmp_path / "c")

@@ -127,7 +127,7 @@ def test_missing_field_and_missing_image(tmp_path, backbone):
     for p in (root / "coco").rglob("*.jpg"):
         p.unlink()
         break
-    with pytest.raises(DataError, match=r"image id \d+: no image at .*COCO_train2014_.* or .*COCO_val2014_"):
+    with pytest.raises(DataError, match=r"image id \d+ \(field 'image_id' of the questions\): no image at any of .*COCO_train2014_.*COCO_val2014_"):
         vr.prepare(root / "vqa_vs", str(backbone), progress=False)
     assert not (root / "vqa_vs" / "features").exists()
 
@@ -253,9 +253,14 @@ def test_images_are_checked_before_anything_is_written(tmp_path, backbone):
 
 
 def test_images_are_found_in_the_other_documented_folders(tmp_path):
-    (tmp_path / "vqa_vs" / "images" / "val2014").mkdir(parents=True)
-    p = tmp_path / "vqa_vs" / "images" / "val2014" / "COCO_val2014_000000000042.jpg"
-    p.write_bytes(b"x")
-    assert vr.image_path(tmp_path, 42) == p
-    with pytest.raises(DataError, match=r"image id 43: no image at .*coco/train2014/COCO_train2014_000000000043.jpg"):
-        vr.image_path(tmp_path, 43)
+    base = tmp_path / "VQA-VS"  # the official folder name
+    for where in (base / "images", tmp_path, base):  # the dataset's images/, the data root, itself
+        (where / "val2014").mkdir(parents=True)
+        p = where / "val2014" / "COCO_val2014_000000000042.jpg"
+        p.write_bytes(b"x")
+        assert vr.image_path(base, 42) == p
+        p.unlink()
+    with pytest.raises(DataError, match=r"image id 43 \(field 'image_id' of the questions\): no "
+                       r"image at any of .*coco/train2014/COCO_train2014_000000000043.jpg, .*"
+                       r"VQA-VS/val2014/COCO_val2014_000000000043.jpg$"):
+        vr.image_path(base, 43)

@@ -109,19 +109,25 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def dataset_folder(data_root, folder: str, dataset: str, holding: str, embedded: str) -> Path:
-    """``<data root>/<folder>`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``): a missing
-    root, or a root without that folder, is a DataError saying what belongs there (``holding``)
-    and that no data root gives the ``embedded`` stand-in."""
+def dataset_folder(data_root, folder: str, dataset: str, holding: str, embedded: str,
+                   aliases: tuple[str, ...] = ()) -> Path:
+    """``<data root>/<folder>`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``), or the first
+    of ``aliases`` that exists (another name the official downloads give it, such as
+    ``VQA-VS``): a missing root, or a root with none of them, is a DataError saying what
+    belongs there (``holding``) and that no data root gives the ``embedded`` stand-in."""
     root = resolve_data_root(data_root, check=True)
     if root is None:
         raise DataError(f"{dataset}: the real data need a data root (--data-root DIR or "
                         f"${DATA_ENV}) holding {holding}")
     path = root / folder
     problem = path_problem(path, "folder")
+    for alias in aliases:
+        if problem is not None and path_problem(root / alias, "folder") is None:
+            return root / alias
     if problem is not None:
         origin = "data_root" if data_root is not None else f"${DATA_ENV}"
-        raise DataError(f"{path}: {problem}; the data root ({origin} {root}) must hold "
+        also = "".join(f" (nor {root / a})" for a in aliases)
+        raise DataError(f"{path}: {problem}{also}; the data root ({origin} {root}) must hold "
                         f"{holding}, or give no data root (or source='embedded') for the "
                         f"{embedded}")
     return path

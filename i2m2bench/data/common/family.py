@@ -77,11 +77,14 @@ class DatasetFamily:
     aliases: tuple[str, ...] = ()
     description: str = ""
     embedded: str = field(default="embedded stand-in")
+    #: other names of :attr:`folder` that the official downloads give it (``VQA-VS``)
+    folder_aliases: tuple[str, ...] = ()
 
     def real_folder(self, data_root: str | os.PathLike | None = None) -> Path:
         """``<data root>/<folder>`` (the root: ``data_root``, else ``$I2M2BENCH_DATA``); a missing
         root, or a root without that folder, is a DataError saying what belongs there."""
-        return dataset_folder(data_root, self.folder, self.name, self.holding, self.embedded)
+        return dataset_folder(data_root, self.folder, self.name, self.holding, self.embedded,
+                              self.folder_aliases)
 
     def prepare(self, data_root: str | os.PathLike | None = None, **options) -> Path:
         """Run the family's one-time conversion of the files under ``data_root``; returns the

@@ -347,14 +347,18 @@ def resume_key(inputs: dict, backbone: dict, device: str | None) -> dict:
 
 
 def write_manifest(folder: Path, splits: Iterable[str], backbone: dict, inputs: dict,
-                   settings: dict, extra: Sequence[str] = (), whole: Sequence[str] = ()) -> Path:
+                   settings: dict, extra: Sequence[str] = (), whole: Sequence[str] = (),
+                   layouts: dict | None = None) -> Path:
     """Record every split's files (``ids``, the features and ``extra`` ones such as ``targets``:
     shape, dtype, sha256), the ``backbone`` (:func:`backbone_record`), the ``inputs``
     (:func:`i2m2bench.data.common.chain.record_inputs`) and the extraction ``settings`` in
     ``folder/manifest.json``, sealed; ``whole``: other files of the folder (``answers.json``),
-    recorded by sha256 and checked whole at every load."""
+    recorded by sha256 and checked whole at every load; ``layouts``: which of the accepted
+    layouts of the official files was found (recorded as it is)."""
     entry = {"version": VERSION, "backbone": backbone, "inputs": inputs, "extraction": settings,
              "whole": {name: file_sha256(folder / name) for name in whole}, "splits": {}}
+    if layouts:
+        entry["layouts"] = layouts
     for split in splits:
         (folder / split / "progress.json").unlink(missing_ok=True)
         files = {name: manifest.short_entry(folder / split / f"{name}.npy")

@@ -7,8 +7,10 @@
     images/train/<directory>/<id>-img0.png, -img1.png  training pairs (``directory``: 0..99)
     images/dev/<id>-img0.png ..., images/test1/...      the other splits
 
-Each line: ``sentence``, ``left_url``, ``right_url``, ``label`` (the strings ``"True"`` /
-``"False"``), ``identifier`` (``split-set-pair-sentence``), ``writer``, ``synset``, ``query``
+or any of the image layouts the official tools leave (:func:`image_layouts`).
+
+Each line: ``sentence``, ``left_url``, ``right_url``, ``label`` (``"True"`` / ``"False"``, in
+any case, or a JSON boolean: :func:`label_of`), ``identifier`` (``split-set-pair-sentence``), ``writer``, ``synset``, ``query``
 (and ``directory`` for train); ``<id>`` is the identifier without its sentence number. Images are
 not all really PNG (NLVR2's README): their format is detected, not assumed.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -49,31 +52,100 @@ def _identifier_ok(value) -> bool:
     return isinstance(value, str) and len(value.split("-")) == 4
 
 
+def _label_ok(value) -> bool:
+    return isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false"))
+
+
+def label_of(value) -> bool:
+    """An example's label as a bool: the strings ``"True"`` / ``"False"`` in any case (NLVR2's
+    files write ``"True"``, its README says "true or false" and its scorer compares lower case:
+    lil-lab/nlvr @ 18924841, ``nlvr2/README.md`` L18, ``nlvr2/eval/metrics.py`` L44) or a JSON
+    boolean."""
+    return value if isinstance(value, bool) else value.lower() == "true"
+
+
 def read_split(base: Path, name: str) -> tuple[list[dict], Path]:
-    """The examples of ``data/<name>.json``, checked: a sentence, a label "True" or "False" and
+    """The examples of ``data/<name>.json``, checked: a sentence, a label (:func:`label_of`) and
     an identifier of four parts on every line (DataError naming the file and line)."""
     path = base / "data" / f"{name}.json"
     rows = hf_json.read(path, "NLVR2 examples", lines=True)
-    fields = {"sentence": str, "identifier": _identifier_ok,
-              "label": lambda v: v in ("True", "False")}
+    fields = {"sentence": str, "identifier": _identifier_ok, "label": _label_ok}
     if name == "train":
         fields["directory"] = lambda v: isinstance(v, (int, str)) and str(v).isdigit()
-    hf_json.require(rows, path, fields, "NLVR2 examples", first_line=1)
+    hf_json.require(rows, path, fields, "NLVR2 examples; expected a sentence, a label true or "
+                    "false (any case, or a JSON boolean), an identifier split-set-pair-sentence"
+                    + (" and a directory number" if name == "train" else ""), first_line=1)
     return rows, path
 
 
-def image_paths(base: Path, split: str, row: dict) -> tuple[Path, Path]:
-    """The left and right images of an example (they must exist)."""
-    stem = row["identifier"].rsplit("-", 1)[0]
-    where = base / "images" / split
-    if split == "train":
-        where = where / str(row["directory"])
-    paths = tuple(where / f"{stem}-img{k}.png" for k in (0, 1))
+def image_layouts(base: Path, split: str) -> list[tuple[str, Callable[[dict], Path]]]:
+    """The folders the images of ``split`` (``train``, ``dev``, ``test1``) are looked for in,
+    first match wins: (a description, the folder of an example). ``base`` is
+    ``<data root>/nlvr2``; ``R`` below is the data root.
+
+    * ``nlvr2/images/<split>/`` (train: ``nlvr2/images/train/<directory>/``, or without the
+      numbered folders);
+    * the layout the official I2M2 code writes from: ``R/images/train/<directory>/``,
+      ``R/dev/``, ``R/test1/`` (divyam3897/I2M2 @ 7742765,
+      ``vqa_nlvr/fiber/utils/write_nlvr2.py`` L17-21), and ``R/images/<split>/``;
+    * ``nlvr2/<split>/``;
+    * one flat folder, as NLVR2's ``util/download_images.py`` saves them (its second argument;
+      lil-lab/nlvr @ 18924841, ``nlvr2/util/download_images.py`` L13, L42):
+      ``nlvr2/images/`` or ``R/images/``.
+    """
+    root = base.parent
+    numbered = split == "train"
+
+    def sub(folder: Path, label: str, by_directory: bool, note: str = ""):
+        if by_directory:
+            return (f"{label}<directory>/{note}", lambda r: folder / str(r["directory"]))
+        return (f"{label}{note}", lambda r: folder)
+
+    out = []
+    for folder, label, note in ((base / "images" / split, f"nlvr2/images/{split}/", ""),
+                                (root / "images" / split, f"images/{split}/",
+                                 " under the data root")):
+        if numbered:
+            out.append(sub(folder, label, True, note))
+        out.append(sub(folder, label, False, note))
+    if not numbered:
+        out.append(sub(root / split, f"{split}/", False, " under the data root"))
+    out.append(sub(base / split, f"nlvr2/{split}/", False))
+    out.append(sub(base / "images", "nlvr2/images/", False, " (one flat folder)"))
+    out.append(sub(root / "images", "images/", False, " under the data root (one flat folder)"))
+    return out
+
+
+def _stem(row: dict) -> str:
+    return row["identifier"].rsplit("-", 1)[0]
+
+
+def find_layout(base: Path, split: str, rows: list[dict]) -> tuple[str, Callable[[dict], Path]]:
+    """The first of :func:`image_layouts` holding the left image of the first example of
+    ``split``; a DataError listing every folder looked in when none does."""
+    if not rows:
+        return image_layouts(base, split)[0]
+    name = f"{_stem(rows[0])}-img0.png"
+    layouts = image_layouts(base, split)
+    for layout in layouts:
+        if path_problem(layout[1](rows[0]) / name) is None:
+            return layout
+    looked = "; ".join(f"{label} ({where(rows[0]) / name})" for label, where in layouts)
+    raise DataError(f"NLVR2 {split}: image {name} (example {rows[0]['identifier']}) is in none "
+                    f"of the layouts looked for: {looked}")
+
+
+def image_paths(layout: tuple[str, Callable[[dict], Path]], row: dict) -> tuple[Path, Path]:
+    """The left and right images of an example in ``layout`` (they must exist)."""
+    label, where = layout
+    stem = _stem(row)
+    paths = tuple(where(row) / f"{stem}-img{k}.png" for k in (0, 1))
     for p in paths:
         problem = path_problem(p)
         if problem is not None:
             raise DataError(f"{p}: {problem} (image {p.name[-8:-4]} of example "
-                            f"{row['identifier']})")
+                            f"{row['identifier']}; its split's images were found in the layout "
+                            f"{label})")
     return paths
 
 
@@ -96,7 +168,10 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
 
     vf.check_batch_size(batch_size)  # before anything is read or written
     splits = {name: read_split(base, stem) for name, stem in SPLITS.items()}
-    items = {name: [vf.Item(i, image_paths(base, SPLITS[name], r), r["sentence"])
+    layouts = {name: find_layout(base, SPLITS[name], rows) for name, (rows, _) in splits.items()}
+    for name, (label, _) in layouts.items():
+        print(f"nlvr2: {SPLITS[name]} images in {label}")
+    items = {name: [vf.Item(i, image_paths(layouts[name], r), r["sentence"])
                     for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}
     vf.check_images(p for its in items.values() for it in its for p in it.images)
     vf.require_backbone(backbone, base, sum(map(len, items.values())), "examples", own_features)
@@ -118,12 +193,14 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
             np.save(side, pair.reshape(len(pair), -1))  # both images side by side
             os.replace(side, out / name / "image.npy")
             rows = splits[name][0]
-            np.save(out / name / "labels.npy", np.array([r["label"] == "True" for r in rows], dtype=np.int64))
+            np.save(out / name / "labels.npy", np.array([label_of(r["label"]) for r in rows],
+                                                        dtype=np.int64))
             np.save(out / name / "groups.npy", groups_of(rows))
         vf.write_manifest(out, list(SPLITS), backbone_files, inputs,
                           {"own_features": True} if own_features else
                           {"device": key["device"], "batch_size": batch_size},
-                          extra=("labels", "groups"))
+                          extra=("labels", "groups"),
+                          layouts={SPLITS[n]: label for n, (label, _) in layouts.items()})
     return base / FEATURES
 
 
@@ -171,4 +248,5 @@ def verify(base: Path, level: str = "quick") -> str:
             f"({level}): " + ", ".join(f"{k} {len(s)}" for k, s in task.splits.items()))
 
 
-__all__ = ["SPLITS", "folder", "groups_of", "image_paths", "load", "prepare", "read_split", "verify"]
+__all__ = ["SPLITS", "find_layout", "folder", "groups_of", "image_layouts", "image_paths",
+           "label_of", "load", "load_counted", "prepare", "read_split", "verify"]

@@ -50,6 +50,7 @@ def build_vqa_vs(source: str = "auto", data_root: str | None = None, verify: str
 FAMILY = DatasetFamily(
     name="vqa_vs", aliases=("vqa-vs",), datasets=("vqa_vs",), folder="vqa_vs", holding=real.HINT,
     verify_files=real.verify, prepare_files=real.prepare, embedded="embedded scene world",
+    folder_aliases=real.FOLDER_ALIASES,
     options=VL_OPTIONS,
     description="check VQA-VS's JSON files and the COCO images, then extract the image, text and "
                 "joint features with --backbone (without it the files are checked only)")

@@ -12,9 +12,12 @@ feature extraction (``prepare vqa-vs``) and loading the prepared features.
 Question files: JSON lists of ``{image_id, question, question_id}``; answer files: JSON lists in
 VQA v2's annotation format (``question_id``, ``answers``: 10 ``{answer, answer_confidence,
 answer_id}``, ``multiple_choice_answer``, ``answer_type``, ``question_type``, ``image_id``). The
-OOD sets are subsets of the IID test set, by question id. Images: COCO ``train2014`` and
-``val2014`` under ``<data root>/coco/`` (or ``coco/images/``, ``vqa_vs/images/``, ``vqa_vs/``),
-``COCO_<split>2014_<12-digit image id>.jpg``, looked up by ``image_id`` in both.
+OOD sets are subsets of the IID test set, by question id. The folder may be named ``VQA-VS/``
+(the official name, :data:`FOLDER_ALIASES`), and the IID test answers may come from the
+repository's ``test_annotations.json`` instead (:data:`TEST_ANNOTATIONS`). Images: COCO
+``train2014`` and ``val2014`` under ``<data root>/coco/``, ``coco/images/``, the data root or
+the dataset folder (:func:`image_dirs`), ``COCO_<split>2014_<12-digit image id>.jpg``, looked up
+by ``image_id`` in both.
 
 **Answers** (:func:`normalize`, :func:`vocabulary`, :func:`soft_targets`): every answer string is
 normalised the VQA way (lower case, punctuation, number words to digits, articles dropped); the
@@ -75,15 +78,57 @@ def _answers_ok(value) -> bool:
             and all(isinstance(a, dict) and isinstance(a.get("answer"), str) for a in value))
 
 
+#: The IID test answers as the repository ships them for its scorer, when ``IID-Test-Ans.json``
+#: is absent: ``{"annotations": [{"question_id", "answer_count": {answer: annotators}, ...}],
+#: "QT_qid": [...], ...}`` (PhoebusSi/VQA-VS @ b1249be: ``test_annotations.json.zip`` at the
+#: repository's root; read by ``new_comput_score.py`` L31-35, L134-136).
+TEST_ANNOTATIONS = "test_annotations.json"
+
+
+def _answer_counts_ok(value) -> bool:
+    return (isinstance(value, dict) and len(value) > 0
+            and all(isinstance(k, str) and isinstance(c, int) and not isinstance(c, bool) and c > 0
+                    for k, c in value.items()))
+
+
+def _test_annotations(path: Path) -> list[dict]:
+    """The IID test answers of :data:`TEST_ANNOTATIONS` in the answer files' shape: each
+    answer repeated once per annotator who gave it (soft scores are then as for VQA's ten)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            content = json.load(fh)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc}); expected VQA-VS's test "
+                        "annotations ({'annotations': [...], 'QT_qid': [...], ...})") from exc
+    rows = content.get("annotations") if isinstance(content, dict) else None
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: no list 'annotations'; expected VQA-VS's test annotations "
+                        "({'annotations': [{'question_id', 'answer_count', ...}], ...})")
+    hf_json.require(rows, path, {"question_id": int, "answer_count": _answer_counts_ok},
+                    "VQA-VS test annotations (answer_count: answer -> annotators)")
+    return [{"question_id": r["question_id"],
+             "answers": [{"answer": a} for a, c in r["answer_count"].items() for _ in range(c)]}
+            for r in rows]
+
+
 def read_split(folder: Path, stem: str) -> tuple[list[dict], dict[int, dict], Path]:
     """(questions in file order, answers by question id, the answer file) of one split, checked:
-    fields present and typed, every question id answered."""
+    fields present and typed, every question id answered. The IID test answers come from
+    ``IID-Test-Ans.json`` or, when it is absent, from :data:`TEST_ANNOTATIONS` in the dataset
+    folder."""
     qpath, apath = folder / f"{stem}-Ques.json", folder / f"{stem}-Ans.json"
     questions = hf_json.read(qpath, "VQA-VS questions")
     hf_json.require(questions, qpath, _ques_fields(), "VQA-VS questions")
-    answers = hf_json.read(apath, "VQA-VS answers")
-    hf_json.require(answers, apath, {"question_id": int, "answers": _answers_ok,
-                                     "multiple_choice_answer": str}, "VQA-VS answers")
+    alternative = folder.parent / TEST_ANNOTATIONS
+    if stem == SPLITS["test"] and path_problem(apath) is not None \
+            and path_problem(alternative) is None:
+        apath, answers = alternative, _test_annotations(alternative)
+    else:
+        answers = hf_json.read(apath, "VQA-VS answers")
+        fields = {"question_id": int, "answers": _answers_ok}
+        if stem == SPLITS["train"]:  # the vocabulary is made of the training ones
+            fields["multiple_choice_answer"] = str
+        hf_json.require(answers, apath, fields, "VQA-VS answers")
     by_id = {a["question_id"]: a for a in answers}
     missing = [q["question_id"] for q in questions if q["question_id"] not in by_id]
     if missing:
@@ -118,27 +163,38 @@ def soft_targets(questions: list[dict], answers: dict[int, dict], vocab: list[st
     return out
 
 
+#: Other names of the dataset folder: the official repository's and baseline code's
+#: (PhoebusSi/VQA-VS @ b1249be, ``Baseline_code/preprocess_text.py`` L272-287: ``./VQA-VS/...``).
+FOLDER_ALIASES = ("VQA-VS",)
+
+
 def folder(data_root: str | None = None) -> Path:
-    """``<data root>/vqa_vs``; a DataError saying what belongs there when it is missing."""
-    return dataset_folder(data_root, "vqa_vs", "vqa_vs", HINT, "embedded scene world")
+    """``<data root>/vqa_vs`` (or ``<data root>/VQA-VS``, the official name); a DataError saying
+    what belongs there when neither exists."""
+    return dataset_folder(data_root, "vqa_vs", "vqa_vs", HINT, "embedded scene world",
+                          FOLDER_ALIASES)
 
 
-#: where COCO's ``<split>2014`` folders are looked for, under the data root (first found wins)
-IMAGE_DIRS = ("coco", "coco/images", "vqa_vs/images", "vqa_vs")
+def image_dirs(base: Path) -> list[Path]:
+    """Where COCO's ``train2014`` / ``val2014`` folders are looked for (first found wins):
+    ``coco/`` and ``coco/images/`` under the data root, the data root itself (COCO's zips
+    unpack to ``train2014/``, ``val2014/``), and the dataset folder ``base`` and its
+    ``images/``."""
+    root = base.parent
+    return [root / "coco", root / "coco" / "images", root, base / "images", base]
 
 
-def image_path(root: Path, image_id: int) -> Path:
+def image_path(base: Path, image_id: int) -> Path:
     """The COCO image of ``image_id``: ``COCO_<split>2014_<12-digit id>.jpg`` in a
-    ``train2014`` or ``val2014`` folder under one of :data:`IMAGE_DIRS` of the data root; a
-    DataError naming the places looked in when it is in none."""
-    tried = [root / d / f"{split}2014" / f"COCO_{split}2014_{image_id:012d}.jpg"
-             for d in IMAGE_DIRS for split in ("train", "val")]
+    ``train2014`` or ``val2014`` folder under one of :func:`image_dirs`; a DataError naming
+    every place looked in when it is in none."""
+    tried = [d / f"{split}2014" / f"COCO_{split}2014_{image_id:012d}.jpg"
+             for d in image_dirs(base) for split in ("train", "val")]
     for p in tried:
         if p.is_file():
             return p
-    raise DataError(f"image id {image_id}: no image at {tried[0]} or {tried[1]} (nor under "
-                    f"{', '.join(d + '/' for d in IMAGE_DIRS[1:])}) (field 'image_id' of the "
-                    "questions)")
+    raise DataError(f"image id {image_id} (field 'image_id' of the questions): no image at any of "
+                    + ", ".join(map(str, tried)))
 
 
 def _ood_rows(base: Path, test_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -175,12 +231,12 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     test_ids = np.array([q["question_id"] for q in splits["test"][0]], dtype=np.int64)
     ood = _ood_rows(base, test_ids)
     root = base.parent
-    items = {name: [vf.Item(q["question_id"], (image_path(root, q["image_id"]),), q["question"])
+    items = {name: [vf.Item(q["question_id"], (image_path(base, q["image_id"]),), q["question"])
                     for q in qs] for name, (qs, _, _) in splits.items()}  # every image exists
     vf.check_images({p for its in items.values() for it in its for p in it.images})
     vf.require_backbone(backbone, base, sum(map(len, items.values())), "questions", own_features)
     backbone_files = vf.OWN if own_features else vf.backbone_record(backbone)
-    inputs = chain.record_inputs(root, [*annotation_files(base),
+    inputs = chain.record_inputs(root, [*annotation_files(base, [a for _, _, a in splits.values()]),
                                         *(p for its in items.values() for it in its for p in it.images)])
     key = vf.resume_key(inputs, backbone_files, None if own_features else device)
     with chain.staged(base / FEATURES, "the VQA-VS features", print,
@@ -205,11 +261,10 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
     return base / FEATURES
 
 
-def annotation_files(base: Path) -> list[Path]:
-    """The JSON files prepare reads: every split's questions and answers, every OOD set's
-    questions."""
-    return ([base / stem / f"{stem}-{kind}.json" for stem in SPLITS.values()
-             for kind in ("Ques", "Ans")]
+def annotation_files(base: Path, answers: list[Path]) -> list[Path]:
+    """The JSON files prepare reads: every split's questions, the ``answers`` files it read
+    (``IID-Test-Ans.json`` or :data:`TEST_ANNOTATIONS`), every OOD set's questions."""
+    return ([base / stem / f"{stem}-Ques.json" for stem in SPLITS.values()] + list(answers)
             + [base / "OOD-Test" / s / f"OOD-Test-{s}-Ques.json" for s in OOD_SETS])
 
 
