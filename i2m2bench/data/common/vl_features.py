@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -346,6 +347,51 @@ def resume_key(inputs: dict, backbone: dict, device: str | None) -> dict:
             "device": kind}
 
 
+@dataclass
+class Staged:
+    """A features folder being written (:func:`staged_features`): ``out``, the staged folder
+    holding every split's extracted (or adopted) features; what its manifest records."""
+
+    out: Path
+    backbone: dict
+    inputs: dict
+    settings: dict
+
+    def write_manifest(self, splits: Iterable[str], extra: Sequence[str] = (),
+                       whole: Sequence[str] = (), layouts: dict | None = None) -> Path:
+        """:func:`write_manifest` of the staged folder."""
+        return write_manifest(self.out, splits, self.backbone, self.inputs, self.settings,
+                              extra=extra, whole=whole, layouts=layouts)
+
+
+@contextmanager
+def staged_features(base: Path, what: str, items: dict[str, Sequence[Item]],
+                    annotations: Iterable[Path], backbone: str | None, *,
+                    own_features: bool = False, batch_size: int = 32,
+                    device: str | None = None, progress: bool = True) -> Iterator[Staged]:
+    """Write ``base/features`` all-or-nothing (:func:`i2m2bench.data.common.chain.staged`):
+    records the inputs (the ``annotations`` files and every item's images) and the backbone's
+    files, extracts every split of ``items`` with ``backbone`` (resuming a partial folder made
+    from the same inputs, backbone and device) or adopts the user's own features, then yields
+    the :class:`Staged` folder for the family's own files and its manifest; the folder replaces
+    ``base/features`` when the block ends without an error."""
+    backbone_files = OWN if own_features else backbone_record(backbone)
+    images = (p for its in items.values() for it in its for p in it.images)
+    inputs = chain.record_inputs(base.parent, [*annotations, *images])
+    key = resume_key(inputs, backbone_files, None if own_features else device)
+    with chain.staged(base / "features", what, print,
+                      resume_key=None if own_features else key) as out:
+        for name, its in items.items():
+            if own_features:
+                adopt(base / "features" / name, out / name, its)
+            else:
+                extract(backbone, its, out / name, batch_size=batch_size, device=device,
+                        progress=progress)
+        settings = ({"own_features": True} if own_features
+                    else {"device": key["device"], "batch_size": batch_size})
+        yield Staged(out, backbone_files, inputs, settings)
+
+
 def write_manifest(folder: Path, splits: Iterable[str], backbone: dict, inputs: dict,
                    settings: dict, extra: Sequence[str] = (), whole: Sequence[str] = (),
                    layouts: dict | None = None) -> Path:
@@ -439,6 +485,7 @@ def open_features(folder: Path, split: str, ids: np.ndarray | None, verify: str 
     return out
 
 
-__all__ = ["VL_OPTIONS", "FEATURES", "Item", "MANIFEST", "VERSION", "backbone_record",
+__all__ = ["VL_OPTIONS", "FEATURES", "Item", "MANIFEST", "OWN", "Staged", "VERSION", "adopt",
+           "backbone_record", "staged_features",
            "check_batch_size", "check_features", "check_images", "extract", "load_backbone",
            "open_features", "read_progress", "require_backbone", "resume_key", "write_manifest"]

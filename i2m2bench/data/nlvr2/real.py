@@ -175,19 +175,12 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
                     for i, r in enumerate(rows)] for name, (rows, _) in splits.items()}
     vf.check_images(p for its in items.values() for it in its for p in it.images)
     vf.require_backbone(backbone, base, sum(map(len, items.values())), "examples", own_features)
-    backbone_files = vf.OWN if own_features else vf.backbone_record(backbone)
-    inputs = chain.record_inputs(base.parent, [*(path for _, path in splits.values()),
-                                               *(p for its in items.values() for it in its
-                                                 for p in it.images)])
-    key = vf.resume_key(inputs, backbone_files, None if own_features else device)
-    with chain.staged(base / FEATURES, "the NLVR2 features", print,
-                      resume_key=None if own_features else key) as out:
-        for name, its in items.items():
-            if own_features:
-                vf.adopt(base / FEATURES / name, out / name, its)
-            else:
-                vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
-                           progress=progress)
+    annotations = [path for _, path in splits.values()]
+    with vf.staged_features(base, "the NLVR2 features", items, annotations, backbone,
+                            own_features=own_features, batch_size=batch_size, device=device,
+                            progress=progress) as staged:
+        out = staged.out
+        for name in items:
             pair = np.load(out / name / "image.npy")
             side = out / name / "image.side.npy"  # a new file (image.npy may be a link to own features)
             np.save(side, pair.reshape(len(pair), -1))  # both images side by side
@@ -196,11 +189,8 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
             np.save(out / name / "labels.npy", np.array([label_of(r["label"]) for r in rows],
                                                         dtype=np.int64))
             np.save(out / name / "groups.npy", groups_of(rows))
-        vf.write_manifest(out, list(SPLITS), backbone_files, inputs,
-                          {"own_features": True} if own_features else
-                          {"device": key["device"], "batch_size": batch_size},
-                          extra=("labels", "groups"),
-                          layouts={SPLITS[n]: label for n, (label, _) in layouts.items()})
+        staged.write_manifest(list(SPLITS), extra=("labels", "groups"),
+                              layouts={SPLITS[n]: label for n, (label, _) in layouts.items()})
     return base / FEATURES
 
 

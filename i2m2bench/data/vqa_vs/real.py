@@ -230,23 +230,16 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
                         f"{MIN_COUNT} training questions; the vocabulary would be empty")
     test_ids = np.array([q["question_id"] for q in splits["test"][0]], dtype=np.int64)
     ood = _ood_rows(base, test_ids)
-    root = base.parent
     items = {name: [vf.Item(q["question_id"], (image_path(base, q["image_id"]),), q["question"])
                     for q in qs] for name, (qs, _, _) in splits.items()}  # every image exists
     vf.check_images({p for its in items.values() for it in its for p in it.images})
     vf.require_backbone(backbone, base, sum(map(len, items.values())), "questions", own_features)
-    backbone_files = vf.OWN if own_features else vf.backbone_record(backbone)
-    inputs = chain.record_inputs(root, [*annotation_files(base, [a for _, _, a in splits.values()]),
-                                        *(p for its in items.values() for it in its for p in it.images)])
-    key = vf.resume_key(inputs, backbone_files, None if own_features else device)
-    with chain.staged(base / FEATURES, "the VQA-VS features", print,
-                      resume_key=None if own_features else key) as out:
-        for name, its in items.items():
-            if own_features:
-                vf.adopt(base / FEATURES / name, out / name, its)
-            else:
-                vf.extract(backbone, its, out / name, batch_size=batch_size, device=device,
-                           progress=progress)
+    annotations = annotation_files(base, [a for _, _, a in splits.values()])
+    with vf.staged_features(base, "the VQA-VS features", items, annotations, backbone,
+                            own_features=own_features, batch_size=batch_size, device=device,
+                            progress=progress) as staged:
+        out = staged.out
+        for name in items:
             qs, ans, _ = splits[name]
             np.save(out / name / "targets.npy", soft_targets(qs, ans, vocab).astype(np.float16))
         for s, rows in ood.items():  # the OOD sets' rows, copied from the IID test features
@@ -254,10 +247,7 @@ def prepare(base: Path, backbone: str | None, *, batch_size: int = 32, device: s
             for f in (*vf.FEATURES, "ids", "targets"):
                 np.save(out / s / f"{f}.npy", np.load(out / "test" / f"{f}.npy", mmap_mode="r")[rows])
         (out / "answers.json").write_text(json.dumps(vocab))
-        vf.write_manifest(out, [*SPLITS, *OOD_SETS], backbone_files, inputs,
-                          {"own_features": True} if own_features else
-                          {"device": key["device"], "batch_size": batch_size},
-                          extra=("targets",), whole=("answers.json",))
+        staged.write_manifest([*SPLITS, *OOD_SETS], extra=("targets",), whole=("answers.json",))
     return base / FEATURES
 
 
@@ -308,8 +298,6 @@ def load_counted(base: Path, verify: str = "quick") -> tuple[Task, int]:
 def verify(base: Path, level: str = "quick") -> str:
     """Check the prepared features under ``base`` against their manifest and the inputs it
     records (``full``: every byte); a one-line report (a DataError naming the file otherwise)."""
-    from i2m2bench.data.common import chain
-
     task, gone = load_counted(base, level)
     inputs = json.loads((base / FEATURES / "manifest.json").read_text())["inputs"]
     return (f"vqa_vs: {base / FEATURES} matches its manifest and {chain.inputs_report(inputs, gone)} "
