@@ -201,3 +201,21 @@ def test_malformed_test_annotations_name_the_file(tmp_path, backbone):
                        r"\{'yes': 'three'\}"):
         vr.prepare(base, str(backbone), batch_size=8, device="cpu", progress=False)
     assert not (base / "features").exists()
+
+
+def test_vl_heads_are_twice_the_backbones_width_on_every_source(tmp_path, backbone):
+    """'2x:text' (gin/vqa_vs.gin, gin/nlvr2.gin): the official hidden_dim * 2 -- 1536 on 768-d
+    real features, 128 on the embedded 64-d ones, 32 on this fixture's 16-d features."""
+    from i2m2bench.fusion.unimodal import Unimodal, resolve_hidden
+
+    root = vqa_vs_root(tmp_path)
+    vr.prepare(root / "vqa_vs", str(backbone), batch_size=8, device="cpu", progress=False)
+    real = build_task("vqa_vs", data_root=str(root)).spec
+    head = Unimodal(real, "joint", width=None, hidden="2x:text", head="ln_gelu").head
+    assert head[0].in_features == 16 and head[0].out_features == 32  # the joint of a 16-d backbone
+    embedded = build_task("vqa_vs", source="embedded", train=200, val=50, test=2000,
+                          pool=12000).spec
+    assert resolve_hidden("2x:text", embedded) == 128 and resolve_hidden(7, embedded) == 7
+    for bad in ("2x:audio", "twice", "0x:text", -1, True):
+        with pytest.raises(ValueError, match=r"hidden .*expected a whole number"):
+            resolve_hidden(bad, embedded)
