@@ -219,3 +219,31 @@ def test_vl_heads_are_twice_the_backbones_width_on_every_source(tmp_path, backbo
     for bad in ("2x:audio", "twice", "0x:text", -1, True):
         with pytest.raises(ValueError, match=r"hidden .*expected a whole number"):
             resolve_hidden(bad, embedded)
+
+
+# ------------------------------------------------------------------------------ smoke suites
+def test_a_smoke_suite_given_a_data_root_runs_the_smoke_schedule_on_the_real_data(tmp_path, capsys):
+    """fastmri_smoke.gin with --data-root: the real cache, one epoch, the embedded sizes left out
+    (and said so); without a data root the same suite stays on the embedded phantom."""
+    pytest.importorskip("h5py")
+    from test_fastmri_real import CROP, W, make_raw
+
+    from i2m2bench.cli import main
+    from i2m2bench.data.fastmri import real as fr
+    from i2m2bench.harness.store import read_rows
+
+    root = tmp_path / "data"
+    F, _ = make_raw(root)
+    fr.prepare(F, width=W, crop=CROP, log=lambda _: None)
+    args = ["run", "--gin", "fastmri_smoke.gin", "--methods", "magnitude_only", "--no-progress",
+            "--gin-param", "train.class_weights = None", "--out", str(tmp_path / "runs"),
+            "--leaderboard-dir", str(tmp_path / "lb")]
+    assert main([*args, "--data-root", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert "suite.embedded_options {'patients': 20, 'slices': 6, 'size': 16} not applied" in err
+    rows = read_rows(tmp_path / "lb" / "results" / "fastmri_smoke.jsonl")
+    assert rows and {r["data_source"] for r in rows} == {"real"}
+    assert {r["train"]["epochs"] for r in rows} == {1} and {r["n_train"] for r in rows} == {11}
+    assert {r["task_options"]["source"] for r in rows} == {"real"}
+    assert main(args) == 0
+    assert (tmp_path / "lb" / "fastmri_smoke-embedded-fastmri.md").is_file()

@@ -265,6 +265,9 @@ class SuiteConfig:
     dataset: str = gin.REQUIRED
     methods: tuple = gin.REQUIRED
     dataset_options: Mapping = field(default_factory=dict)
+    #: dataset options for the embedded data only (the smoke suites' small sizes), merged over
+    #: ``dataset_options`` when the data are embedded and left out, with a note, on real data
+    embedded_options: Mapping = field(default_factory=dict)
     seeds: tuple = (0, 1, 2)
     protocols: tuple = ("test", "shift:*")
     sweep: Mapping | None = None
@@ -319,6 +322,10 @@ class SuiteConfig:
             raise SettingError("suite.dataset_options", f"suite.dataset_options must be a dict of "
                                f"dataset options; got {self.dataset_options!r}")
         check_finite("suite.dataset_options", self.dataset_options)
+        if not isinstance(self.embedded_options, Mapping):
+            raise SettingError("suite.embedded_options", f"suite.embedded_options must be a dict "
+                               f"of dataset options; got {self.embedded_options!r}")
+        check_finite("suite.embedded_options", self.embedded_options)
         for label, options in (sweep or {}).items():
             check_finite("suite.sweep", options, f"[{label!r}]")
         set_ = object.__setattr__
@@ -327,6 +334,7 @@ class SuiteConfig:
         set_(self, "protocols", protocols)
         set_(self, "levels", tuple(float(v) for v in levels))
         set_(self, "dataset_options", dict(self.dataset_options))
+        set_(self, "embedded_options", dict(self.embedded_options))
         set_(self, "sweep", {k: dict(v) for k, v in sweep.items()} if sweep else None)
 
     def settings(self) -> dict[str | None, dict]:

@@ -8,6 +8,7 @@ live; a :class:`Planner` resolves, validates and plans the units of one setting.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from i2m2bench._version import __version__
 from i2m2bench.data import accepts_data_root, build_task
+from i2m2bench.data.base import resolve_data_root
 from i2m2bench.fusion.base import ContractError, check_outputs
 from i2m2bench.harness.config import SuiteConfig, read_suite
 from i2m2bench.harness.errors import ConfigError
@@ -181,8 +183,19 @@ def build_setting_task(suite: SuiteConfig, label: str | None, options: dict,
     """The task of one setting (``options``: its dataset options), the data root passed only to
     builders that read files; a sweep setting's error names the setting."""
     opts = dict(options)
-    if data_root is not None and accepts_data_root(suite.dataset):
+    reads_files = accepts_data_root(suite.dataset)
+    if data_root is not None and reads_files:
         opts["data_root"] = data_root  # only builders that read files declare it
+    if suite.embedded_options:
+        source = opts.get("source", "auto")
+        embedded = (not reads_files or source == "embedded"
+                    or (source == "auto" and resolve_data_root(data_root) is None))
+        if embedded:
+            opts = {**opts, **suite.embedded_options}
+        else:
+            print(f"[i2m2bench] {suite.name}: real data: suite.embedded_options "
+                  f"{dict(suite.embedded_options)} not applied (they size the embedded data)",
+                  file=sys.stderr)
     try:
         return build_task(suite.dataset, **opts)
     except (TypeError, ValueError, KeyError) as exc:
