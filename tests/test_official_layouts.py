@@ -247,3 +247,34 @@ def test_a_smoke_suite_given_a_data_root_runs_the_smoke_schedule_on_the_real_dat
     assert {r["task_options"]["source"] for r in rows} == {"real"}
     assert main(args) == 0
     assert (tmp_path / "lb" / "fastmri_smoke-embedded-fastmri.md").is_file()
+
+
+# ------------------------------------------------------------------------------ FastMRI
+def test_fastmri_folders_as_the_tarballs_and_the_fastmri_plus_clone_leave_them(tmp_path):
+    """Volumes in knee_singlecoil_{train,val}/ and fastMRI+'s csvs in the repository as cloned
+    (microsoft/fastmri-plus @ 67ed9a6: Annotations/knee.csv, Annotations/knee_file_list.csv):
+    the same cache as the suite's own names give."""
+    pytest.importorskip("h5py")
+    from test_fastmri_real import CROP, W, make_raw
+
+    from i2m2bench.data.fastmri import real as fr
+
+    ours, _ = make_raw(tmp_path / "ours")
+    theirs, _ = make_raw(tmp_path / "theirs")
+    for d in ("singlecoil_train", "singlecoil_val"):
+        shutil.move(theirs / d, theirs / f"knee_{d}")
+    (theirs / "fastmri-plus").mkdir()
+    shutil.move(theirs / "fastmri_plus", theirs / "fastmri-plus" / "Annotations")
+    a = fr.prepare(ours, width=W, crop=CROP, log=lambda _: None)
+    b = fr.prepare(theirs, width=W, crop=CROP, log=lambda _: None)
+    for name in ("train_magnitude.npy", "test_labels.npy", "test_undersampled4x_phase.npy"):
+        np.testing.assert_array_equal(np.load(a / name), np.load(b / name))
+    inputs = json.loads((b / "manifest.json").read_text())["inputs"]["files"]
+    assert "fastmri/fastmri-plus/Annotations/knee.csv" in inputs
+    assert any(k.startswith("fastmri/knee_singlecoil_train/") for k in inputs)
+    shutil.rmtree(theirs / "fastmri-plus")
+    for d in ("knee_singlecoil_train", "knee_singlecoil_val"):
+        shutil.rmtree(theirs / d)
+    with pytest.raises(DataError, match=r"no fastMRI knee data found; .*knee_singlecoil_val/ with "
+                       r"fastMRI\+'s knee.csv and knee_file_list.csv in .*fastmri-plus/Annotations/"):
+        fr.prepare(theirs, width=W, crop=CROP, log=lambda _: None)

@@ -26,9 +26,25 @@ from i2m2bench.data.fastmri.real_cache import SPLITS
 OFFICIAL_SPLITS = {"train_class": "train", "val_class": "val", "test_class": "test"}
 PREPARE_HINT = "run `python -m i2m2bench prepare fastmri --data-root DIR` (DIR holding fastmri/)"
 
-RAW_DIRS = ("singlecoil_train", "singlecoil_val")
+#: The raw volumes' folders: fastMRI's names, with or without the tarballs' ``knee_`` prefix.
+RAW_DIRS = ("singlecoil_train", "singlecoil_val", "knee_singlecoil_train", "knee_singlecoil_val")
 KNEE_CSV = Path("fastmri_plus") / "knee.csv"
 FILE_LIST_CSV = Path("fastmri_plus") / "knee_file_list.csv"
+#: Where fastMRI+'s two csvs are looked for (first with knee_file_list.csv wins): the suite's
+#: ``fastmri_plus/``, and the repository as cloned (microsoft/fastmri-plus @ 67ed9a6 keeps them
+#: in ``Annotations/``): ``fastmri-plus/Annotations/``, ``fastmri_plus/Annotations/``,
+#: ``Annotations/``.
+LABEL_DIRS = (Path("fastmri_plus"), Path("fastmri-plus") / "Annotations",
+              Path("fastmri_plus") / "Annotations", Path("Annotations"))
+
+
+def label_files(folder: Path) -> tuple[Path, Path]:
+    """(knee.csv, knee_file_list.csv) relative to ``folder``: those of the first of
+    :data:`LABEL_DIRS` holding the file list, else the suite's own names (for the messages)."""
+    for d in LABEL_DIRS:
+        if (folder / d / FILE_LIST_CSV.name).is_file():
+            return d / KNEE_CSV.name, d / FILE_LIST_CSV.name
+    return KNEE_CSV, FILE_LIST_CSV
 METADATA_CSV = Path("knee") / "metadata_knee.csv"
 KNEE_CSV_HEADER = ("file", "slice", "study_level", "x", "y", "width", "height", "label")
 KNEE_CSV_USED = ("file", "slice", "label")
@@ -189,8 +205,9 @@ def detect_layout(folder: str | os.PathLike) -> str:
     raise DataError(
         f"{folder}: no fastMRI knee data found; looked for {meta} (the official I2M2 preprocessed "
         f"layout, with per-slice files in {folder / 'knee'}/<volume_id>/) and for "
-        f"{folder / RAW_DIRS[0]}/ or {folder / RAW_DIRS[1]}/ with {folder / KNEE_CSV} and "
-        f"{folder / FILE_LIST_CSV} (raw fastMRI volumes + fastMRI+ labels)")
+        f"{', '.join(str(folder / d) + '/' for d in RAW_DIRS)} with fastMRI+'s knee.csv and "
+        f"knee_file_list.csv in {', '.join(str(folder / d) + '/' for d in LABEL_DIRS)} (raw "
+        "fastMRI volumes + fastMRI+ labels)")
 
 
 def _read_file_list(path: Path) -> tuple[list[str], list[dict]]:
@@ -276,12 +293,13 @@ def _read_knee_csv(path: Path, reviewed: set[str], file_list: Path
 def plan_raw(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> Plan:
     """The plan of the raw layout: the reviewed volumes of fastMRI+'s file list, split 70/15/15
     (:func:`split_volumes`), with their slices' labels from ``knee.csv``."""
-    file_list = folder / FILE_LIST_CSV
+    knee_csv, file_list_csv = label_files(folder)
+    file_list = folder / file_list_csv
     reviewed, ignored_lines = _read_file_list(file_list)
     for item in ignored_lines:
         log(f"fastmri: {file_list}: line {item['line']} {item['text']!r} is not a volume id; "
             "ignored (the official script would split it as a volume)")
-    annotations = _read_knee_csv(folder / KNEE_CSV, set(reviewed), file_list)
+    annotations = _read_knee_csv(folder / knee_csv, set(reviewed), file_list)
 
     on_disk: dict[str, Path] = {}
     for d in RAW_DIRS:
@@ -300,7 +318,7 @@ def plan_raw(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> 
                         f"volume needs at least 4 ({one_line(exc)})") from exc
     what = "a fastMRI single-coil knee volume: dataset 'kspace' (slices, rows, columns) complex"
     volumes: dict[str, list[Volume]] = {}
-    inputs, missing = [file_list, folder / KNEE_CSV], []
+    inputs, missing = [file_list, folder / knee_csv], []
     info: dict = {"splits": {}, "ignored_file_list_lines": ignored_lines,
                   "unreviewed_on_disk": len(set(on_disk) - set(reviewed)),
                   "ignored_label_rows": []}
@@ -324,9 +342,9 @@ def plan_raw(folder: Path, width: int, crop: tuple[int, int], log: Callable) -> 
             labels = np.zeros((n, len(LABELS)), np.uint8)
             for s, (strings, line) in sorted(annotations.get(vid, {}).items()):
                 if s >= n:
-                    info["ignored_label_rows"].append({"file": KNEE_CSV.as_posix(), "line": line,
+                    info["ignored_label_rows"].append({"file": knee_csv.as_posix(), "line": line,
                                                        "volume": vid, "slice": s, "slices": n})
-                    log(f"fastmri: {folder / KNEE_CSV}: line {line}: slice {s} of {vid}, which has "
+                    log(f"fastmri: {folder / knee_csv}: line {line}: slice {s} of {vid}, which has "
                         f"{n} slices; ignored")
                     continue
                 labels[s] = parse_labels(strings)
@@ -419,4 +437,4 @@ def plan_official(folder: Path, width: int, crop: tuple[int, int], log: Callable
     return Plan("official", volumes, info, inputs)
 
 
-__all__ = ["FILE_LIST_CSV", "KNEE_CSV", "KNEE_CSV_HEADER", "KNEE_CSV_USED", "METADATA_CSV", "METADATA_USED", "OFFICIAL_SPLITS", "Plan", "RAW_DIRS", "Volume", "check_geometry", "detect_layout", "kspace_dataset", "open_h5", "plan_official", "plan_raw", "read_slices", "split_volumes"]
+__all__ = ["FILE_LIST_CSV", "KNEE_CSV", "LABEL_DIRS", "label_files", "KNEE_CSV_HEADER", "KNEE_CSV_USED", "METADATA_CSV", "METADATA_USED", "OFFICIAL_SPLITS", "Plan", "RAW_DIRS", "Volume", "check_geometry", "detect_layout", "kspace_dataset", "open_h5", "plan_official", "plan_raw", "read_slices", "split_volumes"]

@@ -20,7 +20,7 @@ from i2m2bench.data.common import manifest as mf
 from i2m2bench.data.fastmri.processing import CROP, KSPACE_SHAPE, LABELS, column_mask, magnitude_phase
 from i2m2bench.data.fastmri.real_cache import (FORMAT, FORMAT_VERSION, SHIFT, SPLITS, cache_file_names,
                                                default_cache)
-from i2m2bench.data.fastmri.real_layouts import (FILE_LIST_CSV, METADATA_CSV, Plan, Volume, check_geometry,
+from i2m2bench.data.fastmri.real_layouts import (METADATA_CSV, Plan, Volume, check_geometry, label_files,
                                                  detect_layout, kspace_dataset, open_h5, plan_official,
                                                  plan_raw, read_slices)
 from i2m2bench.fileio import WriteError, write_text_atomic
@@ -188,7 +188,7 @@ def prepare(folder: str | os.PathLike, cache: str | os.PathLike | None = None,
                                 for s in SPLITS))
     empty = [s for s in SPLITS if counts[s] == 0]
     if empty:
-        source = folder / (METADATA_CSV if layout == "official" else FILE_LIST_CSV)
+        source = folder / (METADATA_CSV if layout == "official" else label_files(folder)[1])
         raise DataError(f"{source}: no slices for split(s) {', '.join(empty)} "
                         f"({', '.join(f'{s} {counts[s]}' for s in SPLITS)}); expected volumes on "
                         "disk in every split")
