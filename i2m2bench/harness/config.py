@@ -265,8 +265,8 @@ class SuiteConfig:
     dataset: str = gin.REQUIRED
     methods: tuple = gin.REQUIRED
     dataset_options: Mapping = field(default_factory=dict)
-    #: dataset options for the embedded data only (the smoke suites' small sizes), merged over
-    #: ``dataset_options`` when the data are embedded and left out, with a note, on real data
+    #: dataset options for the embedded data only (the smoke suites' small sizes): defaults under
+    #: ``dataset_options`` when the data are embedded, left out (with a note) on real data
     embedded_options: Mapping = field(default_factory=dict)
     seeds: tuple = (0, 1, 2)
     protocols: tuple = ("test", "shift:*")

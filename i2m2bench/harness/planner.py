@@ -190,8 +190,8 @@ def build_setting_task(suite: SuiteConfig, label: str | None, options: dict,
         source = opts.get("source", "auto")
         embedded = (not reads_files or source == "embedded"
                     or (source == "auto" and resolve_data_root(data_root) is None))
-        if embedded:
-            opts = {**opts, **suite.embedded_options}
+        if embedded:  # defaults for the embedded data: a dataset option given explicitly wins
+            opts = {**suite.embedded_options, **opts}
         else:
             print(f"[i2m2bench] {suite.name}: real data: suite.embedded_options "
                   f"{dict(suite.embedded_options)} not applied (they size the embedded data)",

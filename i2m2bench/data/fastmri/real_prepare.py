@@ -211,7 +211,7 @@ def prepare(folder: str | os.PathLike, cache: str | os.PathLike | None = None,
             splits[split] = entry
         manifest = {
             "format": FORMAT, "version": FORMAT_VERSION, "layout": layout,
-            "source": str(folder), "width": width, "crop": list(crop), **mag,
+            "source": str(folder.absolute()), "width": width, "crop": list(crop), **mag,
             "labels": list(LABELS), "seed": seed,
             "undersampling": {**UNDERSAMPLING, "mask_seed": "[seed, volume index in test, slice]",
                               "columns": "all columns of the volume" if layout == "raw" else
