@@ -169,3 +169,18 @@ def test_each_benchmark_entry_says_which_commit_measured_it(tmp_path):
     text = "\n".join(_share([entry]))
     assert "Measured at commit `0123456789ab+dirty` on Some CPU (cpu, 2 threads)." in text
     assert "| fused" in text and "5.0%" in text
+
+
+def test_content_chain_benchmark_runs_in_quick_mode(tmp_path):
+    """benchmarks/test_content_chain.py on 2,000 files: the three side-by-side figures exist."""
+    out = tmp_path / "c.json"
+    env = {**os.environ, "I2M2BENCH_BENCH_QUICK": "1"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(ROOT / "benchmarks" / "test_content_chain.py"), f"--benchmark-json={out}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    figures = {b["name"]: b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]}
+    assert set(figures) == {"test_checking_the_recorded_inputs[quick]",
+                            "test_checking_the_recorded_inputs[full]",
+                            "test_reading_every_byte_once"}
+    assert all(e["files"] == 2000 and e["seconds_per_100k_files"] > 0 for e in figures.values())
