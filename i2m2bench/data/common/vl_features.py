@@ -273,14 +273,17 @@ def extract(backbone: str | os.PathLike, items: Sequence[Item], out: Path, *,
 def _check_rows(out: Path, count: int) -> None:
     """Every one of the ``count`` rows of each feature file was written: a row of zeros in all
     of them is a batch that never ran (a DataError naming the file and row)."""
-    zero = None
+    zero = np.ones(count, dtype=bool)
     for name in FEATURES:
         a = np.load(out / f"{name}.npy", mmap_mode="r")
         if len(a) != count:
             raise DataError(f"{out / f'{name}.npy'}: {len(a)} rows, expected {count}")
-        rows = ~np.asarray(a.reshape(len(a), -1) != 0).any(axis=1)
-        zero = rows if zero is None else zero & rows
-    if zero is not None and zero.any():
+        flat = a.reshape(len(a), -1)
+        for start in range(0, count, 1 << 14):  # blocks of rows: memory bounded at any size
+            block = np.asarray(flat[start:start + (1 << 14)])
+            zero[start:start + len(block)] &= ~(block != 0).any(axis=1)
+        del a, flat
+    if zero.any():
         first = int(np.flatnonzero(zero)[0])
         raise DataError(f"{out}: {int(zero.sum())} row(s) all zero in every feature file "
                         f"(first: row {first}); the extraction did not write them: prepare again")
