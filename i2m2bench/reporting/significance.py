@@ -251,6 +251,7 @@ def column_marks(entries: Mapping[str, Entry], higher_is_better: bool) -> dict[s
     if not all(e.complete for e in scored.values()):
         return None
     cache: dict[tuple[str, str], object] = {}
+    memo: dict = {}  # each method's resampled values, computed once for the column
 
     def compare(a: str, b: str):
         if (a, b) not in cache:
@@ -260,7 +261,7 @@ def column_marks(entries: Mapping[str, Entry], higher_is_better: bool) -> dict[s
                 raise _Incomparable
             cache[a, b] = paired_bootstrap_stats([ea.evidence[s].stat for s in seeds],
                                                  [eb.evidence[s].stat for s in seeds],
-                                                 higher_is_better=higher_is_better)
+                                                 higher_is_better=higher_is_better, memo=memo)
         return cache[a, b]
 
     try:

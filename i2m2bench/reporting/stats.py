@@ -48,12 +48,30 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, fl
 CHUNK = 1 << 22
 
 
-def _resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+_LAST_RESAMPLES: dict = {}  # the last small set of resamples drawn, by (n, n_boot, seed)
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray] | list[np.ndarray]:
     """Bootstrap resamples of ``n`` samples, ``n_boot`` in all, as chunks of (k, n) indices drawn
     with replacement from ``numpy.random.default_rng(seed)`` (the same draws for every caller
-    with ``seed`` and ``n``)."""
+    with ``seed`` and ``n``). When they fit in one chunk (:data:`CHUNK` indices) the last set
+    drawn is kept and handed out again (read-only): a board compares many pairs of methods on
+    the same test set."""
     if n < 1:
         raise ValueError("bootstrap over an empty test set")
+    if n * n_boot <= CHUNK:
+        key = (n, n_boot, seed)
+        if key not in _LAST_RESAMPLES:
+            chunks = list(_draw(n, n_boot, seed))
+            for c in chunks:
+                c.setflags(write=False)
+            _LAST_RESAMPLES.clear()
+            _LAST_RESAMPLES[key] = chunks
+        return _LAST_RESAMPLES[key]
+    return _draw(n, n_boot, seed)
+
+
+def _draw(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
     rng = np.random.default_rng(seed)
     step, done = max(1, CHUNK // n), 0
     while done < n_boot:
@@ -187,8 +205,7 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float] | SampleStat, n:
     ``n`` of samples. Undefined resamples (NaN, e.g. a label with one class) are left out; all
     undefined gives (nan, nan)."""
     stat = statistic if isinstance(statistic, SampleStat) else SampleStat(int(n), fn=statistic)
-    vals = np.concatenate([stat.on(idx) for idx in _resamples(stat.n, n_boot, seed)])
-    return _percentile(vals, level)
+    return _percentile(resampled_values(stat, n_boot, seed), level)
 
 
 @dataclass(frozen=True)
@@ -229,9 +246,24 @@ def paired_bootstrap(metric: Callable[[np.ndarray, np.ndarray, np.ndarray], floa
                                   level=level)
 
 
+def resampled_values(stat: SampleStat, n_boot: int = N_BOOT, seed: int = SEED,
+                     memo: dict | None = None) -> np.ndarray:
+    """(n_boot,) values of ``stat`` on the test-sample resamples of :func:`_resamples` (``n``,
+    ``n_boot``, ``seed``), in draw order; kept in ``memo`` (by the stat's identity, the stat
+    held alive beside its values) so that a method compared with several others is resampled
+    once per column, not once per comparison."""
+    key = (id(stat), n_boot, seed)
+    if memo is not None and key in memo:
+        return memo[key][1]
+    values = np.concatenate([stat.on(idx) for idx in _resamples(stat.n, n_boot, seed)])
+    if memo is not None:
+        memo[key] = (stat, values)
+    return values
+
+
 def paired_bootstrap_stats(a: Sequence[SampleStat], b: Sequence[SampleStat], *,
                            higher_is_better: bool = True, n_boot: int = N_BOOT, seed: int = SEED,
-                           level: float = LEVEL) -> Paired:
+                           level: float = LEVEL, memo: dict | None = None) -> Paired:
     """Two-stage paired bootstrap over seeds and test samples: ``a[i]`` and ``b[i]`` are seed i's
     metric of methods A and B on the same test samples.
 
@@ -244,7 +276,8 @@ def paired_bootstrap_stats(a: Sequence[SampleStat], b: Sequence[SampleStat], *,
     "Accounting for variance in machine learning benchmarks", MLSys 2021). With one seed it is
     the plain paired bootstrap over test samples. The difference is signed so that > 0 means A
     is better (``higher_is_better`` False flips it). Two per-sample-mean metrics are compared
-    through their per-sample differences (one gather per resample)."""
+    through their per-sample differences (one gather per resample); other metrics through each
+    seed's resampled values (:func:`resampled_values`, shared through ``memo``)."""
     if len(a) != len(b) or not a:
         raise ValueError("paired_bootstrap needs the same (non-zero) number of seeds for A and B")
     n = a[0].n
@@ -259,11 +292,19 @@ def paired_bootstrap_stats(a: Sequence[SampleStat], b: Sequence[SampleStat], *,
     n_seeds = len(a)
     seed_rng = np.random.default_rng([seed, 1])  # stage one; stage two draws as _resamples(seed)
 
+    if pairs is None:
+        resampled = [(resampled_values(x, n_boot, seed, memo), resampled_values(y, n_boot, seed, memo))
+                     for x, y in zip(a, b)]
+    done = 0
+
     def diff(idx: np.ndarray) -> np.ndarray:  # (k, n) -> (k,)
+        nonlocal done
         if pairs is not None:
             per_seed = np.stack([d.on(idx) for d in pairs])
-        else:
-            per_seed = np.stack([x.on(idx) - y.on(idx) for x, y in zip(a, b)])  # (seeds, k)
+        else:  # this chunk's rows of every seed's resampled values
+            span = slice(done, done + len(idx))
+            per_seed = np.stack([x[span] - y[span] for x, y in resampled])  # (seeds, k)
+        done += len(idx)
         if n_seeds == 1:
             return sign * per_seed[0]
         drawn = seed_rng.integers(0, n_seeds, size=(len(idx), n_seeds))  # (k, seeds drawn)
