@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from i2m2bench.fileio import locked
 from i2m2bench.harness import store
 from i2m2bench.harness.runner import run_suite
 from i2m2bench.harness.store import read_rows
@@ -45,12 +46,21 @@ def test_killed_then_rerun_gives_the_rows_of_a_clean_run(tmp_path, sig):
                 "--leaderboard-dir", str(tmp_path / "c_lb"))
     assert clean.wait(timeout=600) == 0, clean.stderr.read()
 
-    victim = cli("run", "--gin", str(TOY), "--out", str(tmp_path / "runs"), "--leaderboard-dir", str(tmp_path / "lb"))
-    deadline = time.time() + 300
-    while len(list((tmp_path / "runs").rglob("metrics.json"))) < 3 and time.time() < deadline:
-        time.sleep(0.05)
-    victim.send_signal(sig)
-    assert victim.wait(timeout=60) != 0
+    # The toy suite trains a unit in well under a second, so a kill timed by polling can come
+    # after the last unit (it once did on a slow CI machine). Hold the lock of the I2M2 unit of
+    # seed 0 (its folder is the clean run's, under the victim's --out): the victim completes
+    # the units before it, then waits there, and the signal lands mid-suite every time.
+    gate = next((tmp_path / "c_runs").rglob("i2m2/*/seed0")).relative_to(tmp_path / "c_runs")
+    (tmp_path / "runs" / gate).mkdir(parents=True)
+    with locked(tmp_path / "runs" / gate / "unit"):
+        victim = cli("run", "--gin", str(TOY), "--out", str(tmp_path / "runs"),
+                     "--leaderboard-dir", str(tmp_path / "lb"))
+        deadline = time.time() + 300
+        while (len(list((tmp_path / "runs").rglob("metrics.json"))) < 3
+               and time.time() < deadline and victim.poll() is None):
+            time.sleep(0.05)
+        victim.send_signal(sig)
+        assert victim.wait(timeout=60) != 0, victim.stderr.read()
     done_before = len(list((tmp_path / "runs").rglob("metrics.json")))
     assert 3 <= done_before < 12, "the kill must land mid-suite"
     rows_file = tmp_path / "lb" / "results" / "toy_smoke-embedded-toy.jsonl"
