@@ -148,6 +148,8 @@ def _cmd_leaderboard(args) -> int:
 
     check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
     out = Path(args.leaderboard_dir)
+    if args.action is not None or args.source is not None:
+        return _leaderboard_add(args, out)
     if args.format != "md":
         if args.check:
             raise ValueError("--check compares the committed Markdown boards; it does not combine "
@@ -349,6 +351,32 @@ def _add_run(sub, common) -> None:
     r.set_defaults(func=_cmd_run)
 
 
+def _leaderboard_add(args, out: Path) -> int:
+    """``leaderboard add SOURCE``: merge a contributed run into the board (harness/contribute)."""
+    from i2m2bench.harness.contribute import NotComparable, add_results
+
+    if args.action != "add" or args.source is None:
+        raise ValueError("usage: python -m i2m2bench leaderboard add SOURCE [--leaderboard-dir "
+                         "DIR], SOURCE being the folder your run wrote with --leaderboard-dir")
+    if args.check or args.format != "md" or args.board or args.output:
+        raise ValueError("leaderboard add takes SOURCE and --leaderboard-dir only")
+    try:
+        added = add_results(Path(args.source), out)
+    except NotComparable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for a in added:
+        print(f"added {', '.join(a.methods)} ({a.units} units) to {out}/{a.board}.md")
+        if a.ignored:
+            print(f"  left as they are on the board: {', '.join(a.ignored)}")
+        if a.without_predictions:
+            print(f"  no per-sample predictions for {', '.join(a.without_predictions)}: shown "
+                  "with intervals, outside the significance marks, unverified by --check")
+    print("review the board's diff, then commit results/, predictions/ and the board",
+          file=sys.stderr)
+    return 0
+
+
 def _add_list_leaderboard_compare(sub, common) -> None:
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
@@ -358,6 +386,13 @@ def _add_list_leaderboard_compare(sub, common) -> None:
 
     lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows, "
                         "or export one as CSV/JSON", parents=[common])
+    lb.add_argument("action", nargs="?", choices=["add"],
+                    help="add SOURCE: merge a run of a published suite (your method, e.g. from a "
+                         "plugin) into the board in --leaderboard-dir when it is comparable "
+                         "(docs/contributing-results.md)")
+    lb.add_argument("source", nargs="?", metavar="SOURCE",
+                    help="with add: the folder your run wrote with --leaderboard-dir (or one "
+                         "results file in it)")
     lb.add_argument("--check", action="store_true",
                     help="fail (exit 1) if a committed leaderboard differs from its rows")
     lb.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR")

@@ -1,6 +1,11 @@
 """Fixtures shared by the whole test suite (and by ``tests/reliability``, which pytest finds
 below this folder): gin state cleared around every test, demo leaderboard rows, AV-MNIST fixture
 files in MultiBench's layout."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import gin
 import numpy as np
 import pytest
@@ -101,3 +106,20 @@ def write_avmnist():
     """Write small AV-MNIST files in MultiBench's layout: ``write_avmnist(root, sizes=...,
     image_shape=..., audio_shape=..., seed=...)`` returns ``root / "avmnist"``."""
     return _write_avmnist
+
+
+# ------------------------------------------------------------------------ the example plugin
+PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin"
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory):
+    """The example plugin installed (no network, no dependencies) into a fresh target folder."""
+    tmp = tmp_path_factory.mktemp("plugin")
+    src = shutil.copytree(PLUGIN, tmp / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    site = tmp / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
+                           "--no-build-isolation", "--target", str(site), str(src)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return site

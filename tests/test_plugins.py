@@ -2,7 +2,6 @@
 environment, and clear errors for plugins that fail to import, clash or break the contract."""
 import importlib.metadata
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,19 +15,6 @@ from i2m2bench.registry import PluginError
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "examples" / "plugin"
-
-
-@pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory):
-    """The example plugin installed (no network, no dependencies) into a fresh target folder."""
-    tmp = tmp_path_factory.mktemp("plugin")
-    src = shutil.copytree(PLUGIN, tmp / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    site = tmp / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
-                           "--no-build-isolation", "--target", str(site), str(src)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return site
 
 
 def _in_env(site, *args, cwd=ROOT):

@@ -95,6 +95,11 @@ def column_entries(units: dict[str, UnitScores], methods: list[str], evidence: E
     return out
 
 
+def contributed_methods(data: BoardData) -> set[str]:
+    """The board's methods added with ``leaderboard add`` (their rows say ``contributed``)."""
+    return {m for m, u in data.units.items() if any(r.get("contributed") for r in u.rows)}
+
+
 def _unmarked_note(count: int, board: str) -> list[str]:
     if not count:
         return []
@@ -158,7 +163,8 @@ def _main_cells(view: _View, evidence: Evidence) -> tuple[dict, int]:
                 view.direction[mt], ranked=False)
             continue
         cells[p, mt], ok = column_cells(column_entries(mt_units, view.data.methods, evidence, p, mt),
-                                        view.direction[mt], unranked=untrained)
+                                        view.direction[mt], unranked=untrained,
+                                        contributed=contributed_methods(view.data))
         unmarked += not ok
     return cells, unmarked
 
@@ -176,7 +182,8 @@ def _main_table(view: _View, evidence: Evidence) -> tuple[str, int, bool]:
         failed = {r["seed"] for r in u.rows if r["metric"] == "failed"}
         seeds = {r["seed"] for r in u.rows} - failed
         count = f"{len(seeds)} ({len(failed)} failed)" if failed else str(len(seeds))
-        line = [f"{r0['label']} (`{m}`)", r0.get("fusion", ""), r0["recipe"], count]
+        line = [f"{r0['label']} (`{m}`)" + (" — contributed" if r0.get("contributed") else ""),
+                r0.get("fusion", ""), r0["recipe"], count]
         for p, mt in view.columns:
             undefined = undefined or is_undefined(view.values(m, p, mt))
             line.append(cells[p, mt][m])
@@ -250,11 +257,31 @@ FULL_SIZE_SHARE = {
 }
 
 
+def _contributed_note(view: _View) -> list[str]:
+    """Who and what produced each contributed method (``leaderboard add``)."""
+    units, out = view.data.units, []
+    for m in sorted(contributed_methods(view.data)):
+        rows = units[m].rows
+        plugins = sorted({f"{k} {v}" for r in rows for k, v in (r.get("plugins") or {}).items()
+                          if k != "i2m2bench"})
+        added = max(str(r.get("contributed")) for r in rows)[:10]
+        out.append(f"- `{m}`: added {added}; plugin(s) {', '.join(plugins) or 'none'}; "
+                   f"i2m2bench {', '.join(sorted({str(r.get('git_commit')) for r in rows}))} on "
+                   f"{', '.join(sorted({machine_of(r) for r in rows}))}.")
+    if not out:
+        return []
+    return ["", "**Contributed results** (`python -m i2m2bench leaderboard add`, "
+                "[how](../docs/contributing-results.md)):"
+                " run by their contributors on their machines with the suite's settings and "
+                "seeds; marked only when their per-sample predictions came along.", "", *out]
+
+
 def _footer(view: _View) -> list[str]:
     """Machines, peak memory, the PoE's share of a step and the robustness protocols' time."""
     units = view.data.units
     every = [r for u in units.values() for r in u.rows]
     lines = machines_note(every)
+    lines += _contributed_note(view)
     peaks = [r["value"] for r in every if r["metric"] == "peak_memory_mb"]
     if peaks:
         lines += ["", f"Peak memory of the training process (CPU: resident set; CUDA: allocated), "
@@ -353,7 +380,8 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str,
         cells = {}
         for p in cols:
             cells[p], ok = column_cells(column_entries(units, shown, evidence, p, metric), hib,
-                                        unranked={m for m in shown if not units[m].trained})
+                                        unranked={m for m in shown if not units[m].trained},
+                                        contributed=contributed_methods(data))
             unmarked += not ok
         body = [[f"`{m}`", *(cells[p][m] for p in cols)] for m in shown]
         out.append(tabulate(body, headers=["Method", *cols], tablefmt="github", disable_numparse=True))

@@ -276,11 +276,16 @@ class _Incomparable(Exception):
 
 def column_cells(entries: Mapping[str, Entry], higher_is_better: bool, scale: float = 100.0,
                  digits: int = 2, ranked: bool = True,
-                 unranked: frozenset | set = frozenset()) -> tuple[dict[str, str], bool]:
+                 unranked: frozenset | set = frozenset(),
+                 contributed: frozenset | set = frozenset()) -> tuple[dict[str, str], bool]:
     """({method: cell text}, whether the column is marked) of one column; ``ranked`` False:
     intervals only (curve points, areas); methods in ``unranked`` (evaluate-only units, which
-    trained nothing) get an interval but never take part in the marks."""
-    competing = {m: e for m, e in entries.items() if m not in unranked}
+    trained nothing) get an interval but never take part in the marks; methods in
+    ``contributed`` (added with ``leaderboard add``) take part only when their per-sample
+    predictions came along for every seed, so a contribution without them leaves the other
+    methods' marks as they were."""
+    competing = {m: e for m, e in entries.items()
+                 if m not in unranked and not (m in contributed and not e.complete)}
     marks = column_marks(competing, higher_is_better) if ranked else {}
     cells = {m: marked(interval_text(e, scale, digits), (marks or {}).get(m))
              for m, e in entries.items()}
