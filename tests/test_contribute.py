@@ -13,7 +13,7 @@ import pytest
 from i2m2bench.harness.contribute import NotComparable, add_results, differences
 from i2m2bench.harness.store.records import read_records
 
-from .reliability.conftest import snapshot
+from reliability.conftest import snapshot  # tests/ is on the path (rootless conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = "avmnist_smoke-embedded-avdigits"
