@@ -377,6 +377,20 @@ def _leaderboard_add(args, out: Path) -> int:
     return 0
 
 
+def _cmd_site(args) -> int:
+    import time
+
+    from i2m2bench.harness.checks import check_folder_argument
+    from i2m2bench.reporting.site import build_site
+
+    check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
+    t0 = time.perf_counter()
+    written = build_site(Path(args.leaderboard_dir), Path(args.out))
+    print(f"wrote {len(written)} files into {args.out} in {time.perf_counter() - t0:.1f} s; "
+          f"open {Path(args.out) / 'index.html'}")
+    return 0
+
+
 def _add_list_leaderboard_compare(sub, common) -> None:
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
@@ -406,6 +420,14 @@ def _add_list_leaderboard_compare(sub, common) -> None:
     lb.add_argument("--output", metavar="FILE",
                     help="with csv/json: write the table to FILE instead of standard output")
     lb.set_defaults(func=_cmd_leaderboard)
+
+    st = sub.add_parser("site", help="build the static leaderboard website from the result "
+                        "records (no network needed to build or view it)", parents=[common])
+    st.add_argument("--out", required=True, metavar="DIR", help="where the site's files go")
+    st.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR",
+                    help="the leaderboard folder whose records the site shows (default: "
+                         "leaderboards/)")
+    st.set_defaults(func=_cmd_site)
 
     cp = sub.add_parser("compare", help="one board from two leaderboard folders side by side "
                         "(e.g. your run against the committed board): means and significance marks "

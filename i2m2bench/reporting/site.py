@@ -1,0 +1,598 @@
+"""The leaderboard website: ``python -m i2m2bench site --out DIR`` writes a static,
+self-contained site built from the result records of a leaderboard folder (never from its
+Markdown), with no CDN and nothing fetched at view time.
+
+Pages (all relative links, so the folder can be served from anywhere or opened as files):
+
+* ``index.html`` -- every board: dataset, data source, methods, seeds, dates, machines, commits;
+* ``boards/<board>.html`` -- the main table (means, intervals and significance marks, computed
+  by the same code as the Markdown board, :mod:`i2m2bench.reporting.board`), the
+  missing-modality table, each robustness curve drawn as SVG from the records, the *Across
+  machines* view (replica folders, :mod:`i2m2bench.reporting.machines`), and the board's units;
+  a board with settings (the dependency spectrum) gets one table and one figure over its
+  settings instead;
+* ``methods/<method>.html`` -- one method on every board and protocol, with its mark and rank;
+* ``units/<board>/<unit>.html`` -- one unit: its scores, settings, data options, numerics,
+  commit and plugins, and, where the run published its unit card (``units/`` of the
+  leaderboard folder), its operative gin config and training-history curve;
+* ``poe.html`` -- the PoE kernel's benchmark records (``bench/poe_kernel.json``).
+
+Tables are plain HTML tables with header cells and captions; marks are shown by weight and a
+glyph as well as colour (``▲`` best, ``≈`` tied). The script (:mod:`site_assets`) adds column
+sorting, point tooltips and a theme switch; without it every number is still on the page.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from i2m2bench.fileio import write_text_atomic
+from i2m2bench.reporting.board import (
+    SHIFT_MEAN, StandardLayout, _main_cells, _View, column_entries, contributed_methods)
+from i2m2bench.reporting.layouts import layout_of
+from i2m2bench.reporting.machines import Side, compare_boards
+from i2m2bench.reporting.rows import machine_of
+from i2m2bench.reporting.significance import column_cells
+from i2m2bench.reporting.site_assets import CSS, JS
+
+CARDS = "units"  # <leaderboard dir>/units/<board>/<unit>.json: operative config + history
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
+           "#e377c2", "#7f7f7f", "#bcbd22"]
+
+
+# ----------------------------------------------------------------------------- HTML pieces
+def esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def slug(*parts) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(p) for p in parts if p is not None))
+
+
+@dataclass
+class Cell:
+    """One table cell: its HTML, its sort value (None: sorts by text) and CSS class."""
+
+    html: str
+    sort: float | None = None
+    cls: str = ""
+
+
+def text_cell(text) -> Cell:
+    return Cell(esc(text))
+
+
+def mark_cell(text: str, mean: float | None) -> Cell:
+    """A board cell (``**x**`` best, ``*≈ x*`` tied, as :func:`significance.marked` writes it)
+    as HTML, sorting by ``mean``."""
+    if text.startswith("**") and text.endswith("**"):
+        body = f'<strong class="best">{esc(text[2:-2])} ▲</strong>'
+    elif text.startswith("*≈ ") and text.endswith("*"):
+        body = f'<em class="tied">≈ {esc(text[3:-1])}</em>'
+    else:
+        body = esc(text)
+    return Cell(body, mean, "num")
+
+
+def table(caption: str, headers: list[str], rows: list[list[Cell]], *, sortable: bool = True,
+          row_headers: bool = True, tid: str = "") -> str:
+    """A table with a caption, column header cells and (``row_headers``) the first cell of each
+    row as its row header; ``sortable``: the script sorts it by any column."""
+    head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
+    body = []
+    for row in rows:
+        cells = []
+        for i, c in enumerate(row):
+            tag = "th" if (i == 0 and row_headers) else "td"
+            attrs = (' scope="row"' if tag == "th" else "") + (
+                f' class="{c.cls}"' if c.cls else "") + (
+                f' data-sort="{c.sort!r}"' if c.sort is not None and math.isfinite(c.sort) else
+                (' data-sort=""' if c.cls == "num" else ""))
+            cells.append(f"<{tag}{attrs}>{c.html}</{tag}>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cls = ' class="sortable"' if sortable else ""
+    ident = f' id="{esc(tid)}"' if tid else ""
+    return (f'<div class="table-wrap"><table{cls}{ident}><caption>{esc(caption)}</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def page(title: str, body: str, depth: int) -> str:
+    up = "../" * depth
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)} · i2m2bench</title>
+<link rel="stylesheet" href="{up}assets/site.css">
+</head>
+<body>
+<header class="top"><a href="{up}index.html">i2m2bench leaderboards</a>
+<a href="{up}methods/index.html">Methods</a><a href="{up}poe.html">PoE kernel</a>
+<button class="theme" type="button" hidden>Light / dark</button></header>
+<main>
+<h1>{esc(title)}</h1>
+{body}
+</main>
+<script src="{up}assets/site.js"></script>
+</body>
+</html>
+"""
+
+
+def line_chart(title: str, xlabel: str, ylabel: str, series: dict[str, list[tuple[float, float]]],
+               fmt=lambda y: f"{y:.2f}") -> str:
+    """An SVG line chart of ``series`` (name -> [(x, y)]), each line labelled at its end (colour is
+    never the only signal), each point a focusable circle whose value the tooltip (and, without
+    the script, its ``<title>``) shows."""
+    pts = [p for s in series.values() for p in s if math.isfinite(p[1])]
+    if not pts:
+        return ""
+    w, h, left, right, top, bottom = 720, 360, 60, 170, 20, 45
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x1 = x0 + 1
+    pad = (y1 - y0) * 0.08 or 1.0
+    y0, y1 = y0 - pad, y1 + pad
+
+    def sx(x):
+        return left + (x - x0) / (x1 - x0) * (w - left - right)
+
+    def sy(y):
+        return top + (y1 - y) / (y1 - y0) * (h - top - bottom)
+
+    out = [f'<svg class="chart" role="img" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
+           f'aria-label="{esc(title)}">']
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        out.append(f'<line class="grid" x1="{left}" x2="{w - right}" y1="{sy(yv):.1f}" '
+                   f'y2="{sy(yv):.1f}"/><text x="{left - 6}" y="{sy(yv) + 4:.1f}" '
+                   f'text-anchor="end">{esc(fmt(yv))}</text>')
+    for xv in sorted(set(xs)):
+        out.append(f'<text x="{sx(xv):.1f}" y="{h - bottom + 16}" text-anchor="middle">'
+                   f"{esc(f'{xv:g}')}</text>")
+    out.append(f'<line class="axis" x1="{left}" x2="{w - right}" y1="{h - bottom}" '
+               f'y2="{h - bottom}"/><line class="axis" x1="{left}" x2="{left}" y1="{top}" '
+               f'y2="{h - bottom}"/>')
+    out.append(f'<text x="{(left + w - right) / 2}" y="{h - 8}" text-anchor="middle">'
+               f"{esc(xlabel)}</text>")
+    out.append(f'<text transform="translate(14 {(top + h - bottom) / 2}) rotate(-90)" '
+               f'text-anchor="middle">{esc(ylabel)}</text>')
+    for i, (name, s) in enumerate(series.items()):
+        s = [p for p in sorted(s) if math.isfinite(p[1])]
+        if not s:
+            continue
+        colour = PALETTE[i % len(PALETTE)]
+        dash = "" if i < len(PALETTE) else ' stroke-dasharray="6 3"'
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
+        out.append(f'<g><polyline fill="none" stroke="{colour}" stroke-width="2"{dash} '
+                   f'points="{path}"/>')
+        for x, y in s:
+            label = f"{name} at {x:g}: {fmt(y)}"
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{colour}" '
+                       f'tabindex="0" data-label="{esc(label)}"><title>{esc(label)}</title>'
+                       "</circle>")
+        lx, ly = s[-1]
+        out.append(f'<text x="{sx(lx) + 8:.1f}" y="{sy(ly) + 4:.1f}">{esc(name)}</text></g>')
+    out.append("</svg>")
+    return (f'<figure><figcaption>{esc(title)}</figcaption>{"".join(out)}</figure>')
+
+
+# ----------------------------------------------------------------------------- the records
+@dataclass
+class BoardSite:
+    """One board as the site shows it: its rows, main cells and where its pages go."""
+
+    name: str
+    rows: list[dict]
+    results: Path
+    evidence: object
+    view: _View | None = None
+    cells: dict = field(default_factory=dict)  # (protocol, metric) -> {method: cell text}
+
+    @property
+    def first(self) -> dict:
+        return self.rows[0]
+
+    @property
+    def standard(self) -> bool:
+        return self.view is not None
+
+    def mean(self, method: str, protocol: str, metric: str) -> float | None:
+        vals = [v for v in (self.view.values(method, protocol, metric) or []) if v == v]
+        return 100 * statistics.fmean(vals) if vals else None
+
+
+def _unit_rows(rows: list[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        out.setdefault((r.get("setting"), r["method"], r["unit_hash"], r["seed"]), []).append(r)
+    return out
+
+
+def unit_page(board: str, key: tuple) -> str:
+    setting, method, unit_hash, seed = key
+    return f"units/{slug(board)}/{slug(method, setting, unit_hash, f'seed{seed}')}.html"
+
+
+def card_path(lb_dir: Path, board: str, key: tuple) -> Path:
+    """Where a run publishes a unit's card (operative config, history) in the leaderboard folder."""
+    setting, method, unit_hash, seed = key
+    return Path(lb_dir) / CARDS / slug(board) / f"{slug(method, setting, unit_hash, f'seed{seed}')}.json"
+
+
+def load_boards(lb_dir: Path) -> list[BoardSite]:
+    from i2m2bench.harness.publish import evidence_of, read_board_rows, results_files
+    from i2m2bench.harness.store.records import quiet
+
+    boards = []
+    for results in results_files(lb_dir):
+        rows = read_board_rows(results, report=quiet)
+        if not rows:
+            continue
+        b = BoardSite(results.stem, rows, results, evidence_of(lb_dir, results.stem))
+        if isinstance(layout_of(rows, results), StandardLayout):  # one setting at most
+            b.view = _View.of(rows)
+            b.cells, _ = _main_cells(b.view, b.evidence)
+        boards.append(b)
+    return boards
+
+
+# ----------------------------------------------------------------------------- pages
+def _summary(b: BoardSite) -> dict[str, str]:
+    rows = b.rows
+    return {
+        "dataset": b.first["dataset"],
+        "source": b.first["data_source"],
+        "suite": b.first["suite"],
+        "methods": str(len({r["method"] for r in rows})),
+        "seeds": ", ".join(str(s) for s in sorted({r["seed"] for r in rows})),
+        "dates": " – ".join(sorted({min(r["date"] for r in rows)[:10],
+                                    max(r["date"] for r in rows)[:10]})),
+        "machines": "; ".join(sorted({machine_of(r) for r in rows})),
+        "commits": ", ".join(sorted({str(r.get("git_commit")) for r in rows})),
+    }
+
+
+def index_page(boards: list[BoardSite], has_poe: bool) -> str:
+    rows = []
+    for b in boards:
+        s = _summary(b)
+        source = esc(s["source"]) + (' <span class="badge">EMBEDDED</span>'
+                                     if s["source"] == "embedded" else "")
+        rows.append([Cell(f'<a href="boards/{slug(b.name)}.html">{esc(b.name)}</a>'),
+                     text_cell(s["dataset"]), Cell(source), text_cell(s["suite"]),
+                     Cell(esc(s["methods"]), float(s["methods"]), "num"), text_cell(s["seeds"]),
+                     text_cell(s["dates"]), text_cell(s["machines"]), text_cell(s["commits"])])
+    body = ["<p>Every board of this leaderboard folder, built by <code>python -m i2m2bench "
+            "site</code> from its result records and the per-sample predictions beside them. "
+            "Boards on <strong>EMBEDDED</strong> data are on the stand-in datasets that ship with "
+            "the package, not on the real datasets, and are not comparable with published "
+            "results.</p>",
+            table("Boards", ["Board", "Dataset", "Data source", "Suite", "Methods", "Seeds",
+                             "Dates", "Machines", "Commits"], rows, tid="boards"),
+            '<p><a href="methods/index.html">Every method on every dataset</a>'
+            + (' · <a href="poe.html">PoE kernel benchmarks</a>' if has_poe else "") + "</p>"]
+    return page("Leaderboards", "\n".join(body), 0)
+
+
+def _method_label(b: BoardSite, m: str) -> Cell:
+    r0 = b.view.data.units[m].rows[0]
+    badge = ' <span class="badge">contributed</span>' if m in contributed_methods(b.view.data) else ""
+    return Cell(f'<a href="../methods/{slug(m)}.html">{esc(r0["label"])}</a> '
+                f"<code>{esc(m)}</code>{badge}", None)
+
+
+def _column_title(p: str, mt: str, hib: bool) -> str:
+    return f"{p} {mt} (%) {'↑' if hib else '↓'}"
+
+
+def _main_table(b: BoardSite) -> str:
+    v = b.view
+    heads = ["Method", "Fusion", "Recipe", "Seeds"] + [
+        _column_title(p, mt, v.direction[mt]) for p, mt in v.columns]
+    rows = []
+    for m in v.data.methods:
+        r0 = v.data.units[m].rows[0]
+        seeds = sorted({r["seed"] for r in v.data.units[m].rows})
+        line = [_method_label(b, m), text_cell(r0.get("fusion", "")), text_cell(r0["recipe"]),
+                Cell(esc(len(seeds)), float(len(seeds)), "num")]
+        line += [mark_cell(b.cells[p, mt][m], b.mean(m, p, mt)) for p, mt in v.columns]
+        rows.append(line)
+    return table("Main table: mean over seeds ± half-width of the 95% Student-t interval (one "
+                 "seed: the value and its 95% bootstrap interval over test samples); ▲ bold: "
+                 "best, ≈ italic: tied for best (paired bootstrap on the per-sample predictions). "
+                 "Click a column header to sort.", heads, rows, tid="main")
+
+
+def _missing_table(b: BoardSite) -> str:
+    data, mt = b.view.data, b.view.metrics[0]
+    missing = data.protocols("missing")
+    if not missing:
+        return ""
+    hib = b.view.direction[mt]
+    shown = [m for m in data.methods if any(data.units[m].score(p) for p in missing)]
+    cols = ["test", *missing]
+    cells = {p: column_cells(column_entries(data.units, shown, b.evidence, p, mt), hib,
+                             unranked={m for m in shown if not data.units[m].trained},
+                             contributed=contributed_methods(data))[0] for p in cols}
+    rows = [[_method_label(b, m), *(mark_cell(cells[p][m], b.mean(m, p, mt)) for p in cols)]
+            for m in shown]
+    return ("<h2>Missing modalities</h2>"
+            + table(f"{mt} (%) with the modality absent for every test sample; test repeated "
+                    "for reference; marks as in the main table", ["Method", *cols], rows,
+                    tid="missing"))
+
+
+def _curves(b: BoardSite) -> str:
+    from i2m2bench.reporting.plots import _xlabel
+
+    data, mt = b.view.data, b.view.metrics[0]
+    out = []
+    for c in sorted(data.curves):
+        levels = sorted(data.curves[c])
+        series, rows = {}, []
+        for m in data.methods:
+            u = data.units[m]
+            pts = []
+            test = u.score("test")
+            if test:
+                pts.append((0.0, 100 * statistics.fmean(test)))
+            for lv in levels:
+                vals = u.point(c, lv)
+                if vals:
+                    pts.append((float(lv), 100 * statistics.fmean(vals)))
+            if len(pts) > 1:
+                series[m] = pts
+                rows.append([text_cell(m)] + [Cell(f"{y:.2f}", y, "num") for _, y in pts])
+        if not series:
+            continue
+        title = f"Curve {c}: {mt} (%), mean over seeds, level 0 = clean test"
+        out.append(f"<h3>Curve <code>{esc(c)}</code></h3>")
+        out.append(line_chart(title, _xlabel(c, b.first), f"{mt} (%)", series))
+        out.append(table(f"The points of curve {c} ({mt} %, mean over seeds)",
+                         ["Method", "level 0 (test)", *(f"{lv:g}" for lv in levels)], rows))
+    return ("<h2>Robustness curves</h2>" + "".join(out)) if out else ""
+
+
+def _machines(b: BoardSite, lb_dir: Path) -> str:
+    from i2m2bench.harness.publish import replicas_of
+    from i2m2bench.harness.store.records import quiet
+
+    replicas = replicas_of(lb_dir, b.name, report=quiet)
+    if not replicas:
+        return ""
+    here = Side("this board", b.rows, b.evidence)
+    out = ["<h2>Across machines</h2>",
+           "<p>The same board re-run on other machines (replica folders "
+           "<code>machines/&lt;name&gt;/</code>): per marked column, whether the significance "
+           "marks agree, and how far the means moved.</p>"]
+    for rep in replicas:
+        cmp = compare_boards(here, rep)
+        rows = []
+        for col in cmp.columns:
+            moves = col.moves()
+            agree = "yes" if col.agree else ("no" if col.marked else "unmarked")
+            rows.append([text_cell(col.title), text_cell(agree),
+                         Cell(f"{100 * max(moves.values()):.2f}" if moves else "—",
+                              100 * max(moves.values()) if moves else None, "num"),
+                         text_cell(", ".join(sorted(col.leading(0))) or "—"),
+                         text_cell(", ".join(sorted(col.leading(1))) or "—")])
+        out.append(f"<h3>{esc(rep.name)}</h3><p class='muted'>{esc(rep.note)} Machines here: "
+                   f"{esc('; '.join(cmp.machines[0]))}; there: {esc('; '.join(cmp.machines[1]))}. "
+                   f"{cmp.agreeing} of {len(cmp.columns)} columns agree.</p>")
+        out.append(table(f"This board vs {rep.name}", ["Column", "Marks agree",
+                                                        "Largest move (points)", "Leaders here",
+                                                        "Leaders there"], rows))
+    return "".join(out)
+
+
+def _units_table(b: BoardSite) -> str:
+    rows = []
+    for key, rs in sorted(_unit_rows(b.rows).items(), key=lambda kv: str(kv[0])):
+        setting, method, unit_hash, seed = key
+        rows.append([Cell(f'<a href="../{unit_page(b.name, key)}">{esc(method)}</a>'),
+                     text_cell(setting if setting is not None else "—"), text_cell(unit_hash),
+                     Cell(esc(seed), float(seed), "num"),
+                     text_cell(", ".join(sorted({str(r.get("git_commit")) for r in rs}))),
+                     text_cell("; ".join(sorted({machine_of(r) for r in rs}))),
+                     text_cell(max(r["date"] for r in rs)[:19])])
+    return "<h2>Units</h2>" + table("Every unit of the board (method, setting, seed): open one for "
+                                    "its settings, numerics and history",
+                                    ["Method", "Setting", "Unit hash", "Seed", "Commit",
+                                     "Machine", "Date"], rows, tid="units")
+
+
+def _settings_board(b: BoardSite) -> str:
+    """A board with settings (the dependency spectrum): test score per setting and method."""
+    test = [r for r in b.rows if r.get("protocol") == "test"]
+    metric = test[0]["metric"] if test else "score"
+    per: dict[str, dict[str, list[float]]] = {}
+    xval: dict[str, float] = {}
+    for r in test:
+        if r["metric"] != metric:
+            continue
+        per.setdefault(r["method"], {}).setdefault(r["setting"], []).append(r["value"])
+        share = (r.get("task_options") or {}).get("inter_share")
+        xval[r["setting"]] = float(share) if isinstance(share, (int, float)) else float(
+            len(xval))
+    settings = sorted(xval, key=lambda s: xval[s])
+    rows, series = [], {}
+    for m, by in per.items():
+        means = {s: 100 * statistics.fmean(v) for s, v in by.items() if v}
+        series[m] = [(xval[s], means[s]) for s in settings if s in means]
+        rows.append([text_cell(m)] + [Cell(f"{means[s]:.2f}" if s in means else "—",
+                                           means.get(s), "num") for s in settings])
+    xlabel = "share of the label carried by the inter-modality dependency (inter_share)"
+    return (line_chart(f"Test {metric} (%) per setting, mean over seeds", xlabel,
+                       f"{metric} (%)", series)
+            + table(f"Test {metric} (%) per setting, mean over seeds", ["Method", *settings],
+                    rows, tid="main"))
+
+
+def board_page(b: BoardSite, lb_dir: Path) -> str:
+    s = _summary(b)
+    body = []
+    if s["source"] == "embedded":
+        body.append('<p class="notice"><strong>Embedded data.</strong> These numbers are on the '
+                    f"stand-in <code>{esc(s['dataset'])}</code> that ships with the package, not on "
+                    "the real dataset, with shortened schedules; they are not comparable with "
+                    "published results.</p>")
+    body.append("<p>" + " · ".join(f"<strong>{esc(k)}</strong>: {esc(v)}" for k, v in s.items())
+                + f" · records: <code>results/{esc(b.name)}.jsonl</code></p>")
+    if b.standard:
+        body += [_main_table(b), _missing_table(b), _curves(b), _machines(b, lb_dir)]
+    else:
+        body.append(_settings_board(b))
+    body.append(_units_table(b))
+    return page(f"Board {b.name}", "\n".join(x for x in body if x), 1)
+
+
+def method_pages(boards: list[BoardSite]) -> dict[str, str]:
+    """method -> its page: every board and plain protocol it was scored on."""
+    per: dict[str, list[list[Cell]]] = {}
+    for b in boards:
+        if not b.standard:
+            continue
+        v = b.view
+        for p, mt in v.columns:
+            means = {m: b.mean(m, p, mt) for m in v.data.methods}
+            ranked = sorted((x for x in means.values() if x is not None),
+                            reverse=v.direction[mt])
+            for m in v.data.methods:
+                mean = means[m]
+                rank = ranked.index(mean) + 1 if mean is not None else None
+                per.setdefault(m, []).append([
+                    Cell(f'<a href="../boards/{slug(b.name)}.html">{esc(b.name)}</a>'),
+                    text_cell(b.first["dataset"]), text_cell(b.first["data_source"]),
+                    text_cell(p if p != SHIFT_MEAN else "mean over shift sets"),
+                    text_cell(f"{mt} {'↑' if v.direction[mt] else '↓'}"),
+                    mark_cell(b.cells[p, mt][m], mean),
+                    Cell(f"{rank} of {len(ranked)}" if rank else "—", rank, "num")])
+    pages = {}
+    for m, rows in per.items():
+        pages[m] = page(f"Method {m}", table(
+            f"{m} on every board and protocol: its cell as on the board (▲ best, ≈ tied) and its "
+            "rank by mean among the board's methods", ["Board", "Dataset", "Data source",
+                                                      "Protocol", "Metric", "Score (%)", "Rank"],
+            rows, tid="method"), 1)
+    links = [[Cell(f'<a href="{slug(m)}.html">{esc(m)}</a>'),
+              Cell(esc(len({r[0].html for r in rows})), float(len({r[0].html for r in rows})),
+                   "num")] for m, rows in sorted(per.items())]
+    pages[""] = page("Methods", table("Every method, and on how many boards it is scored",
+                                      ["Method", "Boards"], links, tid="methods"), 1)
+    return pages
+
+
+def unit_html(board: str, key: tuple, rows: list[dict], card: dict | None) -> str:
+    setting, method, unit_hash, seed = key
+    r0 = rows[0]
+    scores = [[text_cell(r["protocol"]), text_cell(r["metric"]),
+               Cell(f"{r['value']:.6g}" if isinstance(r["value"], (int, float)) else esc(r["value"]),
+                    r["value"] if isinstance(r["value"], (int, float)) else None, "num")]
+              for r in rows]
+    facts = {"board": board, "method": method, "label": r0.get("label"), "setting": setting,
+             "seed": seed, "unit hash": unit_hash, "config hash": r0.get("config_hash"),
+             "fusion": r0.get("fusion"), "recipe": r0.get("recipe"),
+             "commit": ", ".join(sorted({str(r.get("git_commit")) for r in rows})),
+             "device": r0.get("device"), "torch": r0.get("torch_version"),
+             "python": r0.get("python_version"), "date": max(r["date"] for r in rows),
+             "contributed": r0.get("contributed") or "no"}
+    body = [f'<p><a href="../../boards/{slug(board)}.html">Back to the board</a></p>',
+            table("Unit", ["Field", "Value"],
+                  [[text_cell(k), text_cell(v)] for k, v in facts.items()], sortable=False)]
+    for title, obj in (("Numerics", r0.get("numerics")), ("Plugins", r0.get("plugins")),
+                       ("Training settings", r0.get("train")),
+                       ("Data options (task_options; the data checksum among them)",
+                        r0.get("task_options"))):
+        if isinstance(obj, dict) and obj:
+            body.append(table(title, ["Field", "Value"],
+                              [[text_cell(k), text_cell(json.dumps(v))] for k, v in obj.items()],
+                              sortable=False))
+    body.append(table("Scores and training figures of this unit", ["Protocol", "Metric", "Value"],
+                      scores))
+    if card:
+        hist = card.get("history") or []
+        series = {"validation": [(float(h["epoch"]), float(h["val"])) for h in hist
+                                 if isinstance(h.get("val"), (int, float))],
+                  "training loss": [(float(h["epoch"]), float(h["train_loss"])) for h in hist
+                                    if isinstance(h.get("train_loss"), (int, float))]}
+        for name, s in series.items():
+            if s:
+                body.append(line_chart(f"Training history: {name} per epoch", "epoch", name,
+                                       {name: s}, fmt=lambda y: f"{y:.4g}"))
+        body.append("<h2>Operative gin config</h2><pre>"
+                    + esc(card.get("operative_config", "")) + "</pre>")
+    else:
+        body.append("<p class='muted'>No unit card was published for this unit (its run predates "
+                    "unit cards, or the leaderboard folder does not hold "
+                    f"<code>{CARDS}/</code>): the operative gin config and the training history "
+                    "are in the run folder that trained it (<code>operative_config.gin</code>, "
+                    "<code>unit.json</code>).</p>")
+    return page(f"Unit {method} seed {seed} ({board})", "\n".join(body), 2)
+
+
+def poe_page(lb_dir: Path) -> str | None:
+    path = Path(lb_dir) / "bench" / "poe_kernel.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    rows = []
+    for bm in data.get("benchmarks", []):
+        ex, st = bm.get("extra_info", {}), bm.get("stats", {})
+        med = st.get("median")
+        rows.append([text_cell(bm.get("group", "")), text_cell(ex.get("backend", "")),
+                     text_cell(ex.get("mode", "")),
+                     Cell(f"{1e3 * med:.4g}" if med else "—", 1e3 * med if med else None, "num"),
+                     Cell(f"{ex['gbps']:.3g}" if "gbps" in ex else "—", ex.get("gbps"), "num"),
+                     Cell(f"{100 * ex['frac_roofline']:.1f}" if "frac_roofline" in ex else "—",
+                          ex.get("frac_roofline"), "num"),
+                     text_cell(ex.get("commit", (data.get("commit_info") or {}).get("id", ""))[:12])])
+    mi = data.get("machine_info", {})
+    body = (f"<p>Records of <code>bench/poe_kernel.json</code> (pytest-benchmark), measured "
+            f"{esc(data.get('datetime', ''))} on {esc(mi.get('cpu', {}).get('brand_raw', mi.get('processor', '')))}"
+            ". The Markdown table with the targets and the roofline is "
+            "<code>poe_kernel.md</code>.</p>"
+            + table("Every PoE kernel timing: median time, achieved bandwidth and share of the "
+                    "memory roofline", ["Benchmark", "Backend", "Mode", "Median (ms)", "GB/s",
+                                        "Roofline (%)", "Commit"], rows, tid="poe"))
+    return page("PoE kernel benchmarks", body, 0)
+
+
+def build_site(lb_dir: Path, out: Path) -> list[Path]:
+    """Write the site of the leaderboard folder ``lb_dir`` into ``out``; the files written."""
+    lb_dir, out = Path(lb_dir), Path(out)
+    if not (lb_dir / "results").is_dir():
+        raise FileNotFoundError(f"{lb_dir}: no results/ folder here; name the leaderboard folder "
+                                "(the one that holds results/*.jsonl) with --leaderboard-dir")
+    boards = load_boards(lb_dir)
+    files: dict[str, str] = {"assets/site.css": CSS, "assets/site.js": JS}
+    poe = poe_page(lb_dir)
+    if poe:
+        files["poe.html"] = poe
+    files["index.html"] = index_page(boards, poe is not None)
+    for b in boards:
+        files[f"boards/{slug(b.name)}.html"] = board_page(b, lb_dir)
+        for key, rows in _unit_rows(b.rows).items():
+            card = card_path(lb_dir, b.name, key)
+            files[unit_page(b.name, key)] = unit_html(
+                b.name, key, rows, json.loads(card.read_text()) if card.is_file() else None)
+    for m, text in method_pages(boards).items():
+        files[f"methods/{slug(m) if m else 'index'}.html"] = text
+    written = []
+    for rel, text in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+        written.append(path)
+    return written
+
+
+__all__ = ["build_site", "card_path", "line_chart", "load_boards"]
