@@ -109,6 +109,7 @@ def page(title: str, body: str, depth: int) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)} · i2m2bench</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{up}assets/site.css">
 </head>
 <body>
