@@ -86,6 +86,7 @@ def test_the_plugin_run_is_added_marked_and_verified(runs, tmp_path, plugin_site
     assert contributed == {"film", "i2m2_film"}  # the board's own image_only was not replaced
     assert len([u for u in units if u["method"] == "image_only"]) == 1
     assert list((board / "predictions" / BOARD / "film").rglob("*.npz"))
+    assert len(list((board / "units" / BOARD).glob("film-*-seed0.json"))) == 1  # its unit card
     check = _cli("leaderboard", "--check", "--leaderboard-dir", str(board))
     assert check.returncode == 0, check.stderr  # the contribution's scores recompute too
     again = _cli("leaderboard", "add", str(mine), "--leaderboard-dir", str(board), site=plugin_site)

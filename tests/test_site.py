@@ -139,3 +139,19 @@ def test_line_chart_labels_every_line_and_point():
 def test_the_cli_builds_and_names_a_missing_folder(tmp_path, capsys):
     assert main(["site", "--out", str(tmp_path / "s"), "--leaderboard-dir", str(tmp_path)]) == 2
     assert "no results/ folder here" in capsys.readouterr().err
+
+
+def test_a_run_publishes_unit_cards_that_the_site_shows(tmp_path):
+    code = main(["run", "--gin", str(ROOT / "gin" / "toy_smoke.gin"), "--methods", "a_only",
+                 "--seeds", "0", "--out", str(tmp_path / "runs"), "--leaderboard-dir",
+                 str(tmp_path / "lb"), "--no-progress", "--allow-dirty"])
+    assert code == 0
+    card, = (tmp_path / "lb" / "units").rglob("a_only-*-seed0.json")
+    data = json.loads(card.read_text())
+    folder, = (tmp_path / "runs").rglob("a_only/*/seed0")
+    assert data["operative_config"] == (folder / "operative_config.gin").read_text()
+    assert data["history"] == json.loads((folder / "unit.json").read_text())["history"] != []
+    build_site(tmp_path / "lb", tmp_path / "site")
+    page, = (tmp_path / "site" / "units").rglob("a_only-*-seed0.html")
+    text = page.read_text()
+    assert "Operative gin config" in text and "Training history: validation per epoch" in text

@@ -18,7 +18,7 @@ A contribution is merged only when it is comparable with the board, unit by unit
 Otherwise nothing is written and the error names every difference. Merged unit records keep
 their own provenance record (plugin distributions and versions, commit, machine, numerics) and
 gain ``"contributed": <date added>``; the board and the site mark them. Their per-sample
-predictions come along when the source has them, and are checked first: each score of the
+predictions (and unit cards: operative config, history) come along when the source has them, and are checked first: each score of the
 contribution recomputed from its predictions must agree with its row. Without predictions a
 contributed method gets intervals but takes no part in the significance marks
 (:func:`~i2m2bench.reporting.significance.column_cells`), and ``leaderboard --check`` reports
@@ -30,7 +30,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from i2m2bench.fileio import locked
+from i2m2bench.fileio import locked, write_bytes_atomic
 from i2m2bench.harness.store.records import Skipped, read_records, rows_of, write_records
 from i2m2bench.predictions import load_predictions, save_predictions
 from i2m2bench.reporting.significance import row_key
@@ -164,7 +164,7 @@ def _checked_predictions(src_folder: Path, board: str, provs: dict, units: list[
     against its rows (a score its predictions do not give is refused)."""
     found, problems = {}, []
     for rec in units:
-        key = row_key({**rec, "seed": rec["seed"]})
+        key = row_key(rec)
         path = _prediction_source(src_folder, board, key)
         if not path.is_file():
             continue
@@ -192,10 +192,12 @@ def add_results(source: Path, into: Path, today: str | None = None) -> list[Adde
     module's text); re-render each board it changed. Raises :class:`NotComparable` (every
     difference named) or ``FileNotFoundError``, having written nothing."""
     from i2m2bench.harness.publish import prediction_path, render_board_file
+    from i2m2bench.reporting.site import card_path
 
     into = Path(into)
     today = today or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     plans = []
+    folder_of: dict[str, Path] = {}
     problems: list[str] = []
     for path in _sources(source):
         board = path.stem
@@ -221,6 +223,7 @@ def add_results(source: Path, into: Path, today: str | None = None) -> list[Adde
         folder = path.parent.parent
         preds = _checked_predictions(folder, board, provs, mine)
         plans.append((board, target, provs, mine, preds, ignored))
+        folder_of[board] = folder
     if problems:
         raise NotComparable("not added; nothing was written:\n  " + "\n  ".join(problems))
 
@@ -232,6 +235,14 @@ def add_results(source: Path, into: Path, today: str | None = None) -> list[Adde
                 dst = prediction_path(into, board, key)
                 save_predictions(dst, pred)
                 written.append(dst)
+            for rec in mine:  # the unit cards (operative config, history), where published
+                key = row_key(rec)
+                src = card_path(folder_of[board], board, key)
+                if src.is_file():
+                    dst = card_path(into, board, key)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    write_bytes_atomic(dst, src.read_bytes())
+                    written.append(dst)
             with locked(target):
                 skipped: list[Skipped] = []
                 board_provs, board_units = read_records(target, report=lambda m: None,

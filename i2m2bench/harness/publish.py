@@ -128,6 +128,37 @@ def _publish_predictions(results_path: Path, out_dir: Path, sources: Mapping[Key
     return written
 
 
+def publish_unit_cards(results_path: Path, out_dir: Path, sources: Mapping[Key, Path]) -> list[Path]:
+    """Publish each unit's card (``sources``: key -> its run folder) beside the board:
+    ``<out_dir>/units/<board>/<method>-[<setting>-]<hash>-seed<seed>.json`` holding the unit's
+    operative gin config (``operative_config.gin``) and training history (``unit.json``), which
+    the website's unit pages show. Only units with rows on the board are published; a run folder
+    without both files is skipped. The files written."""
+    import json
+
+    from i2m2bench.fileio import write_text_atomic
+    from i2m2bench.reporting.site import card_path
+
+    results_path = Path(results_path)
+    board = results_path.stem
+    with locked(results_path):
+        keys = {row_key(r) for r in read_rows(results_path, report=quiet)}
+    written = []
+    for key, folder in sorted(sources.items(), key=lambda kv: str(kv[0])):
+        config, unit = Path(folder) / "operative_config.gin", Path(folder) / "unit.json"
+        if key not in keys or not (config.is_file() and unit.is_file()):
+            continue
+        history = json.loads(unit.read_text()).get("history") or []
+        setting, method, unit_hash, seed = key
+        card = {"board": board, "setting": setting, "method": method, "unit_hash": unit_hash,
+                "seed": seed, "operative_config": config.read_text(), "history": history}
+        path = card_path(out_dir, board, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(card, indent=1, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
 def read_board_rows(results_path: Path, report=None) -> list[dict]:
     """The rows of one results file, read under its lock (lines left out are reported through
     ``report``, default stderr)."""

@@ -298,13 +298,15 @@ def _merge(runs: list[SuiteRun]) -> SuiteRun:
 
 def _render(runs: list[SuiteRun], first: SuiteRun) -> None:
     """Publish every board's predictions and render it."""
-    from i2m2bench.harness.publish import publish_predictions, render_board_file
+    from i2m2bench.harness.publish import (publish_predictions, publish_unit_cards,
+                                           render_board_file)
 
     for results in dict.fromkeys(r.results_path for r in runs):  # one per board, in order
+        folders = {(item.setting, item.unit.method, item.unit.unit_hash, item.unit.seed):
+                   item.run_dir for r in runs if r.results_path == results for item in r.plan}
         publish_predictions(results, first.results_dir,
-                            {(item.setting, item.unit.method, item.unit.unit_hash, item.unit.seed):
-                             item.run_dir / PREDICTIONS_FILE
-                             for r in runs if r.results_path == results for item in r.plan})
+                            {key: folder / PREDICTIONS_FILE for key, folder in folders.items()})
+        publish_unit_cards(results, first.results_dir, folders)
         path = render_board_file(results, first.results_dir, report=store.quiet)
         first.log(f"[i2m2bench] leaderboard -> {path}")
 
