@@ -153,22 +153,22 @@ def differences(board: str, board_units: list[dict], provs: dict, units: list[di
     return out
 
 
-def _prediction_source(folder: Path, board: str, key) -> Path:
-    from i2m2bench.harness.publish import prediction_path
-
-    return prediction_path(folder, board, key)
-
-
 def _checked_predictions(src_folder: Path, board: str, provs: dict, units: list[dict]):
     """{key: Predictions} of the contributed units that have prediction files, each checked
     against its rows (a score its predictions do not give is refused)."""
+    from i2m2bench.harness.publish import prediction_path
+
     found, problems = {}, []
     for rec in units:
         key = row_key(rec)
-        path = _prediction_source(src_folder, board, key)
+        path = prediction_path(src_folder, board, key)
         if not path.is_file():
             continue
-        pred = load_predictions(path)
+        try:
+            pred = load_predictions(path)
+        except (OSError, ValueError, KeyError) as exc:
+            problems.append(f"{path}: not a predictions file this version reads ({exc})")
+            continue
         for row in rows_of(rec, provs[rec["provenance"]]):
             if row.get("curve") is not None or row["protocol"] in NOT_PREDICTED:
                 continue
@@ -176,7 +176,12 @@ def _checked_predictions(src_folder: Path, board: str, provs: dict, units: list[
                 problems.append(f"{path}: no predictions for {row['protocol']!r}, which "
                                 f"{rec['method']}/seed{rec['seed']} scores")
                 continue
-            value = recompute(pred, row["protocol"], row["metric"])
+            try:
+                value = recompute(pred, row["protocol"], row["metric"])
+            except (ValueError, KeyError, IndexError) as exc:
+                problems.append(f"{path}: cannot recompute {row['protocol']} {row['metric']} "
+                                f"({type(exc).__name__}: {exc})")
+                continue
             if not agrees(row["value"], value):
                 problems.append(f"{path}: {row['protocol']} {row['metric']} recomputes to "
                                 f"{value!r}, the row says {row['value']!r}")
@@ -247,6 +252,10 @@ def add_results(source: Path, into: Path, today: str | None = None) -> list[Adde
                 skipped: list[Skipped] = []
                 board_provs, board_units = read_records(target, report=lambda m: None,
                                                         skipped=skipped)
+                raced = sorted({u["method"] for u in board_units} & {u["method"] for u in mine})
+                if raced:  # added by another process since the check
+                    raise NotComparable(f"{target}: {', '.join(raced)} reached the board while "
+                                        "this contribution was checked; nothing was written")
                 added = [{**rec, "contributed": today} for rec in mine]
                 for rec in added:
                     board_provs[rec["provenance"]] = provs[rec["provenance"]]
