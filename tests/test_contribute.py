@@ -12,6 +12,7 @@ import pytest
 
 from i2m2bench.harness.contribute import NotComparable, add_results, differences
 from i2m2bench.harness.store.records import read_records
+from i2m2bench.reporting.site import build_site
 
 from reliability.conftest import snapshot  # tests/ is on the path (rootless conftest)
 
@@ -89,6 +90,10 @@ def test_the_plugin_run_is_added_marked_and_verified(runs, tmp_path, plugin_site
     assert len(list((board / "units" / BOARD).glob("film-*-seed0.json"))) == 1  # its unit card
     check = _cli("leaderboard", "--check", "--leaderboard-dir", str(board))
     assert check.returncode == 0, check.stderr  # the contribution's scores recompute too
+    build_site(board, tmp_path / "site")  # and it shows on the website, marked
+    page = (tmp_path / "site" / "boards" / f"{BOARD}.html").read_text()
+    assert page.count('<span class="badge">contributed</span>') == 2 * 2  # main + missing tables
+    assert (tmp_path / "site" / "methods" / "film.html").is_file()
     again = _cli("leaderboard", "add", str(mine), "--leaderboard-dir", str(board), site=plugin_site)
     assert again.returncode == 1 and "nothing to add" in again.stderr
 
