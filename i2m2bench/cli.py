@@ -1,12 +1,9 @@
-"""Command line: ``python -m i2m2bench run|list|leaderboard|compare|prepare|bench``.
+"""Command line: ``python -m i2m2bench run|list|leaderboard|compare|prepare|bench|site``.
 
-Errors in configs or data are reported as one clear message with a non-zero exit code; pass
-``--debug`` for the Python traceback. ``run`` checks its own arguments before reading any gin
-file (:func:`i2m2bench.harness.checks.check_run_arguments`): an empty ``--out`` or
-``--leaderboard-dir``, a ``--data-root`` that is not an existing folder, a ``--device`` this machine
-does not have, the same method or seed twice. ``bench --quick`` writes to a scratch folder
-(:data:`i2m2bench.bench.QUICK_DIR`) unless ``--leaderboard-dir`` is given, so a quick check never
-replaces the published kernel table.
+Errors are one clear message with a non-zero exit code (``--debug``: the traceback). ``run``
+checks its own arguments before reading any gin file
+(:func:`i2m2bench.harness.checks.check_run_arguments`). ``bench --quick`` writes to a scratch
+folder (:data:`i2m2bench.bench.QUICK_DIR`) unless ``--leaderboard-dir`` is given.
 """
 from __future__ import annotations
 
@@ -149,7 +146,7 @@ def _cmd_leaderboard(args) -> int:
     check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
     out = Path(args.leaderboard_dir)
     if args.action is not None or args.source is not None:
-        return _leaderboard_add(args, out)
+        return __import__("i2m2bench.harness.contribute").harness.contribute.main_add(args, out)
     if args.format != "md":
         if args.check:
             raise ValueError("--check compares the committed Markdown boards; it does not combine "
@@ -351,46 +348,6 @@ def _add_run(sub, common) -> None:
     r.set_defaults(func=_cmd_run)
 
 
-def _leaderboard_add(args, out: Path) -> int:
-    """``leaderboard add SOURCE``: merge a contributed run into the board (harness/contribute)."""
-    from i2m2bench.harness.contribute import NotComparable, add_results
-
-    if args.action != "add" or args.source is None:
-        raise ValueError("usage: python -m i2m2bench leaderboard add SOURCE [--leaderboard-dir "
-                         "DIR], SOURCE being the folder your run wrote with --leaderboard-dir")
-    if args.check or args.format != "md" or args.board or args.output:
-        raise ValueError("leaderboard add takes SOURCE and --leaderboard-dir only")
-    try:
-        added = add_results(Path(args.source), out)
-    except NotComparable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for a in added:
-        print(f"added {', '.join(a.methods)} ({a.units} units) to {out}/{a.board}.md")
-        if a.ignored:
-            print(f"  left as they are on the board: {', '.join(a.ignored)}")
-        if a.without_predictions:
-            print(f"  no per-sample predictions for {', '.join(a.without_predictions)}: shown "
-                  "with intervals, outside the significance marks, unverified by --check")
-    print("review the board's diff, then commit results/, predictions/ and the board",
-          file=sys.stderr)
-    return 0
-
-
-def _cmd_site(args) -> int:
-    import time
-
-    from i2m2bench.harness.checks import check_folder_argument
-    from i2m2bench.reporting.site import build_site
-
-    check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
-    t0 = time.perf_counter()
-    written = build_site(Path(args.leaderboard_dir), Path(args.out))
-    print(f"wrote {len(written)} files into {args.out} in {time.perf_counter() - t0:.1f} s; "
-          f"open {Path(args.out) / 'index.html'}")
-    return 0
-
-
 def _add_list_leaderboard_compare(sub, common) -> None:
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
@@ -400,13 +357,7 @@ def _add_list_leaderboard_compare(sub, common) -> None:
 
     lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows, "
                         "or export one as CSV/JSON", parents=[common])
-    lb.add_argument("action", nargs="?", choices=["add"],
-                    help="add SOURCE: merge a run of a published suite (your method, e.g. from a "
-                         "plugin) into the board in --leaderboard-dir when it is comparable "
-                         "(docs/contributing-results.md)")
-    lb.add_argument("source", nargs="?", metavar="SOURCE",
-                    help="with add: the folder your run wrote with --leaderboard-dir (or one "
-                         "results file in it)")
+    __import__("i2m2bench.harness.contribute").harness.contribute.add_arguments(lb)
     lb.add_argument("--check", action="store_true",
                     help="fail (exit 1) if a committed leaderboard differs from its rows")
     lb.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR")
@@ -421,13 +372,8 @@ def _add_list_leaderboard_compare(sub, common) -> None:
                     help="with csv/json: write the table to FILE instead of standard output")
     lb.set_defaults(func=_cmd_leaderboard)
 
-    st = sub.add_parser("site", help="build the static leaderboard website from the result "
-                        "records (no network needed to build or view it)", parents=[common])
-    st.add_argument("--out", required=True, metavar="DIR", help="where the site's files go")
-    st.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR",
-                    help="the leaderboard folder whose records the site shows (default: "
-                         "leaderboards/)")
-    st.set_defaults(func=_cmd_site)
+    from i2m2bench.harness.site import add_parser as add_site_parser
+    add_site_parser(sub, common)
 
     cp = sub.add_parser("compare", help="one board from two leaderboard folders side by side "
                         "(e.g. your run against the committed board): means and significance marks "

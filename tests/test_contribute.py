@@ -12,7 +12,7 @@ import pytest
 
 from i2m2bench.harness.contribute import NotComparable, add_results, differences
 from i2m2bench.harness.store.records import read_records
-from i2m2bench.reporting.site import build_site
+from i2m2bench.harness.site import build_site
 
 from reliability.conftest import snapshot  # tests/ is on the path (rootless conftest)
 

@@ -13,7 +13,7 @@ import pytest
 
 from i2m2bench.cli import main
 from i2m2bench.harness.publish import read_board_rows
-from i2m2bench.reporting.site import build_site, card_path, line_chart
+from i2m2bench.harness.site import build_site, card_path, line_chart
 
 ROOT = Path(__file__).resolve().parents[1]
 LB = ROOT / "leaderboards"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from i2m2bench.reporting.site import build_site
+from i2m2bench.harness.site import build_site
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "site-screenshots"

@@ -137,7 +137,7 @@ def publish_unit_cards(results_path: Path, out_dir: Path, sources: Mapping[Key, 
     import json
 
     from i2m2bench.fileio import write_text_atomic
-    from i2m2bench.reporting.site import card_path
+    from i2m2bench.reporting.site_html import card_path
 
     results_path = Path(results_path)
     board = results_path.stem

@@ -71,3 +71,6 @@ def plot_curves(rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
         write_bytes_atomic(path, data)
         paths.append(path)
     return paths
+
+
+xlabel = _xlabel  #: the x-axis label of a curve (public: the website reads it)
