@@ -140,13 +140,13 @@ def _cmd_list(args) -> int:
 
 def _cmd_leaderboard(args) -> int:
     from i2m2bench.bench import json_path, render_poe_file, stale_poe
-    from i2m2bench.harness import publish
+    from i2m2bench.harness import commands, publish
     from i2m2bench.harness.checks import check_folder_argument
 
     check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
     out = Path(args.leaderboard_dir)
     if args.action is not None or args.source is not None:
-        return __import__("i2m2bench.harness.contribute").harness.contribute.main_add(args, out)
+        return commands.main_add(args, out)
     if args.format != "md":
         if args.check:
             raise ValueError("--check compares the committed Markdown boards; it does not combine "
@@ -349,6 +349,7 @@ def _add_run(sub, common) -> None:
 
 
 def _add_list_leaderboard_compare(sub, common) -> None:
+    from i2m2bench.harness import commands  # site, leaderboard add: arguments and handlers
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
     lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "perturbations", "recipes", "metrics",
@@ -357,7 +358,7 @@ def _add_list_leaderboard_compare(sub, common) -> None:
 
     lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows, "
                         "or export one as CSV/JSON", parents=[common])
-    __import__("i2m2bench.harness.contribute").harness.contribute.add_arguments(lb)
+    commands.add_arguments(lb)
     lb.add_argument("--check", action="store_true",
                     help="fail (exit 1) if a committed leaderboard differs from its rows")
     lb.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR")
@@ -372,8 +373,7 @@ def _add_list_leaderboard_compare(sub, common) -> None:
                     help="with csv/json: write the table to FILE instead of standard output")
     lb.set_defaults(func=_cmd_leaderboard)
 
-    from i2m2bench.harness.site import add_parser as add_site_parser
-    add_site_parser(sub, common)
+    commands.add_site_parser(sub, common)
 
     cp = sub.add_parser("compare", help="one board from two leaderboard folders side by side "
                         "(e.g. your run against the committed board): means and significance marks "

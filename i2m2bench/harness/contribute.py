@@ -272,41 +272,5 @@ def add_results(source: Path, into: Path, today: str | None = None) -> list[Adde
     return done
 
 
-__all__ = ["Added", "NotComparable", "SAME", "add_results", "add_arguments", "differences", "main_add"]
+__all__ = ["Added", "NotComparable", "SAME", "add_results", "differences"]
 
-
-def add_arguments(parser) -> None:
-    """``leaderboard``'s positional ``add SOURCE`` (the ``leaderboard`` parser of the CLI)."""
-    parser.add_argument("action", nargs="?", choices=["add"],
-                        help="add SOURCE: merge a run of a published suite (your method, e.g. "
-                             "from a plugin) into the board in --leaderboard-dir when it is "
-                             "comparable (docs/contributing-results.md)")
-    parser.add_argument("source", nargs="?", metavar="SOURCE",
-                        help="with add: the folder your run wrote with --leaderboard-dir (or one "
-                             "results file in it)")
-
-
-def main_add(args, out: Path) -> int:
-    """``python -m i2m2bench leaderboard add SOURCE [--leaderboard-dir DIR]``."""
-    import sys
-
-    if args.action != "add" or args.source is None:
-        raise ValueError("usage: python -m i2m2bench leaderboard add SOURCE [--leaderboard-dir "
-                         "DIR], SOURCE being the folder your run wrote with --leaderboard-dir")
-    if args.check or args.format != "md" or args.board or args.output:
-        raise ValueError("leaderboard add takes SOURCE and --leaderboard-dir only")
-    try:
-        added = add_results(Path(args.source), out)
-    except NotComparable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for a in added:
-        print(f"added {', '.join(a.methods)} ({a.units} units) to {out}/{a.board}.md")
-        if a.ignored:
-            print(f"  left as they are on the board: {', '.join(a.ignored)}")
-        if a.without_predictions:
-            print(f"  no per-sample predictions for {', '.join(a.without_predictions)}: shown "
-                  "with intervals, outside the significance marks, unverified by --check")
-    print("review the board's diff, then commit results/, predictions/ and the board",
-          file=sys.stderr)
-    return 0

@@ -416,30 +416,6 @@ def poe_page(lb_dir: Path) -> str | None:
     return page("PoE kernel benchmarks", body, 0)
 
 
-def main_site(args) -> int:
-    """``python -m i2m2bench site --out DIR [--leaderboard-dir DIR]``."""
-    import time
-
-    from i2m2bench.harness.checks import check_folder_argument
-
-    check_folder_argument(args.leaderboard_dir, "--leaderboard-dir")
-    t0 = time.perf_counter()
-    written = build_site(Path(args.leaderboard_dir), Path(args.out))
-    print(f"wrote {len(written)} files into {args.out} in {time.perf_counter() - t0:.1f} s; "
-          f"open {Path(args.out) / 'index.html'}")
-    return 0
-
-
-def add_parser(sub, common) -> None:
-    """The ``site`` command's parser."""
-    st = sub.add_parser("site", help="build the static leaderboard website from the result "
-                        "records (no network needed to build or view it)", parents=[common])
-    st.add_argument("--out", required=True, metavar="DIR", help="where the site's files go")
-    st.add_argument("--leaderboard-dir", default="leaderboards", metavar="DIR",
-                    help="the leaderboard folder whose records the site shows")
-    st.set_defaults(func=main_site)
-
-
 def build_site(lb_dir: Path, out: Path) -> list[Path]:
     """Write the site of the leaderboard folder ``lb_dir`` into ``out``; the files written."""
     lb_dir, out = Path(lb_dir), Path(out)
@@ -469,4 +445,4 @@ def build_site(lb_dir: Path, out: Path) -> list[Path]:
     return written
 
 
-__all__ = ["build_site", "card_path", "line_chart", "load_boards", "main_site"]
+__all__ = ["build_site", "card_path", "line_chart", "load_boards"]
