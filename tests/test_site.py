@@ -3,6 +3,7 @@ every page's links resolve inside the site, nothing is fetched from the network,
 captions and header cells, the numbers on a board page are the records' numbers, and a unit
 card's history becomes the unit page's curve. The real-browser checks are in
 tests/test_site_browser.py."""
+import html
 import json
 import statistics
 from html.parser import HTMLParser
@@ -96,6 +97,13 @@ def test_a_board_page_shows_the_records_means_and_marks(site):
              for c in line.split("|")]
     assert sum(c.startswith("**") for c in cells) == page.count('class="best"')  # the same marks
     assert sum(c.startswith("*≈ ") for c in cells) == page.count('class="tied"') > 0
+    areas = md.split("### Robustness curves: areas")[1].split("####")[0]
+    area_cells = [c.strip() for line in areas.splitlines() if line.startswith("| `")
+                  for c in line.split("|")[2:-1]]
+    assert len(area_cells) > 20 and all(f">{c}<" in page for c in area_cells)  # RR, ER as on the .md
+    settings = md.split("## Settings and provenance")[1].split("\n## ")[0]
+    schedules = {line.split("|")[3].strip() for line in settings.splitlines() if line.startswith("| `")}
+    assert schedules and all(f">{html.escape(x)}<" in page for x in schedules)
     assert page.count("<svg") == 2  # the two robustness curves of this board, as SVG
     assert "Across machines" in page  # replicas in leaderboards/machines/
 

@@ -30,14 +30,15 @@ from pathlib import Path
 
 from i2m2bench.fileio import write_text_atomic
 from i2m2bench.reporting.board import (
-    SHIFT_MEAN, BoardView, StandardLayout, column_entries, contributed_methods, main_cells)
+    SHIFT_MEAN, BoardView, StandardLayout, column_entries, contributed_methods, curve_areas,
+    main_cells, schedule_text, seed_interval)
 from i2m2bench.reporting.layouts import layout_of
 from i2m2bench.reporting.machines import Side, compare_boards
 from i2m2bench.reporting.rows import machine_of
 from i2m2bench.reporting.significance import column_cells
 from i2m2bench.reporting.site_assets import CSS, JS
-from i2m2bench.reporting.site_html import (CARDS, Cell, card_path, esc, line_chart, mark_cell,
-                                           page, slug, table, text_cell)
+from i2m2bench.reporting.site_html import (Cell, card_path, esc, line_chart, mark_cell,
+                                           page, poe_page, slug, table, text_cell, unit_html)
 
 
 
@@ -212,6 +213,53 @@ def _curves(b: BoardSite) -> str:
     return ("<h2>Robustness curves</h2>" + "".join(out)) if out else ""
 
 
+def _areas(b: BoardSite) -> str:
+    """Relative (RR) and effective (ER) robustness per curve, per seed then over seeds, as the
+    Markdown board computes them (:func:`~i2m2bench.reporting.board.curve_areas`)."""
+    data = b.view.data
+    if not data.curves:
+        return ""
+    ref = next((r["reference_method"] for r in b.rows if r.get("reference_method")), "late_fusion")
+    areas, curves = curve_areas(data, ref), sorted(data.curves)
+    rows = []
+    for m in data.methods:
+        line = [text_cell(m)]
+        for c in curves:
+            rel, eff = areas[m, c]
+            line += [Cell(esc(seed_interval(rel, 1.0, 3)), statistics.fmean(rel) if rel else None,
+                          "num"),
+                     Cell(esc(seed_interval(eff, 100.0, 2)),
+                          100 * statistics.fmean(eff) if eff else None, "num")]
+        rows.append(line)
+    heads = ["Method"] + [f"{c} {k}" for c in curves for k in ("RR", "ER")]
+    return table(f"Robustness curves: areas. RR, relative robustness = normalised area under the "
+                 f"curve / clean score (1 = no degradation); ER, effective robustness = mean gap "
+                 f"(points) to the curve of {ref} shifted to the method's clean score; mean ± "
+                 "95% Student-t half-width over seeds (names after Taori et al., NeurIPS 2020)",
+                 heads, rows, tid="areas")
+
+
+def _settings_table(b: BoardSite) -> str:
+    """The settings and provenance of each method, as the Markdown board's table."""
+    rows = []
+    for m in b.view.data.methods:
+        u = b.view.data.units[m]
+        rs = u.rows
+        rows.append([text_cell(m), text_cell(", ".join(sorted({r["unit_hash"] for r in rs}))),
+                     text_cell(schedule_text(rs[0]["train"], u.trained, rs[0]["recipe"])),
+                     text_cell(", ".join(sorted({str(r["git_commit"]) for r in rs}))),
+                     text_cell("; ".join(sorted({machine_of(r) for r in rs}))),
+                     text_cell(", ".join(sorted({str(r["torch_version"]) for r in rs}))),
+                     text_cell(max(r["date"] for r in rs)[:10])])
+    peaks = [r["value"] for r in b.rows if r["metric"] == "peak_memory_mb"]
+    note = (f"<p>Peak memory of the training process (CPU: resident set; CUDA: allocated), max "
+            f"over units: {max(peaks):.0f} MB.</p>" if peaks else "")
+    return ("<h2>Settings and provenance</h2>" + table(
+        "Each method's unit hash, schedule, commit, machine, torch and date",
+        ["Method", "Unit hash", "Schedule", "Commit", "Device", "torch", "Date"], rows,
+        tid="settings") + note)
+
+
 def _machines(b: BoardSite, lb_dir: Path) -> str:
     from i2m2bench.harness.publish import replicas_of
     from i2m2bench.harness.store.records import quiet
@@ -298,7 +346,8 @@ def board_page(b: BoardSite, lb_dir: Path) -> str:
     body.append("<p>" + " · ".join(f"<strong>{esc(k)}</strong>: {esc(v)}" for k, v in s.items())
                 + f" · records: <code>results/{esc(b.name)}.jsonl</code></p>")
     if b.standard:
-        body += [_main_table(b), _missing_table(b), _curves(b), _machines(b, lb_dir)]
+        body += [_main_table(b), _missing_table(b), _curves(b), _areas(b), _settings_table(b),
+                 _machines(b, lb_dir)]
     else:
         body.append(_settings_board(b))
     body.append(_units_table(b))
@@ -339,81 +388,6 @@ def method_pages(boards: list[BoardSite]) -> dict[str, str]:
     pages[""] = page("Methods", table("Every method, and on how many boards it is scored",
                                       ["Method", "Boards"], links, tid="methods"), 1)
     return pages
-
-
-def unit_html(board: str, key: tuple, rows: list[dict], card: dict | None) -> str:
-    setting, method, unit_hash, seed = key
-    r0 = rows[0]
-    scores = [[text_cell(r["protocol"]), text_cell(r["metric"]),
-               Cell(f"{r['value']:.6g}" if isinstance(r["value"], (int, float)) else esc(r["value"]),
-                    r["value"] if isinstance(r["value"], (int, float)) else None, "num")]
-              for r in rows]
-    facts = {"board": board, "method": method, "label": r0.get("label"), "setting": setting,
-             "seed": seed, "unit hash": unit_hash, "config hash": r0.get("config_hash"),
-             "fusion": r0.get("fusion"), "recipe": r0.get("recipe"),
-             "commit": ", ".join(sorted({str(r.get("git_commit")) for r in rows})),
-             "device": r0.get("device"), "torch": r0.get("torch_version"),
-             "python": r0.get("python_version"), "date": max(r["date"] for r in rows),
-             "contributed": r0.get("contributed") or "no"}
-    body = [f'<p><a href="../../boards/{slug(board)}.html">Back to the board</a></p>',
-            table("Unit", ["Field", "Value"],
-                  [[text_cell(k), text_cell(v)] for k, v in facts.items()], sortable=False)]
-    for title, obj in (("Numerics", r0.get("numerics")), ("Plugins", r0.get("plugins")),
-                       ("Training settings", r0.get("train")),
-                       ("Data options (task_options; the data checksum among them)",
-                        r0.get("task_options"))):
-        if isinstance(obj, dict) and obj:
-            body.append(table(title, ["Field", "Value"],
-                              [[text_cell(k), text_cell(json.dumps(v))] for k, v in obj.items()],
-                              sortable=False))
-    body.append(table("Scores and training figures of this unit", ["Protocol", "Metric", "Value"],
-                      scores))
-    if card:
-        hist = card.get("history") or []
-        series = {"validation": [(float(h["epoch"]), float(h["val"])) for h in hist
-                                 if isinstance(h.get("val"), (int, float))],
-                  "training loss": [(float(h["epoch"]), float(h["train_loss"])) for h in hist
-                                    if isinstance(h.get("train_loss"), (int, float))]}
-        for name, s in series.items():
-            if s:
-                body.append(line_chart(f"Training history: {name} per epoch", "epoch", name,
-                                       {name: s}, fmt=lambda y: f"{y:.4g}"))
-        body.append("<h2>Operative gin config</h2><pre>"
-                    + esc(card.get("operative_config", "")) + "</pre>")
-    else:
-        body.append("<p class='muted'>No unit card was published for this unit (its run predates "
-                    "unit cards, or the leaderboard folder does not hold "
-                    f"<code>{CARDS}/</code>): the operative gin config and the training history "
-                    "are in the run folder that trained it (<code>operative_config.gin</code>, "
-                    "<code>unit.json</code>).</p>")
-    return page(f"Unit {method} seed {seed} ({board})", "\n".join(body), 2)
-
-
-def poe_page(lb_dir: Path) -> str | None:
-    path = Path(lb_dir) / "bench" / "poe_kernel.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    rows = []
-    for bm in data.get("benchmarks", []):
-        ex, st = bm.get("extra_info", {}), bm.get("stats", {})
-        med = st.get("median")
-        rows.append([text_cell(bm.get("group", "")), text_cell(ex.get("backend", "")),
-                     text_cell(ex.get("mode", "")),
-                     Cell(f"{1e3 * med:.4g}" if med else "—", 1e3 * med if med else None, "num"),
-                     Cell(f"{ex['gbps']:.3g}" if "gbps" in ex else "—", ex.get("gbps"), "num"),
-                     Cell(f"{100 * ex['frac_roofline']:.1f}" if "frac_roofline" in ex else "—",
-                          ex.get("frac_roofline"), "num"),
-                     text_cell(ex.get("commit", (data.get("commit_info") or {}).get("id", ""))[:12])])
-    mi = data.get("machine_info", {})
-    body = (f"<p>Records of <code>bench/poe_kernel.json</code> (pytest-benchmark), measured "
-            f"{esc(data.get('datetime', ''))} on {esc(mi.get('cpu', {}).get('brand_raw', mi.get('processor', '')))}"
-            ". The Markdown table with the targets and the roofline is "
-            "<code>poe_kernel.md</code>.</p>"
-            + table("Every PoE kernel timing: median time, achieved bandwidth and share of the "
-                    "memory roofline", ["Benchmark", "Backend", "Mode", "Median (ms)", "GB/s",
-                                        "Roofline (%)", "Commit"], rows, tid="poe"))
-    return page("PoE kernel benchmarks", body, 0)
 
 
 def build_site(lb_dir: Path, out: Path) -> list[Path]:

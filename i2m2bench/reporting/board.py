@@ -442,6 +442,9 @@ class StandardLayout(Layout):
         return curve_figures(rows, stem)
 
 
-#: Public names of the board's view and main cells (the website, harness/site.py, reads them).
+#: Public names of the board's view, main cells, schedule text and seed-interval cell (the
+#: website, harness/site.py, reads them).
 BoardView = _View
 main_cells = _main_cells
+schedule_text = _schedule
+seed_interval = _interval

@@ -3,6 +3,7 @@ with captions and header cells, the page frame, SVG line charts, and where a uni
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -159,3 +160,78 @@ def card_path(lb_dir: Path, board: str, key: tuple) -> Path:
     """Where a run publishes a unit's card (operative config, history) in the leaderboard folder."""
     setting, method, unit_hash, seed = key
     return Path(lb_dir) / CARDS / slug(board) / f"{slug(method, setting, unit_hash, f'seed{seed}')}.json"
+
+
+def unit_html(board: str, key: tuple, rows: list[dict], card: dict | None) -> str:
+    setting, method, unit_hash, seed = key
+    r0 = rows[0]
+    scores = [[text_cell(r["protocol"]), text_cell(r["metric"]),
+               Cell(f"{r['value']:.6g}" if isinstance(r["value"], (int, float)) else esc(r["value"]),
+                    r["value"] if isinstance(r["value"], (int, float)) else None, "num")]
+              for r in rows]
+    facts = {"board": board, "method": method, "label": r0.get("label"), "setting": setting,
+             "seed": seed, "unit hash": unit_hash, "config hash": r0.get("config_hash"),
+             "fusion": r0.get("fusion"), "recipe": r0.get("recipe"),
+             "commit": ", ".join(sorted({str(r.get("git_commit")) for r in rows})),
+             "device": r0.get("device"), "torch": r0.get("torch_version"),
+             "python": r0.get("python_version"), "date": max(r["date"] for r in rows),
+             "contributed": r0.get("contributed") or "no"}
+    body = [f'<p><a href="../../boards/{slug(board)}.html">Back to the board</a></p>',
+            table("Unit", ["Field", "Value"],
+                  [[text_cell(k), text_cell(v)] for k, v in facts.items()], sortable=False)]
+    for title, obj in (("Numerics", r0.get("numerics")), ("Plugins", r0.get("plugins")),
+                       ("Training settings", r0.get("train")),
+                       ("Data options (task_options; the data checksum among them)",
+                        r0.get("task_options"))):
+        if isinstance(obj, dict) and obj:
+            body.append(table(title, ["Field", "Value"],
+                              [[text_cell(k), text_cell(json.dumps(v))] for k, v in obj.items()],
+                              sortable=False))
+    body.append(table("Scores and training figures of this unit", ["Protocol", "Metric", "Value"],
+                      scores))
+    if card:
+        hist = card.get("history") or []
+        series = {"validation": [(float(h["epoch"]), float(h["val"])) for h in hist
+                                 if isinstance(h.get("val"), (int, float))],
+                  "training loss": [(float(h["epoch"]), float(h["train_loss"])) for h in hist
+                                    if isinstance(h.get("train_loss"), (int, float))]}
+        for name, s in series.items():
+            if s:
+                body.append(line_chart(f"Training history: {name} per epoch", "epoch", name,
+                                       {name: s}, fmt=lambda y: f"{y:.4g}"))
+        body.append("<h2>Operative gin config</h2><pre>"
+                    + esc(card.get("operative_config", "")) + "</pre>")
+    else:
+        body.append("<p class='muted'>No unit card was published for this unit (its run predates "
+                    "unit cards, or the leaderboard folder does not hold "
+                    f"<code>{CARDS}/</code>): the operative gin config and the training history "
+                    "are in the run folder that trained it (<code>operative_config.gin</code>, "
+                    "<code>unit.json</code>).</p>")
+    return page(f"Unit {method} seed {seed} ({board})", "\n".join(body), 2)
+
+
+def poe_page(lb_dir: Path) -> str | None:
+    path = Path(lb_dir) / "bench" / "poe_kernel.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    rows = []
+    for bm in data.get("benchmarks", []):
+        ex, st = bm.get("extra_info", {}), bm.get("stats", {})
+        med = st.get("median")
+        rows.append([text_cell(bm.get("group", "")), text_cell(ex.get("backend", "")),
+                     text_cell(ex.get("mode", "")),
+                     Cell(f"{1e3 * med:.4g}" if med else "—", 1e3 * med if med else None, "num"),
+                     Cell(f"{ex['gbps']:.3g}" if "gbps" in ex else "—", ex.get("gbps"), "num"),
+                     Cell(f"{100 * ex['frac_roofline']:.1f}" if "frac_roofline" in ex else "—",
+                          ex.get("frac_roofline"), "num"),
+                     text_cell(ex.get("commit", (data.get("commit_info") or {}).get("id", ""))[:12])])
+    mi = data.get("machine_info", {})
+    body = (f"<p>Records of <code>bench/poe_kernel.json</code> (pytest-benchmark), measured "
+            f"{esc(data.get('datetime', ''))} on {esc(mi.get('cpu', {}).get('brand_raw', mi.get('processor', '')))}"
+            ". The Markdown table with the targets and the roofline is "
+            "<code>poe_kernel.md</code>.</p>"
+            + table("Every PoE kernel timing: median time, achieved bandwidth and share of the "
+                    "memory roofline", ["Benchmark", "Backend", "Mode", "Median (ms)", "GB/s",
+                                        "Roofline (%)", "Commit"], rows, tid="poe"))
+    return page("PoE kernel benchmarks", body, 0)
