@@ -184,3 +184,17 @@ def test_content_chain_benchmark_runs_in_quick_mode(tmp_path):
                             "test_checking_the_recorded_inputs[full]",
                             "test_reading_every_byte_once"}
     assert all(e["files"] == 2000 and e["seconds_per_100k_files"] > 0 for e in figures.values())
+
+
+def test_site_build_benchmark_runs_in_quick_mode(tmp_path):
+    """benchmarks/test_site_build.py on one board: both side-by-side figures exist."""
+    out = tmp_path / "s.json"
+    env = {**os.environ, "I2M2BENCH_BENCH_QUICK": "1"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(ROOT / "benchmarks" / "test_site_build.py"), f"--benchmark-json={out}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    figures = {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    assert set(figures) == {"test_building_the_website", "test_rendering_the_markdown_boards"}
+    assert figures["test_building_the_website"]["extra_info"]["files"] > 10
+    assert all(b["stats"]["median"] > 0 for b in figures.values())
