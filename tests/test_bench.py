@@ -171,15 +171,20 @@ def test_each_benchmark_entry_says_which_commit_measured_it(tmp_path):
     assert "| fused" in text and "5.0%" in text
 
 
-def test_content_chain_benchmark_runs_in_quick_mode(tmp_path):
-    """benchmarks/test_content_chain.py on 2,000 files: the three side-by-side figures exist."""
-    out = tmp_path / "c.json"
+def quick_benchmark(name: str, tmp_path) -> dict[str, dict]:
+    """Run ``benchmarks/<name>`` with ``I2M2BENCH_BENCH_QUICK=1``; {test name: its JSON entry}."""
+    out = tmp_path / f"{name}.json"
     env = {**os.environ, "I2M2BENCH_BENCH_QUICK": "1"}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        str(ROOT / "benchmarks" / "test_content_chain.py"), f"--benchmark-json={out}"],
+                        str(ROOT / "benchmarks" / name), f"--benchmark-json={out}"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    figures = {b["name"]: b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]}
+    return {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
+
+
+def test_content_chain_benchmark_runs_in_quick_mode(tmp_path):
+    """benchmarks/test_content_chain.py on 2,000 files: the three side-by-side figures exist."""
+    figures = {k: b["extra_info"] for k, b in quick_benchmark("test_content_chain.py", tmp_path).items()}
     assert set(figures) == {"test_checking_the_recorded_inputs[quick]",
                             "test_checking_the_recorded_inputs[full]",
                             "test_reading_every_byte_once"}
@@ -188,13 +193,7 @@ def test_content_chain_benchmark_runs_in_quick_mode(tmp_path):
 
 def test_site_build_benchmark_runs_in_quick_mode(tmp_path):
     """benchmarks/test_site_build.py on one board: both side-by-side figures exist."""
-    out = tmp_path / "s.json"
-    env = {**os.environ, "I2M2BENCH_BENCH_QUICK": "1"}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        str(ROOT / "benchmarks" / "test_site_build.py"), f"--benchmark-json={out}"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    figures = {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    figures = quick_benchmark("test_site_build.py", tmp_path)
     assert set(figures) == {"test_building_the_website", "test_rendering_the_markdown_boards"}
     assert figures["test_building_the_website"]["extra_info"]["files"] > 10
     assert all(b["stats"]["median"] > 0 for b in figures.values())
