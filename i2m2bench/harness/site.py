@@ -41,7 +41,6 @@ from i2m2bench.reporting.site_html import (Cell, card_path, esc, line_chart, mar
                                            page, poe_page, slug, table, text_cell, unit_html)
 
 
-
 # ----------------------------------------------------------------------------- the records
 @dataclass
 class BoardSite:
@@ -63,8 +62,12 @@ class BoardSite:
         return self.view is not None
 
     def mean(self, method: str, protocol: str, metric: str) -> float | None:
-        vals = [v for v in (self.view.values(method, protocol, metric) or []) if v == v]
-        return 100 * statistics.fmean(vals) if vals else None
+        """The mean over seeds in percent (a cell's sort key); None without a value or when a
+        seed's is undefined (the cell says "undefined", and sorts last)."""
+        vals = self.view.values(method, protocol, metric) or []
+        if not vals or any(v != v for v in vals):
+            return None
+        return 100 * statistics.fmean(vals)
 
 
 def _unit_rows(rows: list[dict]) -> dict[tuple, list[dict]]:
