@@ -143,3 +143,40 @@ def test_patience_must_be_a_positive_whole_number_or_none():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="train.patience must be a whole number >= 1 or None"):
             TrainConfig(patience=bad)
+
+
+ENSEMBLE_GIN = """
+include 'toy_smoke.gin'
+suite.methods = ['a_only', 'b_only', 'late_fusion', 'i2m2_ensemble']
+suite.seeds = [0]
+i2m2_ensemble/method.fusion = 'i2m2'
+i2m2_ensemble/method.options = {'inter': 'late_fusion', 'inter_options': {'operator': 'lrtf',
+    'width': 16, 'rank': 4, 'fused_dim': 16}, 'intra_options': {'width': 16}}
+i2m2_ensemble/method.recipe = 'ensemble'
+i2m2_ensemble/method.pretrain = {'a': 'a_only', 'b': 'b_only', 'inter': 'late_fusion'}
+"""
+
+
+def test_the_ensemble_recipe_is_the_product_of_separately_trained_experts(tmp_path):
+    """The official post-hoc ensembles (FastMRI's --ensemble): no joint training; every
+    prediction is the normalised product of the three trained units' predictions."""
+    from i2m2bench.cli import main
+    from i2m2bench.harness.publish import read_board_rows
+    from i2m2bench.predictions import load_predictions
+
+    gin_file = tmp_path / "ensemble.gin"
+    gin_file.write_text(ENSEMBLE_GIN)
+    assert main(["run", "--gin", str(gin_file), "--out", str(tmp_path / "runs"), "--leaderboard-dir",
+                 str(tmp_path / "lb"), "--no-progress"]) == 0
+
+    def pred(method):
+        return load_predictions(next((tmp_path / "runs").rglob(f"{method}/*/seed0/predictions.npz")))
+
+    experts, ens = [pred(m) for m in ("a_only", "b_only", "late_fusion")], pred("i2m2_ensemble")
+    for protocol in ("test", "shift:noisier"):
+        s = sum(e.pred[protocol].astype(np.float64) for e in experts)
+        want = s - np.logaddexp.reduce(s, axis=1, keepdims=True)
+        assert np.abs(want - ens.pred[protocol]).max() < 1e-4, protocol
+    rows = read_board_rows(next((tmp_path / "lb" / "results").glob("*.jsonl")))
+    mine = [r for r in rows if r["method"] == "i2m2_ensemble"]
+    assert mine and not mine[0]["trained"] and mine[0]["recipe"] == "ensemble"

@@ -10,7 +10,11 @@ runner.
 * ``pretrain_then_finetune`` — each expert starts from a trained method, then all are fine-tuned
   jointly (I2M2's AV-MNIST recipe, Madaan et al., NeurIPS 2024);
 * ``evaluate_only`` — no training: the whole model is another method's trained model (same
-  seed), evaluated under this method's options (e.g. I2M2 with its inter expert imputed).
+  seed), evaluated under this method's options (e.g. I2M2 with its inter expert imputed);
+* ``ensemble`` — no training: each expert is a separately trained method (same seed) and the
+  fusion combines them at evaluation as it would after joint training (for I2M2 and intra-only:
+  the product of experts). The official code's post-hoc ensembles of separately trained experts
+  (FastMRI's ``--ensemble``, ``fastMRI/classifier.py``: 106-143 at I2M2 ``7742765f``).
 """
 from __future__ import annotations
 
@@ -113,3 +117,6 @@ RECIPES.add("pretrain_then_finetune", Recipe(
 RECIPES.add("evaluate_only", Recipe(
     "no training: another method's trained model, evaluated under this method's options",
     trains=False, slots="model", initialise=_load_model))
+RECIPES.add("ensemble", Recipe(
+    "no training: each expert a separately trained method, combined by the fusion at evaluation "
+    "(a post-hoc product of experts)", trains=False, slots="experts", initialise=_load_experts))
