@@ -1,9 +1,8 @@
 """Command line: ``python -m i2m2bench run|list|leaderboard|compare|prepare|bench|site``.
 
 Errors are one clear message with a non-zero exit code (``--debug``: the traceback). ``run``
-checks its own arguments before reading any gin file
-(:func:`i2m2bench.harness.checks.check_run_arguments`). ``bench --quick`` writes to a scratch
-folder (:data:`i2m2bench.bench.QUICK_DIR`) unless ``--leaderboard-dir`` is given.
+checks its arguments before reading any gin file (:func:`~i2m2bench.harness.checks.check_run_arguments`).
+``bench --quick`` writes to :data:`i2m2bench.bench.QUICK_DIR` unless ``--leaderboard-dir`` is given.
 """
 from __future__ import annotations
 
@@ -172,7 +171,8 @@ def _cmd_leaderboard(args) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 1
-        stale = publish.stale_boards(out, boards) + (stale_poe(out) if boards is None else [])
+        stale = publish.stale_boards(out, boards, os.cpu_count() or 1)  # a process per core
+        stale += stale_poe(out) if boards is None else []
         gpu = out / "gpu"  # scripts/gpu_check.sh's figures, once committed
         if boards is None and (gpu / "results").is_dir():
             stale += publish.stale_boards(gpu, None)

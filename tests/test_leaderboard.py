@@ -47,6 +47,17 @@ def test_check_detects_stale_and_missing(tmp_path, demo_rows):
     assert "differs" in stale_boards(tmp_path)[0]
 
 
+def test_the_check_in_several_processes_finds_the_same_boards_in_order(tmp_path, demo_rows):
+    for name in ("a", "b", "c"):
+        upsert_unit_rows(tmp_path / "results" / f"{name}.jsonl", demo_rows)
+    render_all(tmp_path)
+    (tmp_path / "c.md").unlink()
+    (tmp_path / "a.md").write_text("edited\n")
+    alone = stale_boards(tmp_path)
+    assert [why.split(":")[0] for why in alone] == [str(tmp_path / "a.md"), str(tmp_path / "c.md")]
+    assert stale_boards(tmp_path, workers=2) == alone
+
+
 def test_upsert_replaces_a_units_rows_and_keeps_others(tmp_path, demo_rows, make_row):
     path = tmp_path / "r.jsonl"
     replaced = sum(1 for r in demo_rows if (r["unit_hash"], r["seed"]) == ("u1", 0))

@@ -322,35 +322,53 @@ def folder_problem(out_dir: Path) -> str | None:
     return None
 
 
-def stale_boards(out_dir: Path, boards: list[str] | None = None) -> list[str]:
+def _why_stale(folder: Path, results: Path) -> str | None:
+    """Why the board of ``results`` in ``folder`` is stale (:func:`board_is_stale`), or None."""
+    skipped: list[Skipped] = []
+    rows = read_rows(results, skipped=skipped)
+    evidence = evidence_of(folder, results.stem)
+    try:
+        return board_is_stale(rows, board_path(results, folder), source=results,
+                              evidence=evidence,
+                              extra=board_extra(results, folder, rows, evidence, skipped,
+                                                report=quiet))
+    except ValueError as exc:  # unreadable evidence: verify_evidence names the unit
+        return f"{board_path(results, folder)}: cannot be rendered to compare ({exc})"
+
+
+def _why_stale_in_worker(folder: Path, results: Path) -> str | None:
+    from i2m2bench.registry import load_plugins
+
+    load_plugins()  # a fresh process: the layouts plugins register
+    return _why_stale(folder, results)
+
+
+def stale_boards(out_dir: Path, boards: list[str] | None = None, workers: int = 1) -> list[str]:
     """Boards (all, or only ``boards``) whose committed Markdown differs from a fresh render or
     is missing -- and, when checking all boards, the folder itself when it does not exist or
     holds no boards (:func:`folder_problem`), so that ``--check`` never calls an empty or
     mistyped folder up to date. Reads without the lock (files are replaced atomically), so a
-    read-only checkout can be checked."""
+    read-only checkout can be checked. ``workers`` > 1: the boards are rendered in that many
+    fresh processes at once (``leaderboard --check`` uses one per core); the answer is the same,
+    in the same order."""
     if boards is None:
         problem = folder_problem(out_dir)
         if problem:
             return [problem]
-    stale = []
     folders = [(out_dir, _selected(out_dir, boards))]
     if boards is None:
         folders = [(f, results_files(f)) for f in replica_folders(out_dir)] + folders
-    for folder, selected in folders:
-        for results in selected:
-            skipped: list[Skipped] = []
-            rows = read_rows(results, skipped=skipped)
-            evidence = evidence_of(folder, results.stem)
-            try:
-                why = board_is_stale(rows, board_path(results, folder), source=results,
-                                     evidence=evidence,
-                                     extra=board_extra(results, folder, rows, evidence, skipped,
-                                                       report=quiet))
-            except ValueError as exc:  # unreadable evidence: verify_evidence names the unit
-                why = f"{board_path(results, folder)}: cannot be rendered to compare ({exc})"
-            if why:
-                stale.append(why)
-    return stale
+    jobs = [(folder, results) for folder, selected in folders for results in selected]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            found = list(pool.map(_why_stale_in_worker, *zip(*jobs)))
+    else:
+        found = [_why_stale(folder, results) for folder, results in jobs]
+    return [why for why in found if why]
 
 
 def verify_evidence(out_dir: Path, boards: list[str] | None = None) -> Verification:
