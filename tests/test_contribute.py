@@ -141,7 +141,7 @@ def test_predictions_that_do_not_give_the_scores_are_refused(runs, tmp_path):
     _edit_records(mine, lambda r: [s.update(value=0.999) for s in r["scores"]
                                    if s["protocol"] == "test"])
     intact = snapshot(board)
-    with pytest.raises(NotComparable, match=r"test accuracy recomputes to .*the row says 0\.999"):
+    with pytest.raises(NotComparable, match=r"film/seed0: its test accuracy is 0\.999 but .* gives"):
         add_results(mine, board)
     assert snapshot(board) == intact
 

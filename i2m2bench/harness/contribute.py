@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from i2m2bench.fileio import locked, write_bytes_atomic
-from i2m2bench.harness.store.records import Skipped, read_records, rows_of, write_records
+from i2m2bench.harness.store.records import Skipped, read_records, write_records
 from i2m2bench.predictions import load_predictions, save_predictions
 from i2m2bench.reporting.significance import row_key
-from i2m2bench.reporting.verify import NOT_PREDICTED, agrees, recompute
+from i2m2bench.reporting.verify import scores_problem
 
 #: Unit-record fields that must be equal to the board's for a contribution to be comparable.
 SAME = ("suite", "layout", "dataset", "dataset_version", "data_source", "setting")
@@ -153,7 +153,7 @@ def differences(board: str, board_units: list[dict], provs: dict, units: list[di
     return out
 
 
-def _checked_predictions(src_folder: Path, board: str, provs: dict, units: list[dict]):
+def _checked_predictions(src_folder: Path, board: str, units: list[dict]):
     """{key: Predictions} of the contributed units that have prediction files, each checked
     against its rows (a score its predictions do not give is refused)."""
     from i2m2bench.harness.publish import prediction_path
@@ -169,22 +169,10 @@ def _checked_predictions(src_folder: Path, board: str, provs: dict, units: list[
         except (OSError, ValueError, KeyError) as exc:
             problems.append(f"{path}: not a predictions file this version reads ({exc})")
             continue
-        for row in rows_of(rec, provs[rec["provenance"]]):
-            if row.get("curve") is not None or row["protocol"] in NOT_PREDICTED:
-                continue
-            if row["protocol"] not in pred.pred:
-                problems.append(f"{path}: no predictions for {row['protocol']!r}, which "
-                                f"{rec['method']}/seed{rec['seed']} scores")
-                continue
-            try:
-                value = recompute(pred, row["protocol"], row["metric"])
-            except (ValueError, KeyError, IndexError) as exc:
-                problems.append(f"{path}: cannot recompute {row['protocol']} {row['metric']} "
-                                f"({type(exc).__name__}: {exc})")
-                continue
-            if not agrees(row["value"], value):
-                problems.append(f"{path}: {row['protocol']} {row['metric']} recomputes to "
-                                f"{value!r}, the row says {row['value']!r}")
+        scored = [sc for sc in rec["scores"] if sc.get("curve") is None]  # curves are not published
+        problem = scores_problem(scored, pred, str(path))
+        if problem:
+            problems.append(f"{rec['method']}/seed{rec['seed']}: {problem}")
         found[key] = pred
     if problems:
         raise NotComparable("the contribution's predictions do not give its scores:\n  "
@@ -226,7 +214,7 @@ def add_results(source: Path, into: Path, today: str | None = None) -> list[Adde
             problems += diffs
             continue
         folder = path.parent.parent
-        preds = _checked_predictions(folder, board, provs, mine)
+        preds = _checked_predictions(folder, board, mine)
         plans.append((board, target, provs, mine, preds, ignored))
         folder_of[board] = folder
     if problems:
