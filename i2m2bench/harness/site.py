@@ -186,7 +186,7 @@ def _missing_table(b: BoardSite) -> str:
 
 
 def _curves(b: BoardSite) -> str:
-    from i2m2bench.reporting.plots import xlabel as _xlabel
+    from i2m2bench.reporting.plots import xlabel
 
     data, mt = b.view.data, b.view.metrics[0]
     out = []
@@ -210,7 +210,7 @@ def _curves(b: BoardSite) -> str:
             continue
         title = f"Curve {c}: {mt} (%), mean over seeds, level 0 = clean test"
         out.append(f"<h3>Curve <code>{esc(c)}</code></h3>")
-        out.append(line_chart(title, _xlabel(c, b.first), f"{mt} (%)", series))
+        out.append(line_chart(title, xlabel(c, b.first), f"{mt} (%)", series))
         out.append(table(f"The points of curve {c} ({mt} %, mean over seeds)",
                          ["Method", "level 0 (test)", *(f"{lv:g}" for lv in levels)], rows))
     return ("<h2>Robustness curves</h2>" + "".join(out)) if out else ""

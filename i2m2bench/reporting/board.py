@@ -110,7 +110,7 @@ def _unmarked_note(count: int, board: str) -> list[str]:
 
 
 @dataclass
-class _View:
+class BoardView:
     """What every part of one board reads: its rows per metric, directions and columns."""
     rows: list[dict]
     metrics: list[str]
@@ -120,7 +120,7 @@ class _View:
     columns: list[tuple[str, str]]
 
     @classmethod
-    def of(cls, rows: list[dict]) -> "_View":
+    def of(cls, rows: list[dict]) -> "BoardView":
         metrics = board_metrics(rows) or ["metric"]
         per_metric = {mt: BoardData.of(metric_rows(rows, mt)) for mt in metrics}
         direction = {mt: next((r["higher_is_better"] for r in rows
@@ -149,7 +149,7 @@ class _View:
         return list(shift_mean(units[m], self.shifts).values()) if p == SHIFT_MEAN else units[m].score(p)
 
 
-def _main_cells(view: _View, evidence: Evidence) -> tuple[dict, int]:
+def main_cells(view: BoardView, evidence: Evidence) -> tuple[dict, int]:
     """The cells of the main table per (protocol, metric), and how many columns carry no marks."""
     cells, unmarked = {}, 0
     units = view.data.units
@@ -169,9 +169,9 @@ def _main_cells(view: _View, evidence: Evidence) -> tuple[dict, int]:
     return cells, unmarked
 
 
-def _main_table(view: _View, evidence: Evidence) -> tuple[str, int, bool]:
+def _main_table(view: BoardView, evidence: Evidence) -> tuple[str, int, bool]:
     """(the main table, columns without marks, whether some cell is undefined)."""
-    cells, unmarked = _main_cells(view, evidence)
+    cells, unmarked = main_cells(view, evidence)
     headers = ["Method", "Fusion", "Recipe", "Seeds"]
     headers += [f"{p} {mt} (%) {'↑' if view.direction[mt] else '↓'}" for p, mt in view.columns]
     headers += ["train samples/s", "train s", "epochs run"]
@@ -195,7 +195,7 @@ def _main_table(view: _View, evidence: Evidence) -> tuple[str, int, bool]:
     return table, unmarked, undefined
 
 
-def _preamble(view: _View, undefined: bool) -> list[str]:
+def _preamble(view: BoardView, undefined: bool) -> list[str]:
     first, shifts = view.first, view.shifts
     title_data = first["dataset"] + (" (EMBEDDED data)" if first["data_source"] == "embedded" else "")
     lines = [f"# Leaderboard: `{first['suite']}` suite on {title_data}", ""]
@@ -219,7 +219,8 @@ def _preamble(view: _View, undefined: bool) -> list[str]:
     return lines
 
 
-def _schedule(t: dict, trained: bool, recipe: str) -> str:
+def schedule_text(t: dict, trained: bool, recipe: str) -> str:
+    """A unit's schedule as the Settings column shows it (``t``: its ``train`` settings)."""
     chosen = "".join(f" {k}={t[k]}" for k, default in SHOWN_WHEN_SET
                      if t.get(k, default) != default)  # only when not the default
     if not trained:
@@ -230,7 +231,7 @@ def _schedule(t: dict, trained: bool, recipe: str) -> str:
             f"clip={t['grad_clip']}{chosen}")
 
 
-def _settings(view: _View) -> list[str]:
+def _settings(view: BoardView) -> list[str]:
     """The settings and provenance table, one row per method."""
     units = view.data.units
     prov = []
@@ -238,7 +239,7 @@ def _settings(view: _View) -> list[str]:
         rs = units[m].rows
         prov.append([
             f"`{m}`", f"`{rs[0]['unit_hash']}`",
-            _schedule(rs[0]["train"], units[m].trained, rs[0]["recipe"]),
+            schedule_text(rs[0]["train"], units[m].trained, rs[0]["recipe"]),
             ", ".join(sorted({r["git_commit"] for r in rs})),
             ", ".join(sorted({machine_of(r) for r in rs})),
             ", ".join(sorted({r["torch_version"] for r in rs})),
@@ -257,7 +258,7 @@ FULL_SIZE_SHARE = {
 }
 
 
-def _contributed_note(view: _View) -> list[str]:
+def _contributed_note(view: BoardView) -> list[str]:
     """Who and what produced each contributed method (``leaderboard add``)."""
     units, out = view.data.units, []
     for m in sorted(contributed_methods(view.data)):
@@ -276,7 +277,7 @@ def _contributed_note(view: _View) -> list[str]:
                 "seeds; marked only when their per-sample predictions came along.", "", *out]
 
 
-def _footer(view: _View) -> list[str]:
+def _footer(view: BoardView) -> list[str]:
     """Machines, peak memory, the PoE's share of a step and the robustness protocols' time."""
     units = view.data.units
     every = [r for u in units.values() for r in u.rows]
@@ -310,7 +311,7 @@ def render_markdown(rows: list[dict], evidence: Evidence = NO_EVIDENCE) -> str:
     """The leaderboard of one board's rows (pure: same rows and predictions, same text)."""
     if not rows:
         raise ValueError("no result rows to render")
-    view = _View.of(rows)
+    view = BoardView.of(rows)
     table, unmarked, undefined = _main_table(view, evidence)
     lines = _preamble(view, undefined)
     lines.append(table)
@@ -348,7 +349,7 @@ def curve_areas(data: BoardData, ref: str) -> dict[tuple[str, str], tuple[list, 
     return areas
 
 
-def _interval(values: list[float] | dict[int, float] | None, scale: float, digits: int) -> str:
+def seed_interval(values: list[float] | dict[int, float] | None, scale: float, digits: int) -> str:
     """An unranked cell from per-seed values alone (no predictions: Student-t over seeds)."""
     if not values:
         return "—"
@@ -409,7 +410,7 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str,
             line = [f"`{m}`"]
             for c in sorted(curves):
                 rel, eff = areas[m, c]
-                line += [_interval(rel, 1.0, 3), _interval(eff, 100.0, 2)]
+                line += [seed_interval(rel, 1.0, 3), seed_interval(eff, 100.0, 2)]
             if any(x != "—" for x in line[1:]):
                 body.append(line)
         out.append(tabulate(body, headers=heads, tablefmt="github", disable_numparse=True))
@@ -440,11 +441,3 @@ class StandardLayout(Layout):
 
     def figure_bytes(self, rows: list[dict], stem: str) -> dict[str, bytes]:
         return curve_figures(rows, stem)
-
-
-#: Public names of the board's view, main cells, schedule text and seed-interval cell (the
-#: website, harness/site.py, reads them).
-BoardView = _View
-main_cells = _main_cells
-schedule_text = _schedule
-seed_interval = _interval

@@ -11,7 +11,7 @@ from i2m2bench.reporting.rows import board_metrics, curve_subject, metric_rows
 from i2m2bench.reporting.scores import BoardData, curve_slug
 
 
-def _xlabel(curve: str, row: dict) -> str:
+def xlabel(curve: str, row: dict) -> str:
     if curve == "missing_rate":
         return ("missing rate p (each modality drawn absent w.p. p; a sample left with none gets "
                 "one back)")
@@ -52,7 +52,7 @@ def curve_figures(rows: list[dict], stem: str) -> dict[str, bytes]:
             ax.fill_between(xs, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=line.get_color(), alpha=0.12, lw=0)
         on_curve = next(r for u in units.values() for r in u.rows if r.get("curve") == c)
-        ax.set_xlabel(_xlabel(c, on_curve), fontsize=8)
+        ax.set_xlabel(xlabel(c, on_curve), fontsize=8)
         ax.set_ylabel(f"{metrics[0] if metrics else rows[0]['metric']} (%)")
         ax.set_title(f"{stem}: {c}", fontsize=9)
         ax.grid(alpha=0.3)
@@ -72,5 +72,3 @@ def plot_curves(rows: list[dict], out_dir: Path, stem: str) -> list[Path]:
         paths.append(path)
     return paths
 
-
-xlabel = _xlabel  #: the x-axis label of a curve (public: the website reads it)
