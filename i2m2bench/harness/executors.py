@@ -145,6 +145,7 @@ class RayExecutor:
                 ref = remote.remote(planner, job, run.setting, u.method, u.seed, *deps)
                 refs[run.setting, u.method, u.seed] = ref
                 queue.append((run, item, ref))
+        done: set = set()  # refs whose task has ended (result or error in hand)
         try:
             for run, item, ref in queue:  # results written in plan order, as they arrive
                 if ref is None:  # done already: healed here, from its metrics.json
@@ -156,14 +157,11 @@ class RayExecutor:
                 except ray.exceptions.RayError as exc:  # the worker's traceback: --debug
                     raise worker_error(run.where(item.unit), exc) from exc
                 finally:
+                    done.add(ref)
                     progress.end()
                 by_setting[result.setting].collect(item, result)
         except BaseException:
-            for ref in refs.values():  # the rest of the suite is not wanted any more
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001 - a task that ended meanwhile
-                    pass
+            cancel_unfinished([ref for ref in refs.values() if ref not in done])
             raise
 
     def check_resources(self, gpus: float) -> None:
@@ -191,6 +189,25 @@ class RayExecutor:
             raise ConfigError(f"{flag} {asked:g}{why}: a unit needs {need} on one node, "
                               f"and the Ray cluster ({self.address or 'local'}) {has}; {hint}, "
                               "or join a bigger cluster with --ray-address")
+
+
+def cancel_unfinished(refs: list) -> None:
+    """Cancel the tasks of ``refs`` that have not ended yet: the rest of a suite no longer
+    wanted. Not forced (a running unit gets a KeyboardInterrupt; its worker process stays), and
+    a task that has ended is left alone: force-cancelling a task whose reply is in flight trips
+    a check in Ray's core worker ("Tried to complete task that was not pending", seen on CI with
+    Ray 2.60), which ends the driver with exit 1 after the one-line error was printed. A local
+    cluster ends with the driver anyway."""
+    import ray
+
+    if not refs:
+        return
+    _, running = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+    for ref in running:
+        try:
+            ray.cancel(ref, force=False)
+        except Exception:  # noqa: BLE001 - a task that ended meanwhile
+            pass
 
 
 def portable_gin_file(f: str | Path) -> str:

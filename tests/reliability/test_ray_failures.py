@@ -120,3 +120,24 @@ def test_unsatisfiable_resources_are_refused(board, option, value, pattern, monk
     assert board.intact(), "earlier results were changed"
     assert not [p for p in board.path.glob("results/*.jsonl") if p.name != "demo.jsonl"]
     assert not list(board.out.rglob("model.pt")) and not list(board.out.rglob("unit.json"))
+
+
+def test_only_unfinished_tasks_are_cancelled_and_not_forced(monkeypatch):
+    """The tasks of a suite that failed part-way: those that ended (the failed one included) are
+    left alone, the others cancelled without force (force-cancelling a task whose reply is in
+    flight ended the driver with exit 1 on CI, after the error line)."""
+    from i2m2bench.harness.executors import cancel_unfinished
+
+    asked, cancelled = [], []
+
+    def wait(refs, num_returns, timeout, fetch_local):
+        asked.append((list(refs), num_returns, timeout, fetch_local))
+        return [r for r in refs if r == "ended"], [r for r in refs if r != "ended"]
+
+    monkeypatch.setattr(ray, "wait", wait)
+    monkeypatch.setattr(ray, "cancel", lambda ref, force: cancelled.append((ref, force)))
+    cancel_unfinished(["ended", "running", "queued"])
+    assert asked == [(["ended", "running", "queued"], 3, 0, False)]
+    assert cancelled == [("running", False), ("queued", False)]
+    cancel_unfinished([])  # nothing submitted: Ray is not asked
+    assert len(asked) == 1
