@@ -88,7 +88,8 @@ class DatasetFamily:
 
     def prepare(self, data_root: str | os.PathLike | None = None, **options) -> Path:
         """Run the family's one-time conversion of the files under ``data_root``; returns the
-        path written. ``options``: those of :attr:`options` (others are a TypeError)."""
+        path written. ``options``: those of :attr:`options` (others are a TypeError); an option
+        left out takes its declared default, as on the command line."""
         if self.prepare_files is None:
             raise ValueError(f"{self.name}: nothing to prepare (its files are read in place); "
                              f"`python -m i2m2bench verify {self.name}` checks them")
@@ -97,7 +98,8 @@ class DatasetFamily:
         if unknown:
             raise TypeError(f"{self.name}: prepare has no option(s) {', '.join(unknown)}; its "
                             f"options are: {', '.join(sorted(known)) or '(none)'}")
-        return self.prepare_files(self.real_folder(data_root), **options)
+        defaults = {o.name: o.default for o in self.options}
+        return self.prepare_files(self.real_folder(data_root), **{**defaults, **options})
 
     def verify(self, data_root: str | os.PathLike | None = None, level: str = "quick") -> str:
         """Check the family's real (and prepared) files under ``data_root`` at ``level`` (one of
