@@ -24,7 +24,8 @@ ResNets at stem width 8 (the official 64 is GPU work; the 3 GB memory note of
 Not run by CI (tens of minutes; up to about 15 GB of temporary files, each dataset's deleted after
 its measurement). ``I2M2BENCH_BENCH_REAL_SCALE`` scales every count (default 1, the real size;
 ``I2M2BENCH_BENCH_QUICK=1``: 0.002). Results: ``leaderboards/bench/real_scale.json`` and
-``leaderboards/real_scale.md`` (quick: under the temp folder).
+``leaderboards/real_scale.md`` (quick: under the temp folder; ``I2M2BENCH_BENCH_OUT=<folder>``:
+there).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "scripts"))
 import make_full_scale as mfs  # noqa: E402
+from real_scale_page import render  # noqa: E402
 from test_training_throughput import ROOT, run_measured  # noqa: E402
 
 SCALE = 0.002 if QUICK else float(os.environ.get("I2M2BENCH_BENCH_REAL_SCALE", "1"))
@@ -53,8 +55,9 @@ FASTMRI_GIB = 0.02 if QUICK else float(os.environ.get("I2M2BENCH_BENCH_FASTMRI_G
 BACKBONE_ITEMS = 64 if QUICK else int(os.environ.get("I2M2BENCH_BENCH_BACKBONE_ITEMS", "512"))
 FEATURE_WIDTH = 768  # FIBER's (the official heads read 2 x 768 for NLVR2's pairs)
 BARE_STEPS = 20 if QUICK else 200
-TARGET_RSS_MB = 2048
-OUT = Path(tempfile.gettempdir()) if QUICK else ROOT / "leaderboards"
+FASTMRI_BARE_STEPS = 30  # a FastMRI step is 16 slices through three ResNets: 30 steps are plenty
+OUT = Path(os.environ.get("I2M2BENCH_BENCH_OUT")
+           or (Path(tempfile.gettempdir()) if QUICK else ROOT / "leaderboards"))
 NET8 = {"encoder": "preact_resnet18_gn", "width": 8, "hidden": 0}  # FastMRI's, stem width 8
 RUNS = {  # dataset -> (gin file, the I2M2 method, prepare family or None, extra bindings)
     "avmnist": ("gin/avmnist.gin", "i2m2_lf", None, []),
@@ -65,6 +68,18 @@ RUNS = {  # dataset -> (gin file, the I2M2 method, prepare family or None, extra
     "vqa_vs": ("gin/vqa_vs.gin", "i2m2", "vqa-vs", []),
     "nlvr2": ("gin/nlvr2.gin", "i2m2", "nlvr2", []),
 }
+
+
+def code_version() -> str:
+    """The commit the figures were measured at, ``+dirty`` when i2m2bench/, gin/, scripts/ or
+    benchmarks/ differ from it."""
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "i2m2bench", "gin", "scripts",
+                            "benchmarks"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
 
 
 def read_bandwidth(root: Path, folder: str) -> dict:
@@ -144,7 +159,8 @@ def bare_rate(gin_file: str, bindings: list[str], data_root: Path, method: str) 
     _, cfg = planner.method(method)
     task = runs[0].task
     train = task.splits["train"]
-    n = min(len(train), (BARE_STEPS + 5) * cfg.batch_size)
+    steps = min(BARE_STEPS, FASTMRI_BARE_STEPS) if task.spec.name == "fastmri" else BARE_STEPS
+    n = min(len(train), (steps + 5) * cfg.batch_size)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
     batches = list(train.batches(task.spec, cfg.batch_size, order))
     torch.manual_seed(0)
@@ -162,11 +178,11 @@ def bare_rate(gin_file: str, bindings: list[str], data_root: Path, method: str) 
     for b in batches[:5]:
         step(b)
     t0, rows = time.perf_counter(), 0
-    for i in range(BARE_STEPS):
+    for i in range(steps):
         b = batches[5 + i % max(1, len(batches) - 5)] if len(batches) > 5 else batches[i % len(batches)]
         step(b)
         rows += len(b.target)
-    return {"samples_per_s": rows / (time.perf_counter() - t0), "steps": BARE_STEPS,
+    return {"samples_per_s": rows / (time.perf_counter() - t0), "steps": steps,
             "batch_size": cfg.batch_size}
 
 
@@ -190,7 +206,8 @@ def test_real_scale(name, benchmark):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("I2M2BENCH_DATA", None)
     py, root = sys.executable, tmp / "data"
-    result: dict = {"machine": _cpu_name(), "cpus": len(os.sched_getaffinity(0)), "scale": SCALE}
+    result: dict = {"machine": _cpu_name(), "cpus": len(os.sched_getaffinity(0)), "scale": SCALE,
+                    "code": code_version()}
 
     def measure():
         t0 = time.perf_counter()
@@ -250,72 +267,6 @@ def record(name: str, result: dict) -> None:
     data[name] = result
     path.write_text(json.dumps(data, indent=2) + "\n")
     (OUT / "real_scale.md").write_text(render(data))
-
-
-def _mb(x: float) -> str:
-    return f"{x:,.0f}"
-
-
-def _ok(value: float, good: bool) -> str:
-    return f"{value} ✓" if good else f"{value} ✗"
-
-
-def render(data: dict) -> str:
-    """The Markdown page of the rehearsal's figures."""
-    lines = [
-        "# Full-scale rehearsal",
-        "",
-        "Every dataset from synthetic files in its official format at the real dataset's size "
-        "(`scripts/make_full_scale.py`), through `prepare` and one epoch of I2M2, measured as a "
-        "user runs them. Made by `python -m pytest benchmarks/test_real_scale.py "
-        "--benchmark-only -p no:cacheprovider` (one dataset: `-k vqa_vs`); figures in "
-        "`leaderboards/bench/real_scale.json`; method and caveats in the benchmark's docstring.",
-        "",
-        f"Targets: peak RSS ≤ {TARGET_RSS_MB:,} MB for prepare and for an epoch; prepare within "
-        "2× the time of reading its input bytes (less the start-up of `python -m i2m2bench list`; backbone compute excluded: the VL features come "
-        "in as `--own-features`, the backbone's cost per item is below); an epoch's training "
-        "step rate ≥ 0.9× a bare loop over the same tensors. ✓ met, ✗ missed.",
-        "",
-        "| dataset | rows | input | read MB/s | prepare s | prepare peak RSS MB | prepare ÷ read | "
-        "epoch run s | epoch peak RSS MB | bare loop peak RSS MB | I2M2 samples/s | bare samples/s | "
-        "÷ bare |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in data.items():
-        w, rd, ep, bare = r["written"], r["read"], r["epoch"], r["bare"]
-        pr, xb = r.get("prepare"), ep["x_bare"]
-        prep = ("—", "—", "—") if pr is None else (
-            f"{pr['wall_s']:.1f}", _ok(_mb(pr["peak_rss_mb"]), pr["peak_rss_mb"] <= TARGET_RSS_MB),
-            _ok(f"{pr['x_read_time']:.1f}×", pr["x_read_time"] <= 2))
-        lines.append(
-            f"| {name} | {w['rows']:,} | {rd['bytes'] / 2**30:.2f} GiB | {rd['mb_per_s']:,.0f} | "
-            f"{prep[0]} | {prep[1]} | {prep[2]} | {ep['wall_s']:.1f} | "
-            f"{_ok(_mb(ep['peak_rss_mb']), ep['peak_rss_mb'] <= TARGET_RSS_MB)} | "
-            f"{_mb(bare['peak_rss_mb'])} | {ep['samples_per_s']:,.0f} | {bare['samples_per_s']:,.0f} | "
-            f"{_ok(f'{xb:.2f}×', xb >= 0.9)} |")
-    machines = sorted({f"{r['machine']} ({r['cpus']} CPUs)" for r in data.values()})
-    lines += ["", f"Machine: {', '.join(machines)}. Scale: "
-              + ", ".join(f"{n} {r['scale']:g}" for n, r in data.items()) + "."]
-    fm = data.get("fastmri")
-    if fm:
-        w = fm["written"]
-        lines += ["", f"**FastMRI** wrote {w['volumes']} volumes ({w['bytes'] / 2**30:.1f} GiB, "
-                  f"{w['rows']:,} slices) of the full {w['full_volumes']:,} "
-                  f"({w['full_slices']:,} slices, ≈ {w['full_bytes_estimate'] / 2**30:.0f} GiB): "
-                  "extrapolated linearly, prepare of the full set takes ≈ "
-                  f"{fm['prepare']['wall_s'] * w['full_bytes_estimate'] / w['bytes'] / 60:.0f} min "
-                  "here. Its ResNets ran at stem width 8 (the official 64 is GPU work)."]
-    for name in ("vqa_vs", "nlvr2"):
-        b = data.get(name, {}).get("backbone")
-        if b:
-            rows = data[name]["written"]["rows"]
-            lines += ["", f"**{name} backbone**: the tiny random FLAVA of the tests took "
-                      f"{b['ms_per_item']:.1f} ms per item ({b['images_per_item']} image(s) "
-                      f"each, {b['torch_threads']} threads, batch 32); the {rows:,} items of the "
-                      f"full set: ≈ {b['ms_per_item'] * rows / 60000:.0f} min here. A real "
-                      "backbone (FIBER, FLAVA) costs what its forward pass costs on your "
-                      "device; everything else prepare does is in the table."]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["bare"]:

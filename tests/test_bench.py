@@ -171,12 +171,14 @@ def test_each_benchmark_entry_says_which_commit_measured_it(tmp_path):
     assert "| fused" in text and "5.0%" in text
 
 
-def quick_benchmark(name: str, tmp_path) -> dict[str, dict]:
-    """Run ``benchmarks/<name>`` with ``I2M2BENCH_BENCH_QUICK=1``; {test name: its JSON entry}."""
+def quick_benchmark(name: str, tmp_path, select: str | None = None) -> dict[str, dict]:
+    """Run ``benchmarks/<name>`` (``select``: its ``-k`` expression) with
+    ``I2M2BENCH_BENCH_QUICK=1`` and ``I2M2BENCH_BENCH_OUT=tmp_path``; {test name: its JSON entry}."""
     out = tmp_path / f"{name}.json"
-    env = {**os.environ, "I2M2BENCH_BENCH_QUICK": "1"}
+    env = {**os.environ, "I2M2BENCH_BENCH_QUICK": "1", "I2M2BENCH_BENCH_OUT": str(tmp_path)}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        str(ROOT / "benchmarks" / name), f"--benchmark-json={out}"],
+                        str(ROOT / "benchmarks" / name), f"--benchmark-json={out}",
+                        *(["-k", select] if select else [])],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     return {b["name"]: b for b in json.loads(out.read_text())["benchmarks"]}
@@ -197,3 +199,38 @@ def test_site_build_benchmark_runs_in_quick_mode(tmp_path):
     assert set(figures) == {"test_building_the_website", "test_rendering_the_markdown_boards"}
     assert figures["test_building_the_website"]["extra_info"]["files"] > 10
     assert all(b["stats"]["median"] > 0 for b in figures.values())
+
+
+def test_real_scale_rehearsal_runs_in_quick_mode(tmp_path):
+    """benchmarks/test_real_scale.py on MIMIC at scale 0.002: prepare, the epoch and the bare loop
+    each measured in a process of its own, and the page's row derived from them."""
+    quick_benchmark("test_real_scale.py", tmp_path, select="mimic")
+    r = json.loads((tmp_path / "bench" / "real_scale.json").read_text())["mimic"]
+    assert r["written"]["rows"] == 72 and r["scale"] == 0.002  # round(36,212 x 0.002)
+    for step in ("startup", "prepare", "epoch", "bare"):
+        assert r[step]["peak_rss_from"] == "VmHWM", step  # the child's own, not wait4's
+        assert 0 < r[step]["peak_rss_mb"] < 100_000 and r[step]["wall_s"] > 0
+    assert r["epoch"]["x_bare"] == r["epoch"]["samples_per_s"] / r["bare"]["samples_per_s"]
+    md = (tmp_path / "real_scale.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| mimic |"))
+    assert f"| {r['bare']['samples_per_s']:,.0f} | {r['epoch']['x_bare']:.2f}×" in row
+
+
+def test_real_scale_page_marks_each_target_from_the_figures():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from real_scale_page import render
+
+    def entry(prep_rss, x_read, epoch_rss, rate, bare):
+        return {"machine": "m", "cpus": 2, "scale": 1, "code": "abc1234",
+                "written": {"rows": 10}, "read": {"bytes": 2**30, "mb_per_s": 100.0},
+                "prepare": {"wall_s": 5.0, "peak_rss_mb": prep_rss, "x_read_time": x_read},
+                "epoch": {"wall_s": 9.0, "peak_rss_mb": epoch_rss, "samples_per_s": rate,
+                          "x_bare": rate / bare},
+                "bare": {"peak_rss_mb": 500.0, "samples_per_s": bare}}
+
+    md = render({"good": entry(2048, 2.0, 1000, 90, 100), "bad": entry(2049, 2.1, 3000, 89, 100)})
+    good = next(x for x in md.splitlines() if x.startswith("| good |"))
+    bad = next(x for x in md.splitlines() if x.startswith("| bad |"))
+    assert "2,048 ✓" in good and "2.0× ✓" in good and "1,000 ✓" in good and "0.90× ✓" in good
+    assert "2,049 ✗" in bad and "2.1× ✗" in bad and "3,000 ✗" in bad and "0.89× ✗" in bad
+    assert "Code: abc1234." in md
