@@ -21,8 +21,8 @@ def render(data: dict) -> str:
         "",
         "Every dataset from synthetic files in its official format at the real dataset's size "
         "(`scripts/make_full_scale.py`), through `prepare` and one epoch of I2M2, measured as a "
-        "user runs them. Made by `python -m pytest benchmarks/test_real_scale.py "
-        "--benchmark-only -p no:cacheprovider` (one dataset: `-k vqa_vs`); figures in "
+        "user runs them. Made by `python -m pytest benchmarks/test_real_scale.py -q "
+        "-p no:cacheprovider` (one dataset: `-k vqa_vs`); figures in "
         "`leaderboards/bench/real_scale.json`; method and caveats in the benchmark's docstring.",
         "",
         f"Targets: peak RSS ≤ {TARGET_RSS_MB:,} MB for prepare and for an epoch; prepare within "
@@ -52,6 +52,12 @@ def render(data: dict) -> str:
     codes = sorted({r.get("code", "unrecorded") for r in data.values()})
     lines += ["", f"Machine: {', '.join(machines)}. Code: {', '.join(codes)}. Scale: "
               + ", ".join(f"{n} {r['scale']:g}" for n, r in data.items()) + "."]
+    notes: dict[str, list[str]] = {}
+    for n, r in data.items():
+        if r.get("code_note"):
+            notes.setdefault(r["code_note"], []).append(n)
+    for note, names in notes.items():
+        lines += ["", f"Code of {', '.join(names)}: {note}."]
     fm = data.get("fastmri")
     if fm:
         w = fm["written"]
@@ -68,7 +74,7 @@ def render(data: dict) -> str:
             lines += ["", f"**{name} backbone**: the tiny random FLAVA of the tests took "
                       f"{b['ms_per_item']:.1f} ms per item ({b['images_per_item']} image(s) "
                       f"each, {b['torch_threads']} threads, batch 32); the {rows:,} items of the "
-                      f"full set: ≈ {b['ms_per_item'] * rows / 60000:.0f} min here. A real "
+                      f"full set: ≈ {b['ms_per_item'] * rows / 60000:.1f} min here. A real "
                       "backbone (FIBER, FLAVA) costs what its forward pass costs on your "
                       "device; everything else prepare does is in the table."]
     return "\n".join(lines) + "\n"

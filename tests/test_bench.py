@@ -234,3 +234,14 @@ def test_real_scale_page_marks_each_target_from_the_figures():
     assert "2,048 ✓" in good and "2.0× ✓" in good and "1,000 ✓" in good and "0.90× ✓" in good
     assert "2,049 ✗" in bad and "2.1× ✗" in bad and "3,000 ✗" in bad and "0.89× ✗" in bad
     assert "Code: abc1234." in md
+
+
+def test_the_committed_rehearsal_page_is_its_figures():
+    """leaderboards/real_scale.md is what its JSON renders to: every published figure is traced."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from real_scale_page import render
+
+    data = json.loads((ROOT / "leaderboards" / "bench" / "real_scale.json").read_text())
+    assert set(data) == {"avmnist", "mimic", "fastmri", "vqa_vs", "nlvr2"}
+    assert all(r["scale"] == 1 for r in data.values())  # the real sizes, not a quick run
+    assert (ROOT / "leaderboards" / "real_scale.md").read_text() == render(data)
