@@ -171,7 +171,7 @@ def _cmd_leaderboard(args) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 1
-        stale = publish.stale_boards(out, boards, os.cpu_count() or 1)  # a process per core
+        stale, checked = publish.check_boards(out, boards, os.cpu_count() or 1)  # a process per core
         stale += stale_poe(out) if boards is None else []
         gpu = out / "gpu"  # scripts/gpu_check.sh's figures, once committed
         if boards is None and (gpu / "results").is_dir():
@@ -180,7 +180,6 @@ def _cmd_leaderboard(args) -> int:
             stale += stale_poe(gpu)
         for s in stale:
             print(f"stale: {s}", file=sys.stderr)
-        checked = publish.verify_evidence(out, boards)
         for problem in checked.problems:
             print(f"evidence: {problem}", file=sys.stderr)
         if stale:

@@ -359,3 +359,17 @@ def test_a_lead_that_one_seed_reverses_is_not_significant():
     assert paired_bootstrap_stats([pooled], ref[:1]).significant  # test samples alone: yes
     assert not paired_bootstrap_stats(mixed, ref).significant
     assert paired_bootstrap_stats([shifted(2), shifted(4), shifted(3)], ref).significant
+
+
+def test_integer_values_resample_to_the_same_floats_as_their_mean():
+    """Per-sample values that are small integers (correct or not, paired differences) are
+    resampled as exact int8 sums: the same float64 as the mean of the float values."""
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, 301, (40, 301))
+    for values in (rng.random(301) < 0.6, (rng.random(301) < 0.6).astype(int) - (rng.random(301) < 0.4),
+                   rng.integers(-127, 128, 301)):
+        stat = SampleStat(301, values=values)
+        assert stat.small is not None
+        assert np.array_equal(stat.on(idx), np.asarray(values, np.float64)[idx].mean(axis=1))
+    for values in (rng.random(301), np.full(301, 128.0)):  # fractions, or beyond int8: floats
+        assert SampleStat(301, values=values).small is None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from i2m2bench.harness.store import read_rows, upsert_unit_rows
-from i2m2bench.harness.publish import render_all, stale_boards
+from i2m2bench.harness.publish import check_boards, render_all, stale_boards
 from i2m2bench.reporting import render_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -56,6 +56,15 @@ def test_the_check_in_several_processes_finds_the_same_boards_in_order(tmp_path,
     alone = stale_boards(tmp_path)
     assert [why.split(":")[0] for why in alone] == [str(tmp_path / "a.md"), str(tmp_path / "c.md")]
     assert stale_boards(tmp_path, workers=2) == alone
+    # leaderboard --check: rendering and verification per board, the largest boards first (a
+    # stray file makes board c the largest), answered in board order all the same
+    (tmp_path / "predictions" / "c").mkdir(parents=True)
+    (tmp_path / "predictions" / "c" / "stray.npz").write_bytes(b"x" * 1000)
+    for workers in (1, 2):
+        stale, checked = check_boards(tmp_path, workers=workers)
+        assert stale == alone
+        assert checked.unverified_boards == [str(tmp_path / "results" / f"{n}.jsonl") for n in "abc"]
+        assert checked.verified == 0 and checked.problems == []
 
 
 def test_upsert_replaces_a_units_rows_and_keeps_others(tmp_path, demo_rows, make_row):

@@ -10,7 +10,7 @@ from each unit's run directory by :func:`publish_predictions`; format in
 intervals and significance marks are computed from the predictions
 (:mod:`i2m2bench.reporting.significance`). The runner calls :func:`publish_predictions` and
 :func:`render_board_file` when a run ends;
-``python -m i2m2bench leaderboard`` calls :func:`render_all`, :func:`stale_boards` (``--check``)
+``python -m i2m2bench leaderboard`` calls :func:`render_all`, :func:`check_boards` (``--check``)
 and :func:`export_board` (``--format csv|json``); ``compare`` calls :func:`compare_folders`.
 
 The same boards made on other machines live in ``<folder>/machines/<name>/``, each a leaderboard
@@ -27,7 +27,7 @@ exist or holds no boards (:func:`folder_problem`) instead of calling it up to da
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from i2m2bench.fileio import locked
 from i2m2bench.harness.store import Skipped, quiet, read_rows
@@ -322,74 +322,107 @@ def folder_problem(out_dir: Path) -> str | None:
     return None
 
 
-def _why_stale(folder: Path, results: Path) -> str | None:
-    """Why the board of ``results`` in ``folder`` is stale (:func:`board_is_stale`), or None."""
+def _why_stale(folder: Path, results: Path, evidence: Evidence | None = None) -> str | None:
+    """Why the board of ``results`` in ``folder`` is stale (:func:`board_is_stale`), or None;
+    ``evidence``: its published predictions when already open."""
     skipped: list[Skipped] = []
     rows = read_rows(results, skipped=skipped)
-    evidence = evidence_of(folder, results.stem)
+    evidence = evidence_of(folder, results.stem) if evidence is None else evidence
     try:
         return board_is_stale(rows, board_path(results, folder), source=results,
                               evidence=evidence,
                               extra=board_extra(results, folder, rows, evidence, skipped,
                                                 report=quiet))
-    except ValueError as exc:  # unreadable evidence: verify_evidence names the unit
+    except ValueError as exc:  # unreadable evidence: check_boards' verification names the unit
         return f"{board_path(results, folder)}: cannot be rendered to compare ({exc})"
 
 
-def _why_stale_in_worker(folder: Path, results: Path) -> str | None:
+def _check_jobs(out_dir: Path, boards: list[str] | None) -> list[tuple[Path, Path]]:
+    """(folder, results file) of every board to check: the replicas' first when all."""
+    folders = [(out_dir, _selected(out_dir, boards))]
+    if boards is None:
+        folders = [(f, results_files(f)) for f in replica_folders(out_dir)] + folders
+    return [(folder, results) for folder, selected in folders for results in selected]
+
+
+def _in_workers(fn: Callable, jobs: list[tuple[Path, Path]], workers: int) -> list:
+    """``fn(folder, results)`` of every job, in job order; ``workers`` > 1: in that many fresh
+    processes that load the plugins, the boards with the most predictions first (balance)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(folder, results) for folder, results in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    order = sorted(range(len(jobs)), key=lambda i: -sum(  # the published predictions' bytes
+        f.stat().st_size for f in (jobs[i][0] / PREDICTIONS / jobs[i][1].stem).rglob("*.npz")))
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        found = pool.map(_in_worker, [fn] * len(jobs), *zip(*[jobs[i] for i in order]))
+        by_job = dict(zip(order, found))
+    return [by_job[i] for i in range(len(jobs))]
+
+
+def _in_worker(fn: Callable, folder: Path, results: Path):
     from i2m2bench.registry import load_plugins
 
     load_plugins()  # a fresh process: the layouts plugins register
-    return _why_stale(folder, results)
+    return fn(folder, results)
 
 
 def stale_boards(out_dir: Path, boards: list[str] | None = None, workers: int = 1) -> list[str]:
-    """Boards (all, or only ``boards``) whose committed Markdown differs from a fresh render or
-    is missing -- and, when checking all boards, the folder itself when it does not exist or
-    holds no boards (:func:`folder_problem`), so that ``--check`` never calls an empty or
-    mistyped folder up to date. Reads without the lock (files are replaced atomically), so a
-    read-only checkout can be checked. ``workers`` > 1: the boards are rendered in that many
-    fresh processes at once (``leaderboard --check`` uses one per core); the answer is the same,
-    in the same order."""
+    """Boards (all, or ``boards``) whose committed Markdown differs from a fresh render or is
+    missing; for all boards, also the folder itself when it is missing or holds none
+    (:func:`folder_problem`). Reads without the lock (files are replaced atomically), so a
+    read-only checkout can be checked; ``workers`` processes give the same answer."""
     if boards is None:
         problem = folder_problem(out_dir)
         if problem:
             return [problem]
-    folders = [(out_dir, _selected(out_dir, boards))]
-    if boards is None:
-        folders = [(f, results_files(f)) for f in replica_folders(out_dir)] + folders
-    jobs = [(folder, results) for folder, selected in folders for results in selected]
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            found = list(pool.map(_why_stale_in_worker, *zip(*jobs)))
-    else:
-        found = [_why_stale(folder, results) for folder, results in jobs]
+    found = _in_workers(_why_stale, _check_jobs(out_dir, boards), workers)
     return [why for why in found if why]
 
 
-def verify_evidence(out_dir: Path, boards: list[str] | None = None) -> Verification:
-    """Every shown score of the boards of ``out_dir`` (all, or ``boards``; with its replica
-    folders when all) recomputed from the published predictions
-    (:func:`i2m2bench.reporting.verify.verify_board`): scores verified, and every problem. A
-    board none of whose units has predictions is named in a problem-free note instead."""
+def _verify_one(folder: Path, results: Path, evidence: Evidence | None = None) -> Verification:
+    """Every shown score of one board recomputed from its published predictions."""
+    return verify_board(str(results), read_rows(results, report=quiet),
+                        evidence_of(folder, results.stem) if evidence is None else evidence,
+                        lambda key: str(prediction_path(folder, results.stem, key)))
+
+
+def _total(found: Iterable[tuple[Path, Verification]]) -> Verification:
+    """The boards' verifications (results file, its :class:`Verification`) added up."""
     total = Verification()
-    folders = [(out_dir, _selected(out_dir, boards))]
-    if boards is None:
-        folders = [(f, results_files(f)) for f in replica_folders(out_dir)] + folders
-    for folder, selected in folders:
-        for results in selected:
-            found = verify_board(str(results), read_rows(results, report=quiet),
-                                 evidence_of(folder, results.stem),
-                                 lambda key, f=folder, b=results.stem: str(prediction_path(f, b, key)))
-            total.verified += found.verified
-            total.problems += found.problems
-            if found.unverified:
-                total.unverified_boards.append(str(results))
+    for results, v in found:
+        total.verified += v.verified
+        total.problems += v.problems
+        if v.unverified:
+            total.unverified_boards.append(str(results))
     return total
+
+
+def _check_one(folder: Path, results: Path) -> tuple[str | None, Verification]:
+    """One board of ``leaderboard --check``: why it is stale (or None) and its scores recomputed
+    from its predictions, the predictions opened once for both."""
+    evidence = evidence_of(folder, results.stem)
+    return _why_stale(folder, results, evidence), _verify_one(folder, results, evidence)
+
+
+def check_boards(out_dir: Path, boards: list[str] | None = None,
+                 workers: int = 1) -> tuple[list[str], Verification]:
+    """``leaderboard --check`` of the boards of ``out_dir`` (all, with the replica folders'; or
+    ``boards``): what :func:`stale_boards` finds, and every shown score recomputed from the
+    published predictions (:func:`~i2m2bench.reporting.verify.verify_board`; a board none of
+    whose units has predictions is named in ``unverified_boards``). Each board is rendered and
+    verified in one job, its predictions opened once; ``workers`` processes at once give the
+    same answer in the same order."""
+    if boards is None:
+        problem = folder_problem(out_dir)
+        if problem:
+            return [problem], Verification()
+    jobs = _check_jobs(out_dir, boards)
+    found = _in_workers(_check_one, jobs, workers)
+    return ([why for why, _ in found if why],
+            _total((results, v) for (_, results), (_, v) in zip(jobs, found)))
 
 
 def find_board(out_dir: Path, board: str | None = None) -> Path:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -93,12 +93,19 @@ class SampleStat:
     values: np.ndarray | None = None
     fn: Callable[[np.ndarray], float] | None = None
     batch: Callable[[np.ndarray], np.ndarray] | None = None  # (k, n) resamples -> (k,) values
+    #: ``values`` as int8 when they are all integers in [-127, 127] (correct or not, and paired
+    #: differences of those): resampled as exact integer sums, one byte a sample
+    small: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.values, self.fn, self.batch)) != 1:
             raise ValueError("SampleStat needs exactly one of values, fn and batch")
         if self.values is not None and len(self.values) != self.n:
             raise ValueError(f"SampleStat: {len(self.values)} values for {self.n} samples")
+        if self.values is not None:
+            v = np.asarray(self.values, dtype=np.float64)
+            if np.all((v == np.round(v)) & (np.abs(v) <= 127)):
+                object.__setattr__(self, "small", v.astype(np.int8))
 
     def full(self) -> float:
         """The metric on the whole test set."""
@@ -110,6 +117,8 @@ class SampleStat:
 
     def on(self, idx: np.ndarray) -> np.ndarray:
         """(k,) values of the metric on the k resamples ``idx`` (k, n)."""
+        if self.small is not None:  # the exact sum, so the same float64 as the mean below
+            return self.small[idx].sum(axis=1, dtype=np.int64) / self.n
         if self.values is not None:
             return np.asarray(self.values, dtype=np.float64)[idx].mean(axis=1)
         if self.batch is not None:
@@ -117,29 +126,22 @@ class SampleStat:
         return np.array([self.fn(i) for i in idx], dtype=np.float64)
 
 
-def _resample_weights(scores: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """How often each of the k resamples ``idx`` (k, n) draws each sample, with the samples
-    sorted by ascending score and summed per tie group (one group per distinct score): returns
-    (order, group starts in the sorted order, weights (k, n) in sorted order)."""
-    n = len(scores)
-    order = np.argsort(scores, kind="stable")
-    s = scores[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first sorted position of each tie group
-    rank_of = np.empty(n, np.int64)
-    rank_of[order] = np.arange(n)
-    k = idx.shape[0]
-    flat = (np.arange(k)[:, None] * n + rank_of[idx]).ravel()  # (resample, sorted position)
-    w = np.bincount(flat, minlength=k * n).reshape(k, n).astype(np.float64)  # exact counts
-    return order, starts, w
-
-
 def _group_counts(scores: np.ndarray, positive: np.ndarray,
                   idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positives, negatives) drawn by each resample in each tie group of ``scores``, groups in
-    ascending score order: two (k, G) arrays."""
-    order, starts, w = _resample_weights(scores, idx)
-    y = positive[order].astype(bool)
-    return np.add.reduceat(w * y, starts, axis=1), np.add.reduceat(w * ~y, starts, axis=1)
+    """(positives, negatives) drawn by each of the k resamples ``idx`` (k, n) in each tie group
+    of ``scores`` (one group per distinct score), groups in ascending score order: two (k, G)
+    float64 arrays of exact counts, from one ``bincount`` over (resample, group, class)."""
+    order = np.argsort(scores, kind="stable")
+    s = scores[order]
+    first = np.r_[True, s[1:] != s[:-1]]  # the first sorted position of each tie group
+    groups = int(first.sum())
+    code = np.empty(len(scores), np.int64)  # 2 x the sample's group + 1 when it is positive
+    code[order] = 2 * (np.cumsum(first) - 1)
+    code += positive.astype(bool)
+    k = idx.shape[0]
+    flat = (np.arange(k)[:, None] * (2 * groups) + code[idx]).ravel()
+    counts = np.bincount(flat, minlength=k * 2 * groups).reshape(k, groups, 2).astype(np.float64)
+    return counts[:, :, 1], counts[:, :, 0]
 
 
 def resampled_auroc(scores: np.ndarray, positive: np.ndarray, idx: np.ndarray) -> np.ndarray:
