@@ -58,6 +58,13 @@ def render(data: dict) -> str:
             notes.setdefault(r["code_note"], []).append(n)
     for note, names in notes.items():
         lines += ["", f"Code of {', '.join(names)}: {note}."]
+    for name, r in data.items():
+        b = r.get("before")
+        if b:
+            lines += ["", f"**{name} before** (code {b['code']}, `train.eval_batch_size` = "
+                      f"{b['eval_batch_size']}): epoch peak RSS {_mb(b['epoch']['peak_rss_mb'])} MB, "
+                      f"{b['epoch']['samples_per_s']:,.0f} samples/s ({b['epoch']['x_bare']:.2f}× its "
+                      f"bare loop); {b['note']}."]
     fm = data.get("fastmri")
     if fm:
         w = fm["written"]

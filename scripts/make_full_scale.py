@@ -17,7 +17,7 @@ Sizes (``--scale`` multiplies every count; 1 = the real size):
 * **FastMRI**: single-coil knee volumes of 35 slices of (640, 368..372) complex64 k-space in
   ``fastmri/singlecoil_{train,val}/`` (the tarballs' folders) with fastMRI+ ``knee.csv`` and
   ``knee_file_list.csv``, about ``--fastmri-gib`` GiB of volumes (default 10). The full training
-  set (973 volumes, 34,742 slices; val 199 volumes, 7,135 slices: Zbontar et al. 2018, Table 2)
+  set (973 volumes, 34,742 slices; val 199 volumes, 7,135 slices: Zbontar et al. 2018)
   is about 74 GiB; the rehearsal extrapolates linearly from the part written, and says so.
   ``--scale`` does not apply (``--fastmri-gib`` sets the size).
 * **VQA-VS**: ``vqa_vs/Training``, ``Val``, ``IID-Test`` (question and answer JSON lists in VQA
@@ -29,8 +29,8 @@ Sizes (``--scale`` multiplies every count; 1 = the real size):
   the ≥ 9 rule; COCO 2014's 82,783 + 40,504 images (``coco/train2014``, ``coco/val2014``, the
   zips' folders), each a 24 x 30 JPEG.
 * **NLVR2**: ``nlvr2/data/{train,dev,test1}.json`` (JSON Lines, NLVR2's fields) with 86,373 /
-  6,982 / 6,967 examples (Suhr et al. 2019, Table 2), four image pairs per sentence, and each
-  example's two images ``<id>-img{0,1}.png`` (24 x 30; every other one JPEG bytes under the .png
+  6,982 / 6,967 examples (Suhr et al. 2019: train, dev, test-P), four image pairs per sentence,
+  and each example's two images ``<id>-img{0,1}.png`` (24 x 30; every other one JPEG bytes under the .png
   name, as in NLVR2) in ``nlvr2/images/train/<directory>/`` and ``nlvr2/images/{dev,test1}/``.
 
 For the vision-language datasets ``--backbone DIR`` also writes the tiny random FLAVA model the
