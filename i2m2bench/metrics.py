@@ -28,6 +28,21 @@ boards show it in percent:
   accuracy of Antol et al., with scores min(#annotators / 3, 1) precomputed in the targets).
 * ``consistency`` ↑ — multiclass with sample groups (NLVR2's: the sentence of each group is
   paired with several images): share of groups whose samples are all answered correctly.
+* ``op_sensitivity``, ``op_specificity``, ``op_balanced_accuracy`` ↑ — multilabel: per label,
+  the decision ``score >= t`` at the *operating point* ``t`` chosen on the **validation**
+  predictions (the reference, below) as the highest threshold whose false-negative rate there is
+  below 10% (:func:`operating_points`), then applied unchanged to the split scored; sensitivity
+  (recall of the positives), specificity (recall of the negatives) and their mean, macro mean
+  over labels. The official FastMRI code reports the same three numbers (I2M2
+  ``fastMRI/metrics/classification_metrics.py`` L16-42) but chooses the threshold on the split it
+  scores, the test set itself (``module.py`` L354-355 pass no operating point), so its test
+  sensitivity is above 0.9 by construction; here it is an honest held-out number.
+
+**Reference predictions.** A metric with ``Metric.needs_reference`` reads, besides a split's
+predictions and targets, a *reference* ``(pred, target)`` pair: the validation predictions of
+the same checkpoint. The harness passes them for every protocol (on ``val`` itself the split is
+its own reference), and :mod:`i2m2bench.reporting.verify` takes them from the unit's
+``predictions.npz`` (``pred/val``), so every such score is recomputed from saved predictions.
 
 **Per-label values.** A metric with per-label values (``Metric.per_label``: auroc, auprc, and
 accuracy / balanced accuracy on multilabel tasks) is also addressable as ``<metric>/<label>``
@@ -89,6 +104,9 @@ class Metric:
     #: groups)``; groups in ``numpy.unique`` order), for metrics that average over sample groups
     #: (consistency): bootstraps resample the groups
     per_group: Callable[[np.ndarray, np.ndarray, str, np.ndarray], np.ndarray] | None = None
+    #: the metric reads reference predictions (the validation split's ``(pred, target)``), passed
+    #: to ``fn`` and ``per_label`` as the keyword ``reference`` (see the module docstring)
+    needs_reference: bool = False
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -216,6 +234,69 @@ def _macro_of(per_label):
     return lambda pred, target, problem, groups=None: _macro(per_label(pred, target, problem))
 
 
+#: The operating point's false-negative-rate bound (official: ``threshold=0.1`` of
+#: ``get_operating_point``, I2M2 ``fastMRI/metrics/classification_metrics.py`` L16, L28-29).
+FNR_BOUND = 0.10
+
+
+def operating_points(pred, target, problem: str = "multilabel") -> np.ndarray:
+    """Per label, the highest threshold ``t`` whose decisions ``score >= t`` leave a false-negative
+    rate below :data:`FNR_BOUND` on (``pred``, ``target``): with ``P`` positives, at most
+    ``m = ceil(P / 10) - 1`` may fall below ``t``, so ``t`` is the ``(P - m)``-th largest positive
+    score. (L,) float64; nan for a label without both classes. Integer arithmetic, no float
+    comparison of rates: ``10 * misses < P``."""
+    scores, y = _columns(as_numpy(pred), as_numpy(target), problem)
+    out = np.full(y.shape[1], math.nan)
+    for j in range(y.shape[1]):
+        pos = np.sort(scores[y[:, j] == 1, j])[::-1]
+        p = len(pos)
+        if 0 < p < len(y):
+            misses = -(-p * round(FNR_BOUND * 100) // 100) - 1  # ceil(P / 10) - 1
+            out[j] = float(pos[p - misses - 1])
+    return out
+
+
+def operating_decisions(pred, target, problem: str, reference) -> tuple[np.ndarray, np.ndarray]:
+    """(decisions (N, L) bool, positives (N, L) bool) of ``pred`` at the reference's operating
+    points; a label whose point is undefined decides nothing (all False)."""
+    if reference is None:
+        raise MetricError("the operating-point metrics choose their threshold on reference "
+                          "predictions (the validation split's); none was given")
+    t = operating_points(reference[0], reference[1], problem)
+    scores, y = _columns(pred, target, problem)
+    with np.errstate(invalid="ignore"):
+        return scores >= t[None, :], y.astype(bool)
+
+
+def _recall(decided: np.ndarray, member: np.ndarray) -> float:
+    n = int(member.sum())
+    return float((decided & member).sum() / n) if n else math.nan
+
+
+def _op_per_label(kind: str):
+    def per_label(pred, target, problem, reference=None) -> np.ndarray:
+        d, y = operating_decisions(pred, target, problem, reference)
+        points = operating_points(reference[0], reference[1], problem)
+        out = np.full(y.shape[1], math.nan)
+        for j in range(y.shape[1]):
+            if math.isnan(points[j]):
+                continue
+            sens, spec = _recall(d[:, j], y[:, j]), _recall(~d[:, j], ~y[:, j])
+            if kind == "sensitivity":
+                out[j] = sens
+            elif kind == "specificity":
+                out[j] = spec
+            else:  # mean recall over the classes present (sklearn's balanced accuracy)
+                out[j] = _macro(np.array([sens, spec]))
+        return out
+    return per_label
+
+
+def _op_macro(per_label):
+    return lambda pred, target, problem, groups=None, reference=None: _macro(
+        per_label(pred, target, problem, reference=reference))
+
+
 _ORIGIN = __name__
 METRICS.add("accuracy", Metric(
     "accuracy", _accuracy, True, ("multiclass", "multilabel"),
@@ -248,6 +329,13 @@ METRICS.add("consistency", Metric(
     per_group=_consistency_per_group,
     description="share of sample groups answered correctly throughout (NLVR2)"),
     origin=f"{_ORIGIN}._consistency")
+for _kind in ("sensitivity", "specificity", "balanced_accuracy"):
+    METRICS.add(f"op_{_kind}", Metric(
+        f"op_{_kind}", _op_macro(_op_per_label(_kind)), True, ("multilabel",),
+        per_label=_op_per_label(_kind), per_label_problems=("multilabel",), needs_reference=True,
+        description=f"{_kind.replace('_', ' ')} per label at the validation operating point "
+                    "(highest threshold with FNR < 10% there), macro mean"),
+        origin=f"{_ORIGIN}.operating_points")
 
 
 # ------------------------------------------------------------------------------ public API
@@ -316,38 +404,47 @@ def check_spec(spec: TaskSpec) -> None:
 
 
 def compute(name: str, pred, target, problem: str, groups=None,
-            labels: TaskSpec | Sequence[str] | None = None) -> float:
-    """The value of metric ``name`` (``auroc`` or ``auroc/<label>``); nan when undefined."""
+            labels: TaskSpec | Sequence[str] | None = None, reference=None) -> float:
+    """The value of metric ``name`` (``auroc`` or ``auroc/<label>``); nan when undefined.
+    ``reference``: the validation ``(pred, target)``, for a metric that needs it
+    (:attr:`Metric.needs_reference`; ignored by the others)."""
     metric, label = resolve(name)
     if problem not in metric.problems:
         raise MetricError(f"metric {name!r} does not apply to {problem} tasks")
     if metric.needs_groups and groups is None:
         raise MetricError(f"metric {name!r} needs the split's sample groups (Split.groups)")
+    if metric.needs_reference and reference is None:
+        raise MetricError(f"metric {name!r} needs reference predictions (the validation split's)")
     pred, target = as_numpy(pred), as_numpy(target)
     groups = None if groups is None else as_numpy(groups)
+    extra = {"reference": reference} if metric.needs_reference else {}
     if label is None:
-        return float(metric.fn(pred, target, problem, groups))
+        return float(metric.fn(pred, target, problem, groups, **extra))
     names = _label_names(labels, pred.shape[1])
     if label not in names:
         raise MetricError(f"metric {name!r}: no label {label!r} among {', '.join(names)}")
-    return float(per_label_values(metric.name, pred, target, problem)[names.index(label)])
+    return float(per_label_values(metric.name, pred, target, problem, reference)[names.index(label)])
 
 
 def compute_all(names: Sequence[str], pred, target, problem: str, groups=None,
-                labels: TaskSpec | Sequence[str] | None = None) -> dict[str, float]:
+                labels: TaskSpec | Sequence[str] | None = None, reference=None) -> dict[str, float]:
     """``{name: value}`` for each metric of ``names`` (arrays converted once)."""
     pred, target = as_numpy(pred), as_numpy(target)
     groups = None if groups is None else as_numpy(groups)
-    return {n: compute(n, pred, target, problem, groups, labels) for n in names}
+    if reference is not None:
+        reference = (as_numpy(reference[0]), as_numpy(reference[1]))
+    return {n: compute(n, pred, target, problem, groups, labels, reference) for n in names}
 
 
-def per_label_values(name: str, pred, target, problem: str) -> np.ndarray:
+def per_label_values(name: str, pred, target, problem: str, reference=None) -> np.ndarray:
     """Metric ``name``'s value per label (or per class, one-vs-rest), (L,) float64, nan where
-    undefined."""
+    undefined (``reference``: as for :func:`compute`)."""
     metric = METRICS.get(name)
     if metric.per_label is None or problem not in metric.per_label_problems:
         raise MetricError(f"metric {name!r} has no per-label values on {problem} tasks")
-    return np.asarray(metric.per_label(as_numpy(pred), as_numpy(target), problem), dtype=np.float64)
+    extra = {"reference": reference} if metric.needs_reference else {}
+    return np.asarray(metric.per_label(as_numpy(pred), as_numpy(target), problem, **extra),
+                      dtype=np.float64)
 
 
 def per_sample_values(name: str, pred, target, problem: str) -> np.ndarray | None:
@@ -378,10 +475,11 @@ def is_defined(name: str, target, problem: str, groups=None, width: int | None =
     target = as_numpy(target)
     c = width if width is not None else (int(target.max()) + 1 if target.ndim == 1 else target.shape[1])
     pred = np.zeros((len(target), c), dtype=np.float32)
-    return math.isfinite(compute(name, pred, target, problem, groups, labels))
+    return math.isfinite(compute(name, pred, target, problem, groups, labels, (pred, target)))
 
 
-__all__ = ["METRICS", "Metric", "MetricError", "as_numpy", "check_metric", "check_spec", "compute",
+__all__ = ["FNR_BOUND", "METRICS", "Metric", "MetricError", "as_numpy", "operating_decisions",
+           "operating_points", "check_metric", "check_spec", "compute",
            "compute_all", "declared_metrics", "direction", "is_defined", "per_label_values",
            "per_group_values", "per_sample_values",
            "resolve"]

@@ -72,6 +72,13 @@ class Predictions:
         if groups is not None:
             self.groups[split] = np.asarray(groups, dtype=np.int64)
 
+    def reference(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The validation ``(pred, target)`` -- the reference from which operating-point metrics
+        take their threshold (:mod:`i2m2bench.metrics`) -- or None when the file has none."""
+        if "val" not in self.pred:
+            return None
+        return self.pred["val"], self.target[self.split["val"]]
+
     def merged(self, newer: "Predictions") -> "Predictions":
         """These predictions with ``newer``'s added (``newer`` wins for the same protocol)."""
         out = Predictions(newer.problem, newer.metrics or self.metrics, newer.labels or self.labels,

@@ -23,7 +23,10 @@ def _ml(scores, y=Y):
 
 def test_the_registry_holds_every_metric_of_the_issue():
     assert set(METRICS.names()) == {"accuracy", "balanced_accuracy", "auroc", "auprc", "vqa_score",
-                                    "consistency"}
+                                    "consistency", "op_sensitivity", "op_specificity",
+                                    "op_balanced_accuracy"}
+    assert {m for m in METRICS.names() if METRICS.get(m).needs_reference} == {
+        "op_sensitivity", "op_specificity", "op_balanced_accuracy"}
     assert all(direction(m) for m in METRICS.names())  # all fractions, higher is better
     assert METRICS.get("consistency").needs_groups
     assert METRICS.get("vqa_score").problems == ("soft-score",)

@@ -70,22 +70,25 @@ def predict(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int = 1
 
 
 def scores(pred: torch.Tensor, split: DataSplit, spec: TaskSpec,
-           metrics: Sequence[str] | None = None) -> dict[str, float]:
+           metrics: Sequence[str] | None = None, reference=None) -> dict[str, float]:
     """``{metric: value}`` of predictions ``pred`` (from :func:`predict`) on ``split``, for
     ``metrics`` (default: every metric the task declares, primary first); nan where undefined
-    (:mod:`i2m2bench.metrics`)."""
+    (:mod:`i2m2bench.metrics`). ``reference``: the validation ``(pred, target)`` that metrics
+    with an operating point read; None: ``split`` is the validation split, its own reference."""
     names = declared_metrics(spec) if metrics is None else tuple(metrics)
-    return compute_all(names, pred, split.target, spec.problem, getattr(split, "groups", None), spec)
+    ref = (pred, split.target) if reference is None else reference
+    return compute_all(names, pred, split.target, spec.problem, getattr(split, "groups", None), spec,
+                       ref)
 
 
 def evaluate(model: Fusion, split: DataSplit, spec: TaskSpec, batch_size: int = 1000,
              transform: Callable[[Batch, int], Batch] | None = None,
              metrics: Sequence[str] | None = None,
-             precision: str = "fp32") -> tuple[dict[str, float], torch.Tensor]:
+             precision: str = "fp32", reference=None) -> tuple[dict[str, float], torch.Tensor]:
     """(``{metric: value}``, the predictions they were computed from) of ``model`` on ``split``
     (see :func:`predict` and :func:`scores`)."""
     pred = predict(model, split, spec, batch_size, transform, precision)
-    return scores(pred, split, spec, metrics), pred
+    return scores(pred, split, spec, metrics, reference), pred
 
 
 def selection_metric(spec: TaskSpec, cfg: TrainConfig) -> str:

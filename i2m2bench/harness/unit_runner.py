@@ -31,12 +31,12 @@ from i2m2bench.harness.protocols import Protocol
 from i2m2bench.harness.recipes import Checkpoint
 from i2m2bench.harness.seeding import seed_everything
 from i2m2bench.harness.store import added_meta, metrics_meta, unit_view, view_difference
-from i2m2bench.harness.training import (NaNLossError, TrainResult, evaluate, poe_share,
+from i2m2bench.harness.training import (NaNLossError, TrainResult, evaluate, poe_share, predict,
                                         selection_metric, train_model)
 from i2m2bench.harness.unit_files import UnitFiles
 from i2m2bench.harness.unit_records import UnitRecords
 from i2m2bench.harness.units import Unit
-from i2m2bench.metrics import as_numpy, declared_metrics, direction
+from i2m2bench.metrics import as_numpy, declared_metrics, direction, resolve
 from i2m2bench.predictions import Predictions
 
 # A unit's training and timing figures (rows with protocol "train"), beside its scores.
@@ -262,8 +262,12 @@ class UnitRunner:
                               "--force) to retrain it") from exc
         t0 = time.perf_counter()
         new, preds = [], {}
+        val_pred = None
+        if any(resolve(m)[0].needs_reference for m in declared_metrics(self.workspace.task.spec)):
+            val_pred = predict(model, self.workspace.task.splits["val"], self.workspace.task.spec,
+                               u.train.eval_batch_size, precision=u.train.precision)
         for p in todo:
-            values, pred = self.evaluate_protocol(model, p, u)
+            values, pred = self.evaluate_protocol(model, p, u, val_pred)
             new += self.score_all(p, values)
             preds[p.key] = (p, pred)
         spent = time.perf_counter() - t0
@@ -351,7 +355,7 @@ class UnitRunner:
         scores, preds, robust_s = self.score_all("val", val_scores), {"val": ("val", val_pred)}, 0.0
         for proto in self.planner.protocols(u):
             t1 = time.perf_counter()
-            values, pred = self.evaluate_protocol(model, proto, u)
+            values, pred = self.evaluate_protocol(model, proto, u, val_pred)
             scores += self.score_all(proto, values)
             preds[proto.key] = (proto, pred)
             if proto.robustness:
@@ -367,13 +371,19 @@ class UnitRunner:
             return "test", task.splits["test"]
         return f"shift:{proto.split}", task.shifts[proto.split]
 
-    def evaluate_protocol(self, model: Fusion, proto: Protocol,
-                          u: Unit) -> tuple[dict[str, float], torch.Tensor]:
-        """({metric: value} for every declared metric, the predictions) of one protocol."""
+    def evaluate_protocol(self, model: Fusion, proto: Protocol, u: Unit,
+                          val_pred=None) -> tuple[dict[str, float], torch.Tensor]:
+        """({metric: value} for every declared metric, the predictions) of one protocol;
+        ``val_pred``: the checkpoint's validation predictions, the reference of operating-point
+        metrics (:mod:`i2m2bench.metrics`)."""
         task = self.workspace.task
         _, split = self.split_of(proto)
+        ref = None if val_pred is None else (val_pred, task.splits["val"].target)
+        if ref is None and any(resolve(m)[0].needs_reference for m in declared_metrics(task.spec)):
+            raise ConfigError(f"{u.key}: {proto.key} needs the validation predictions for its "
+                              "operating-point metrics, and none were given")
         return evaluate(model, split, task.spec, u.train.eval_batch_size,
-                        proto.transform(task, u.seed), precision=u.train.precision)
+                        proto.transform(task, u.seed), precision=u.train.precision, reference=ref)
 
     @staticmethod
     def score(proto: Protocol | str, metric: str, value: float) -> dict:

@@ -39,7 +39,8 @@ from i2m2bench.reporting.scores import UNDEFINED
 from i2m2bench.reporting.stats import (LEVEL, N_BOOT, SampleStat, bootstrap_interval,
                                        mark_leaders, paired_bootstrap_stats, resampled_auroc,
                                        resampled_average_precision,
-                                       resampled_balanced_accuracy, t_interval)
+                                       resampled_balanced_accuracy, resampled_recall,
+                                       t_interval)
 
 #: Whether boards resample a metric that has none of the vectorised forms of
 #: :func:`seed_evidence` (a metric registered by a plugin, say) by recomputing it on every
@@ -123,7 +124,7 @@ def seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence
 
     def fn(idx: np.ndarray) -> float:
         return M.compute(metric, p[idx], target[idx], pred.problem,
-                         None if groups is None else groups[idx], labels)
+                         None if groups is None else groups[idx], labels, pred.reference())
 
     return SeedEvidence(SampleStat(len(target), fn=fn), fingerprint)
 
@@ -149,6 +150,8 @@ def _vectorised_batch(metric: str, p: np.ndarray, target: np.ndarray, pred: Pred
     if label and label not in names:
         return None
     cols = [names.index(label)] if label else list(range(p.shape[1]))
+    if base in _OPERATING_POINT and pred.problem == "multilabel":
+        return _operating_point_batch(base, p, target, pred, cols)
     if base == "balanced_accuracy":
         if pred.problem == "multiclass":
             if label:
@@ -165,6 +168,29 @@ def _vectorised_batch(metric: str, p: np.ndarray, target: np.ndarray, pred: Pred
     scores = np.asarray(p, dtype=np.float64)
     return lambda idx: _nanmean_rows([resample(scores[:, j], y[:, j], idx) for j in full],
                                      len(idx))
+
+
+#: The operating-point metrics (:func:`i2m2bench.metrics.operating_points`): the threshold comes
+#: from the validation predictions and stays fixed while the test samples are resampled.
+_OPERATING_POINT = ("op_sensitivity", "op_specificity", "op_balanced_accuracy")
+
+
+def _operating_point_batch(base: str, p: np.ndarray, target: np.ndarray, pred: Predictions,
+                           cols: list[int]):
+    reference = pred.reference()
+    if reference is None:
+        return None
+    points = M.operating_points(reference[0], reference[1], pred.problem)
+    decided, y = M.operating_decisions(p, target, pred.problem, reference)
+    keep = [j for j in cols if np.isfinite(points[j])]
+    if base == "op_balanced_accuracy":
+        parts = [(decided[:, j] == y[:, j], y[:, j]) for j in keep]
+        return lambda idx: _nanmean_rows([resampled_balanced_accuracy(c, t, idx) for c, t in parts],
+                                         len(idx))
+    positive = base == "op_sensitivity"
+    parts = [(decided[:, j] if positive else ~decided[:, j], y[:, j] if positive else ~y[:, j])
+             for j in keep]
+    return lambda idx: _nanmean_rows([resampled_recall(d, m, idx) for d, m in parts], len(idx))
 
 
 def _nanmean_rows(per_label: list[np.ndarray], k: int = 0) -> np.ndarray:

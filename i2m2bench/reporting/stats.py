@@ -191,6 +191,17 @@ def resampled_balanced_accuracy(correct: np.ndarray, cls: np.ndarray, idx: np.nd
     return np.where(present.any(axis=1), np.nansum(recall, axis=1) / np.maximum(present.sum(axis=1), 1), np.nan)
 
 
+def resampled_recall(decided: np.ndarray, member: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Recall of one class -- the share of its samples (``member``, (n,) bool) that were
+    ``decided`` (n,) bool -- on each of the k resamples ``idx`` (k, n) at once; nan on a resample
+    without a member."""
+    member = np.asarray(member, bool)
+    hit = member & np.asarray(decided, bool)
+    total = member[idx].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, hit[idx].sum(axis=1) / np.maximum(total, 1), np.nan)
+
+
 def _percentile(vals: np.ndarray, level: float) -> tuple[float, float]:
     vals = vals[np.isfinite(vals)]
     if not len(vals):

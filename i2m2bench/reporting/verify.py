@@ -46,10 +46,10 @@ class Verification:
 def recompute(pred, protocol: str, metric: str) -> float:
     """Metric ``metric`` of ``protocol`` from a unit's :class:`~i2m2bench.predictions.Predictions`
     (``KeyError`` for a protocol it lacks, :class:`~i2m2bench.metrics.MetricError` for a metric
-    that does not apply)."""
+    that does not apply, or that needs the validation predictions the file lacks)."""
     split = pred.split[protocol]
     return metrics.compute(metric, pred.pred[protocol], pred.target[split], pred.problem,
-                           pred.groups.get(split), pred.labels)
+                           pred.groups.get(split), pred.labels, pred.reference())
 
 
 def agrees(stored, value) -> bool:
