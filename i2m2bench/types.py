@@ -213,9 +213,21 @@ class TaskSpec:
     source: Literal["real", "embedded", "synthetic"] = "real"  # synthetic: generated, no real counterpart
     description: str = ""
     metrics: tuple[str, ...] = ()  # declared metrics besides ``metric``
+    #: The complex image two modalities are read from, when they are (FastMRI):
+    #: ``("polar", magnitude, phase)`` -- model inputs ``|z|`` (any scale) and ``angle(z)`` in
+    #: radians -- or ``("cartesian", real, imag)``; what ``perturb:complex:<kind>`` corrupts
+    #: before splitting it again (:mod:`i2m2bench.perturbations`). ``()``: none.
+    complex_image: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.modalities]
+        if self.complex_image:
+            form, *pair = self.complex_image
+            if form not in ("polar", "cartesian") or len(pair) != 2 or any(
+                    n not in names for n in pair):
+                raise ValueError(f"task {self.name!r}: complex_image must be ('polar' or "
+                                 "'cartesian', modality, modality) naming two of its modalities "
+                                 f"({', '.join(names)}); got {self.complex_image}")
         sources = {m.name for m in self.modalities if not m.derived_from}
         for m in self.modalities:
             bad = [d for d in m.derived_from if d not in sources]

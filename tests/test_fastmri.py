@@ -9,7 +9,7 @@ from i2m2bench.cli import main
 from i2m2bench.data import DataError
 from i2m2bench.data.fastmri import real as fr
 from i2m2bench.data.fastmri import PER_LABEL, SHIFT
-from i2m2bench.data.fastmri.processing import LABELS
+from i2m2bench.data.fastmri.processing import LABELS, OPERATING
 from test_fastmri_real import CROP, W, make_raw, quiet
 
 
@@ -21,7 +21,8 @@ def embedded():
 def test_the_embedded_phantom_is_a_multilabel_task_split_by_patient(embedded):
     spec = embedded.spec
     assert (spec.problem, spec.num_classes, spec.labels, spec.metric) == ("multilabel", 4, LABELS, "auroc")
-    assert spec.metrics == PER_LABEL and spec.source == "embedded"
+    assert spec.metrics == (*OPERATING, *PER_LABEL) and spec.source == "embedded"
+    assert spec.complex_image == ("polar", "magnitude", "phase")
     assert [m.name for m in spec.modalities] == ["magnitude", "phase"]
     assert all(m.shape == (1, 16, 16) and m.encoder == "preact_resnet18_gn" for m in spec.modalities)
     # 20 patients x 6 slices: 14 / 3 / 3 patients
@@ -80,9 +81,14 @@ def test_the_smoke_suite_runs_every_method_and_writes_a_board(tmp_path):
     assert not run.failures
     units = {s["unit"] for s in run.summary}
     assert units == {f"{m}/seed0" for m in ("magnitude_only", "phase_only", "early_fusion",
-                                            "intra_only", "i2m2")}
+                                            "intra_only", "i2m2", "i2m2_ensemble")}
     md = (tmp_path / "lb" / "fastmri_smoke-embedded-fastmri.md").read_text()
     assert "EMBEDDED" in md and "auroc/acl" in md and f"shift:{SHIFT}" in md
+    assert f"shift:{SHIFT} op_sensitivity" in md and "test op_balanced_accuracy" in md
+    for kind in ("complex_noise", "rician", "ghosting", "spike", "bias_field", "motion"):
+        assert f"#### Curve `perturb:complex:{kind}`" in md
+    curve = md.split("#### Curve `perturb:complex:ghosting`")[1].split("####")[0]
+    assert "| level 0 (test) | 0.1 | 0.2 | 0.4 | 0.6 | 0.8 | 1 |" in " ".join(curve.split())
     assert "class_weights=balanced" in md
 
 

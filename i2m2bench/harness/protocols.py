@@ -14,6 +14,10 @@
                                modalities each is absent with probability p − p^M / M
 ``perturb:<m>:<kind>``         perturbation ``kind`` (``PERTURBATIONS``) of modality ``m`` at
                                every level of ``suite.levels`` (or ``perturb:<m>:<kind>@0.5,1``)
+``perturb:complex:<kind>``     a corruption of the complex image two modalities are read from
+                               (``TaskSpec.complex_image``: FastMRI's magnitude and phase),
+                               applied before they are split, so both see the same corruption
+                               (``kind``: a ``complex_image`` perturbation, e.g. ``ghosting``)
 =============================  ===========================================================
 
 Missing inputs reach the model only as the batch's availability mask (``Batch.present``);
@@ -30,7 +34,8 @@ from typing import Callable
 
 import torch
 
-from i2m2bench.perturbations import PerturbationError, apply_perturbation, check_applicable
+from i2m2bench.perturbations import (PerturbationError, apply_complex_corruption,
+                                     apply_perturbation, check_applicable, complex_corruptions)
 from i2m2bench.types import Batch, Task, derive_presence
 
 DEFAULT_LEVELS = (0.25, 0.5, 0.75, 1.0)
@@ -93,10 +98,50 @@ class Protocol:
                 return Batch(batch.inputs, batch.target,
                              derive_presence(spec, {m: ~absent[:, i] for i, m in enumerate(names)}))
             m, kind = self.perturb
+            if m == COMPLEX_TARGET:
+                return Batch(corrupt_complex(spec, batch.inputs, kind, self.level, gen),
+                             batch.target, batch.present)
             x = apply_perturbation(kind, batch.inputs[m], self.level, gen, task.spec.modality(m))
             return Batch({**batch.inputs, m: x}, batch.target, batch.present)
 
         return fn
+
+
+#: The protocol's name for the complex image of ``TaskSpec.complex_image``.
+COMPLEX_TARGET = "complex"
+
+
+def corrupt_complex(spec, inputs: dict, kind: str, level: float, gen: torch.Generator) -> dict:
+    """``inputs`` with the two modalities of ``spec.complex_image`` replaced by those of their
+    complex image corrupted by ``kind`` at ``level`` (model inputs: the polar form's magnitude
+    and phase in radians, or the real and imaginary parts)."""
+    form, a, b = spec.complex_image
+    xa, xb = inputs[a].float(), inputs[b].float()
+    z = torch.polar(xa, xb) if form == "polar" else torch.complex(xa, xb)
+    out = apply_complex_corruption(kind, z, level, gen)
+    na, nb = (out.abs(), out.angle()) if form == "polar" else (out.real, out.imag)
+    return {**inputs, a: na.to(inputs[a].dtype), b: nb.to(inputs[b].dtype)}
+
+
+def _complex_curve(p: str, kind: str, at: str, levels, task: Task) -> list[Protocol]:
+    spec = task.spec
+    if not spec.complex_image:
+        raise ProtocolError(f"suite.protocols {p!r}: task {spec.name!r} declares no complex "
+                            "image (TaskSpec.complex_image) for 'perturb:complex:<kind>'")
+    if kind not in complex_corruptions():
+        raise ProtocolError(f"suite.protocols {p!r}: {kind!r} is no corruption of a complex "
+                            f"image; those are {', '.join(complex_corruptions())}")
+    for m in spec.complex_image[1:]:
+        ms = spec.modality(m)
+        if (ms.offset, ms.mean, ms.std) != (0.0, None, None):
+            raise ProtocolError(f"suite.protocols {p!r}: modality {m!r} is normalised beyond a "
+                                "scale (offset, mean or std), so its complex image cannot be "
+                                "formed from the model inputs")
+    lv = [_level(t, f"suite.protocols {p!r}") for t in at.split(",")] if at else \
+        [_level(str(t), "suite.levels") for t in levels]
+    curve = f"perturb:{COMPLEX_TARGET}:{kind}"
+    return [Protocol(f"{curve}@{lvl:g}", curve=curve, level=lvl, perturb=(COMPLEX_TARGET, kind))
+            for lvl in lv]
 
 
 def _level(text: str, where: str) -> float:
@@ -143,6 +188,9 @@ def expand(specs: list[str], task: Task, levels=DEFAULT_LEVELS) -> list[Protocol
         elif head == "missing_rate" and rest:
             r = _level(rest, f"suite.protocols {p!r}")
             out.append(Protocol(f"missing_rate:{r:g}", curve="missing_rate", level=r, rate=r))
+        elif head == "perturb" and rest.count(":") == 1 and rest.startswith(COMPLEX_TARGET + ":"):
+            target, _, at = rest.partition("@")
+            out += _complex_curve(p, target.split(":")[1], at, levels, task)
         elif head == "perturb" and rest.count(":") == 1:
             target, _, at = rest.partition("@")
             m, kind = target.split(":")
@@ -160,7 +208,8 @@ def expand(specs: list[str], task: Task, levels=DEFAULT_LEVELS) -> list[Protocol
             raise ProtocolError(
                 f"suite.protocols: unknown protocol {p!r}; expected 'test', 'shift:*', "
                 "'shift:<name>', 'missing:<modality>' (or 'missing:*'), 'missing_rate:<p>' or "
-                "'perturb:<modality>:<kind>[@l1,l2,...]'")
+                "'perturb:<modality>:<kind>[@l1,l2,...]' (or 'perturb:complex:<kind>' on a task "
+                "with a complex image)")
     unique = {}
     for proto in out:
         unique.setdefault(proto.key, proto)

@@ -133,6 +133,10 @@ def column_mask(width: int, kind: str = "random", acceleration: int = 4,
 
 #: Per-label AUROC columns besides the primary mean AUROC.
 PER_LABEL = tuple(f"auroc/{label}" for label in LABELS)
+#: The official operating-point metrics (I2M2 ``fastMRI/metrics/classification_metrics.py``
+#: L16-42, logged per label by ``module.py`` L354-367), macro means here; the threshold comes
+#: from the validation split (:func:`i2m2bench.metrics.operating_points`).
+OPERATING = ("op_sensitivity", "op_specificity", "op_balanced_accuracy")
 #: The shift set: the test slices from 4x undersampled k-space.
 SHIFT = "undersampled4x"
 ENCODER = "preact_resnet18_gn"
@@ -148,12 +152,13 @@ def task_spec(source: str, size: tuple[int, int], mag_scale: float, phase_scale:
     shape = (1, *size)
     return TaskSpec(
         name="fastmri", version="1", problem="multilabel", num_classes=len(LABELS), labels=LABELS,
-        metric="auroc", metrics=PER_LABEL, source=source, description=description,
+        metric="auroc", metrics=(*OPERATING, *PER_LABEL), source=source, description=description,
+        complex_image=("polar", "magnitude", "phase"),
         modalities=(ModalitySpec("magnitude", shape, "image", ENCODER, scale=mag_scale,
                                  encoder_options=encoder_options or {}),
                     ModalitySpec("phase", shape, "image", ENCODER, scale=phase_scale,
                                  encoder_options=encoder_options or {})))
 
 
-__all__ = ["CROP", "ENCODER", "KSPACE_SHAPE", "LABELS", "PER_LABEL", "REAL_HINT", "SHIFT", "center_crop",
+__all__ = ["CROP", "ENCODER", "KSPACE_SHAPE", "LABELS", "OPERATING", "PER_LABEL", "REAL_HINT", "SHIFT", "center_crop",
            "column_mask", "fft2c", "ifft2c", "magnitude_phase", "pad_columns", "parse_labels", "task_spec"]
