@@ -37,6 +37,8 @@ from i2m2bench.harness.protocols import DEFAULT_LEVELS
 
 #: ``train.class_weights`` values: none, or from the training labels' class frequencies.
 CLASS_WEIGHTS = (None, "balanced")
+#: ``train.sampler`` values: a permutation per epoch, or draws weighted by positive-label count.
+SAMPLERS = (None, "positive_count")
 PRECISIONS = ("fp32", "bf16")  # train.precision
 #: ``train.loss`` values; which apply to a task depends on its problem type (fusion.base.LOSSES).
 LOSS_NAMES = ("auto", "nll", "bce", "soft_ce")
@@ -71,6 +73,12 @@ class TrainConfig:
     two classes weighted N / (2 N_c) from the training targets (scikit-learn's "balanced"
     heuristic), as the official FastMRI code weights its per-label cross-entropies (its weights
     file is not public: ``i2m2bench.harness.training.balanced_class_weights``).
+    ``sampler``: None (each epoch one permutation of the training samples) or
+    ``'positive_count'`` -- multilabel tasks only: each epoch draws N training samples with
+    replacement, each weighted 1 / (the number of training samples with as many positive labels),
+    as the official FastMRI data module's ``WeightedRandomSampler`` (divyam3897/mri-robustness @
+    d12968b, ``src/data/knee_data.py`` L155-175, L230-237;
+    ``i2m2bench.harness.training.positive_count_weights``).
 
     ``precision``: ``'fp32'`` (default) or ``'bf16'``: training and evaluation under
     ``torch.autocast`` with bfloat16 (matmuls and convolutions in bfloat16, reductions and the
@@ -98,6 +106,7 @@ class TrainConfig:
     loss: str = "auto"
     select_on: str | None = None
     class_weights: str | None = None
+    sampler: str | None = None
     betas: tuple | None = None
     precision: str = "fp32"
 
@@ -116,6 +125,9 @@ class TrainConfig:
         if self.class_weights not in CLASS_WEIGHTS:
             raise SettingError("train.class_weights", f"train.class_weights must be one of "
                                f"{', '.join(map(repr, CLASS_WEIGHTS))}; got {self.class_weights!r}")
+        if self.sampler not in SAMPLERS:
+            raise SettingError("train.sampler", f"train.sampler must be one of "
+                               f"{', '.join(map(repr, SAMPLERS))}; got {self.sampler!r}")
         if self.select_on is not None and (not isinstance(self.select_on, str) or not self.select_on):
             raise SettingError("train.select_on", f"train.select_on must be a metric name (or None: "
                                f"the task's primary metric); got {self.select_on!r}")

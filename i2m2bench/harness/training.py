@@ -134,6 +134,23 @@ def balanced_class_weights(target: torch.Tensor, spec: TaskSpec) -> torch.Tensor
     return (n / (2 * counts)).to(torch.float32)
 
 
+def positive_count_weights(target: torch.Tensor, spec: TaskSpec) -> torch.Tensor:
+    """(N,) float64 sampling weights of a multilabel task's training samples: 1 / (the number of
+    training samples with the same number of positive labels), so that every positive-label
+    count is drawn equally often (``train.sampler = 'positive_count'``). The official FastMRI
+    data module's ``get_sampler_weights`` (mri-robustness ``src/data/knee_data.py`` L155-175)
+    means the same, but looks each weight up by the count itself in a list indexed by the
+    counts *present* (``weight[t]``), which goes wrong when a count is missing (say, 0, 1 and 3
+    positives but no 2); here each count gets its own weight. ``ValueError`` for another
+    problem type."""
+    if spec.problem != "multilabel":
+        raise ValueError(f"the positive-count sampler applies to multilabel tasks; task "
+                         f"{spec.name!r} is {spec.problem}")
+    count = (target.detach().to("cpu") > 0.5).sum(1)
+    _, inverse, per = torch.unique(count, return_inverse=True, return_counts=True)
+    return 1.0 / per[inverse].to(torch.float64)
+
+
 def check_train_settings(cfg: TrainConfig, task: Task, method: str) -> None:
     """``<method>/train.loss`` applies to the task's problem type, ``<method>/train.class_weights``
     to its labels (:func:`balanced_class_weights`), and ``<method>/train.select_on`` names a
@@ -149,6 +166,9 @@ def check_train_settings(cfg: TrainConfig, task: Task, method: str) -> None:
             balanced_class_weights(task.splits["train"].target, spec)
         except ValueError as exc:
             raise ConfigError(f"{method}/train.class_weights = {cfg.class_weights!r}: {exc}") from exc
+    if cfg.sampler is not None and spec.problem != "multilabel":
+        raise ConfigError(f"{method}/train.sampler = {cfg.sampler!r}: the positive-count sampler "
+                          f"applies to multilabel tasks; task {spec.name!r} is {spec.problem}")
     declared = declared_metrics(spec)
     if cfg.select_on is not None and cfg.select_on not in declared:
         raise ConfigError(f"{method}/train.select_on = {cfg.select_on!r}: task {spec.name!r} declares "
@@ -230,14 +250,17 @@ class TrainResult:
 
 def _train_epoch(model: Fusion, net: torch.nn.Module, opt: torch.optim.Optimizer, train: DataSplit,
                  spec: TaskSpec, cfg: TrainConfig, generator: torch.Generator, epoch: int, desc: str,
-                 on_step: Callable[[int, int, float], None] | None) -> torch.Tensor:
+                 on_step: Callable[[int, int, float], None] | None,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
     """One epoch of :func:`train_model` (``net``: ``model``, or its DDP wrapper); the sum over
-    global batches of each batch's loss times its rows."""
+    global batches of each batch's loss times its rows. ``weights``: draw the epoch's N samples
+    with replacement by these weights (``train.sampler``) instead of one permutation."""
     model.train()
     device, n = train.target.device, len(train)
     world, rank = distributed.world_size(), distributed.rank()
     shard = (rank, world) if world > 1 else None
-    order = torch.randperm(n, generator=generator)
+    order = (torch.randperm(n, generator=generator) if weights is None
+             else torch.multinomial(weights, n, replacement=True, generator=generator))
     total = torch.zeros((), device=device)
     for step, batch in enumerate(train.batches(spec, cfg.batch_size, order, shard)):
         rows = min(cfg.batch_size, n - step * cfg.batch_size)  # the global batch
@@ -288,6 +311,7 @@ def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec,
     model.loss_kind = cfg.loss  # read by Fusion.loss
     model.class_weights = (balanced_class_weights(train.target, spec).to(train.target.device)
                            if cfg.class_weights == "balanced" else None)
+    weights = positive_count_weights(train.target, spec) if cfg.sampler == "positive_count" else None
     select = selection_metric(spec, cfg)
     higher = direction(select)
     device = train.target.device
@@ -300,7 +324,8 @@ def train_model(model: Fusion, train: DataSplit, val: DataSplit, spec: TaskSpec,
                disable=not progress or not distributed.is_main() or None)
     for epoch in bar:
         t0 = time.perf_counter()
-        total = _train_epoch(model, net, opt, train, spec, cfg, generator, epoch, desc, on_step)
+        total = _train_epoch(model, net, opt, train, spec, cfg, generator, epoch, desc, on_step,
+                             weights)
         seen += n
         train_time += time.perf_counter() - t0
         values, val_pred = evaluate(model, val, spec, cfg.eval_batch_size, metrics=(select,),

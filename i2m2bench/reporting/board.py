@@ -36,7 +36,8 @@ SCHEDULE_ALWAYS = ("optimizer", "lr", "weight_decay", "batch_size", "epochs", "p
 #: batches the evaluation of a trained model, it trains nothing
 #: (``tests/reliability/test_aliasing.py`` checks every ``train.*`` setting is one of the three).
 SCHEDULE_NOT_SHOWN = ("eval_batch_size",)
-SHOWN_WHEN_SET = (("loss", "auto"), ("select_on", None), ("class_weights", None), ("betas", None),
+SHOWN_WHEN_SET = (("loss", "auto"), ("select_on", None), ("class_weights", None), ("sampler", None),
+                  ("betas", None),
                   ("momentum", 0.0), ("precision", "fp32"))
 SHIFT_MEAN = "shift mean"
 

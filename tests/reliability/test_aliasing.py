@@ -74,6 +74,7 @@ CHANGED = {
     "patience": "train.patience = None", "eval_batch_size": "train.eval_batch_size = 500",
     "loss": "train.loss = 'nll'", "select_on": "train.select_on = 'accuracy'",
     "class_weights": None,  # multilabel tasks only: toy refuses it (checked by TrainConfig below)
+    "sampler": None,  # multilabel tasks only, as class_weights
     "betas": None,  # adam/adamw only: covered below with the optimizer it needs
     "precision": "train.precision = 'bf16'",
 }
@@ -96,12 +97,14 @@ def test_a_changed_setting_never_reuses_an_old_unit(capsys, toy_board):
     assert len(hashes) == len(bindings) + 1  # every setting its own unit
     # class_weights (multilabel only) goes into the hash as every field: the identity is asdict
     assert "class_weights" in TrainConfig(class_weights="balanced").as_dict()
+    assert TrainConfig(sampler="positive_count").as_dict()["sampler"] == "positive_count"
     assert board.intact()
 
 
 @pytest.mark.parametrize("name,value,shown", [
     ("precision", "bf16", "precision=bf16"),
     ("momentum", 0.9, "momentum=0.9"),
+    ("sampler", "positive_count", "sampler=positive_count"),
 ])
 def test_the_schedule_names_a_setting_that_is_not_the_default(demo_rows, name, value, shown):
     plain = render_markdown(demo_rows)
