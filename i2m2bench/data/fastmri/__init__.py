@@ -27,6 +27,7 @@ from i2m2bench.data.base import DATASETS, reads_real
 from i2m2bench.data.common.family import FAMILIES, DatasetFamily, PrepareOption, verify_level
 from i2m2bench.data.fastmri import real
 from i2m2bench.data.fastmri.embedded import build_embedded
+from i2m2bench.data.fastmri.parts import PAIRS, as_real_imag
 from i2m2bench.data.fastmri.processing import PER_LABEL, REAL_HINT, SHIFT, task_spec
 from i2m2bench.types import Task
 
@@ -37,17 +38,23 @@ real_folder = real.folder
 @DATASETS.register("fastmri")
 def build_fastmri(source: str = "auto", data_root: str | None = None, verify: str = "quick",
                   patients: int = 600, slices: int = 3, size: int = 32, data_seed: int = 0,
-                  noise: float = 0.05) -> Task:
+                  noise: float = 0.05, modalities: str = "magnitude_phase") -> Task:
     """FastMRI knee from ``<data_root>/fastmri`` (its prepared cache; ``verify``: ``'quick'``
     (alias ``'probe'``: probe checksums) or ``'full'`` checksums) or, with no data root under
     ``auto``, the EMBEDDED phantom (``patients`` x ``slices`` slices of ``size`` x ``size``,
-    from ``data_seed``)."""
+    from ``data_seed``). ``modalities``: ``'magnitude_phase'`` (the official pair) or
+    ``'real_imag'`` (the image's real and imaginary parts, :mod:`i2m2bench.data.fastmri.parts`)."""
     verify = verify_level(verify, "fastmri")
+    if modalities not in PAIRS:
+        raise ValueError(f"fastmri: modalities must be one of {', '.join(map(repr, PAIRS))}; "
+                         f"got {modalities!r}")
     if reads_real("fastmri", source, data_root,
                   "EMBEDDED synthetic k-space knee phantom, not fastMRI",
                   "docs/datasets/fastmri.md"):
-        return real.load(real.folder(data_root), verify)
-    return build_embedded(patients, slices, size, data_seed, noise)
+        task = real.load(real.folder(data_root), verify)
+    else:
+        task = build_embedded(patients, slices, size, data_seed, noise)
+    return as_real_imag(task) if modalities == "real_imag" else task
 
 
 def _prepare(folder, seed: int = 0):
