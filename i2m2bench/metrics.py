@@ -35,8 +35,13 @@ boards show it in percent:
   (recall of the positives), specificity (recall of the negatives) and their mean, macro mean
   over labels. The official FastMRI code reports the same three numbers (I2M2
   ``fastMRI/metrics/classification_metrics.py`` L16-42) but chooses the threshold on the split it
-  scores, the test set itself (``module.py`` L354-355 pass no operating point), so its test
-  sensitivity is above 0.9 by construction; here it is an honest held-out number.
+  scores, the test set itself: ``test_epoch_end`` calls ``evaluate_classifier`` with no operating
+  point (``module.py`` L347), although validation stores one (L277-293) -- so its test
+  sensitivity is 0.9 or more by construction; here it is a held-out number. Two smaller
+  differences: the official rule compares ``1 - tpr < 0.1`` in floats on sklearn's default ROC
+  (``drop_intermediate=True``), which admits a miss rate of exactly 10% and can skip a threshold;
+  here the rule is exact (``10 * misses < positives``) over every distinct score, and a sample at
+  the threshold is positive (``>=``; the official decides ``>``, L34).
 
 **Reference predictions.** A metric with ``Metric.needs_reference`` reads, besides a split's
 predictions and targets, a *reference* ``(pred, target)`` pair: the validation predictions of

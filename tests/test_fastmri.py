@@ -114,3 +114,98 @@ def test_embedded_schedule_options_must_be_a_dict():
 
     with pytest.raises(SettingError, match="embedded_schedule.options must be a dict"):
         EmbeddedSchedule(options=["width", 8])
+
+
+def test_the_positive_count_sampler_draws_every_count_equally_often():
+    from i2m2bench.harness.training import positive_count_weights
+    from i2m2bench.types import TaskSpec
+
+    spec = TaskSpec("t", "1", (), "multilabel", 4, metric="auroc")
+    # counts of positive labels: 0 (x6), 1 (x3), 3 (x1) -- no sample with 2
+    y = torch.zeros((10, 4))
+    y[6:9, 0] = 1
+    y[9, :3] = 1
+    w = positive_count_weights(y, spec)
+    assert w.dtype == torch.float64
+    assert torch.equal(w, torch.tensor([1 / 6] * 6 + [1 / 3] * 3 + [1.0], dtype=torch.float64))
+    draws = torch.multinomial(w, 30_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    share = torch.bincount((y[draws] > 0.5).sum(1), minlength=4).double() / 30_000
+    assert torch.allclose(share[[0, 1, 3]], torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.02)
+    with pytest.raises(ValueError, match="applies to multilabel tasks"):
+        positive_count_weights(y, TaskSpec("m", "1", (), "multiclass", 4))
+
+
+def test_real_fastmri_follows_the_official_sampler_and_the_phantom_keeps_its_schedule():
+    from i2m2bench.harness.config import SettingError, TrainConfig, read_method
+    from i2m2bench.harness.ginfiles import parse_gin
+
+    parse_gin(["gin/fastmri.gin"])
+    for method in ("magnitude_only", "i2m2"):
+        assert read_method(method, embedded=False)[1].sampler == "positive_count"
+        assert read_method(method, embedded=True)[1].sampler is None
+    with pytest.raises(SettingError, match="train.sampler must be one of None, 'positive_count'"):
+        TrainConfig(sampler="weighted")
+
+
+def test_the_sampler_changes_what_an_epoch_draws(embedded):
+    from i2m2bench.fusion.base import build_fusion
+    from i2m2bench.harness.config import TrainConfig
+    from i2m2bench.harness.training import train_model
+
+    def first_batch(sampler):
+        seen = []
+        split = embedded.splits["train"]
+        original = type(split).batches
+
+        def spy(self, spec, batch_size, order=None, shard=None):
+            if order is not None:  # the training pass (validation reads rows in turn)
+                seen.append(order.clone())
+            return original(self, spec, batch_size, order, shard)
+
+        model = build_fusion("unimodal", embedded.spec, modality="magnitude", width=8, hidden=0)
+        cfg = TrainConfig(epochs=1, batch_size=16, sampler=sampler, patience=None)
+        type(split).batches = spy
+        try:
+            train_model(model, split, embedded.splits["val"], embedded.spec, cfg,
+                        torch.Generator().manual_seed(0), progress=False)
+        finally:
+            type(split).batches = original
+        return seen[0]
+
+    plain, weighted = first_batch(None), first_batch("positive_count")
+    assert sorted(plain.tolist()) == list(range(len(embedded.splits["train"])))  # a permutation
+    assert len(weighted) == len(plain) and len(set(weighted.tolist())) < len(plain)  # with replacement
+
+
+def test_real_imag_reads_the_same_image_as_its_real_and_imaginary_parts(embedded):
+    parts = i2m2bench.build_task("fastmri", source="embedded", patients=20, slices=6, size=16,
+                                 modalities="real_imag")
+    spec = parts.spec
+    assert spec.modality_names == ("real", "imag") and spec.complex_image == ("cartesian", "real", "imag")
+    assert spec.labels == embedded.spec.labels and spec.metrics == embedded.spec.metrics
+    assert parts.options["modalities"] == "real_imag" and parts.options["checksum"] == embedded.options["checksum"]
+    idx = torch.arange(7)
+    for name in ("train", "test"):
+        a = parts.splits[name].batch(idx, spec)
+        b = embedded.splits[name].batch(idx, embedded.spec)
+        z = torch.polar(b.inputs["magnitude"], b.inputs["phase"])
+        assert torch.equal(a.inputs["real"], z.real) and torch.equal(a.inputs["imag"], z.imag)
+        assert torch.equal(a.target, b.target)
+    shift = parts.shifts[SHIFT].batch(idx, spec)
+    assert not torch.equal(shift.inputs["real"], parts.splits["test"].batch(idx, spec).inputs["real"])
+    # the mean the imputation reads: over every training sample
+    every = torch.cat([b.inputs["imag"] for b in parts.splits["train"].batches(spec, 5)])
+    assert torch.allclose(parts.splits["train"].mean("imag"), every.double().mean(0))
+    with pytest.raises(ValueError, match="modalities must be one of 'magnitude_phase', 'real_imag'"):
+        i2m2bench.build_task("fastmri", source="embedded", modalities="mag_phase")
+
+
+@pytest.mark.slow
+def test_the_real_imag_smoke_suite_runs_every_method_and_writes_a_board(tmp_path):
+    run = i2m2bench.run_suite(["gin/fastmri_real_imag_smoke.gin"], out=tmp_path / "runs",
+                              results_dir=tmp_path / "lb", progress=False, log=lambda s: None)
+    assert not run.failures
+    assert {s["unit"] for s in run.summary} == {f"{m}/seed0" for m in (
+        "real_only", "imag_only", "early_fusion", "intra_only", "i2m2", "i2m2_ensemble")}
+    md = (tmp_path / "lb" / "fastmri_real_imag_smoke-embedded-fastmri.md").read_text()
+    assert "#### Curve `perturb:complex:spike`" in md and "missing:imag" in md
