@@ -344,7 +344,8 @@ SPIKE_AT_1 = 1.0
 @perturbation("spike", kinds=(COMPLEX,))
 def spike(z, level, gen, modality):
     """One k-space spike at a uniform random position, of value +/- level x max|k| (TorchIO
-    ``RandomSpike``, random_spike.py L148-169, sign drawn as its U(-d, d) intensity)."""
+    ``RandomSpike``, random_spike.py L148-169, which draws its intensity from U(-d, d): here the
+    size is the level and only the sign is drawn, so that a level is one strength)."""
     k = fft2c(z)
     b, h, w = k.shape[0], k.shape[-2], k.shape[-1]
     pos = torch.rand((b, 2), generator=gen, device=z.device)
@@ -397,7 +398,10 @@ def motion(z, level, gen, modality):
     sort, random_motion.py L115-120, L265-296; segments along columns, not TorchIO's third axis)."""
     b, h, w = z.shape[0], z.shape[-2], z.shape[-1]
     n = MOTION_MOVES
-    r = lambda *shape: torch.rand(shape, generator=gen, device=z.device, dtype=z.real.dtype) * 2 - 1
+
+    def r(*shape):  # uniform in [-1, 1)
+        return torch.rand(shape, generator=gen, device=z.device, dtype=z.real.dtype) * 2 - 1
+
     angles = r(b, n) * math.radians(MOTION_DEGREES_AT_1) * level
     shifts = r(b, n, 2) * (2 * MOTION_SHIFT_AT_1) * level  # affine_grid units: the side is 2
     step = 1.0 / (n + 1)
@@ -417,10 +421,9 @@ def motion(z, level, gen, modality):
     # the segment that holds the centre (time 0.5) comes from the unmoved image
     centre = torch.searchsorted(times.contiguous(), torch.full((b, 1), 0.5, device=z.device,
                                                                dtype=times.dtype)).squeeze(1)
-    bounds = torch.cat([torch.zeros((b, 1), device=z.device, dtype=torch.long),
-                        (times * w).long(), torch.full((b, 1), w, device=z.device)], 1)
+    edges = (times * w).long()  # (b, n): the first column of segments 1..n
     cols = torch.arange(w, device=z.device)
-    segment = (cols.view(1, 1, w) >= bounds[:, 1:-1].unsqueeze(2)).sum(1)  # (b, w): 0..n
+    segment = (cols.view(1, 1, w) >= edges.unsqueeze(2)).sum(1)  # (b, w): 0..n
     source = torch.where(segment == centre.view(b, 1), 0,
                          torch.where(segment == 0, centre.view(b, 1), segment))
     k = torch.gather(spectra, 1, source.view(b, 1, 1, 1, w).expand(b, 1, 1, h, w)).squeeze(1)
