@@ -209,3 +209,27 @@ def test_the_real_imag_smoke_suite_runs_every_method_and_writes_a_board(tmp_path
         "real_only", "imag_only", "early_fusion", "intra_only", "i2m2", "i2m2_ensemble")}
     md = (tmp_path / "lb" / "fastmri_real_imag_smoke-embedded-fastmri.md").read_text()
     assert "#### Curve `perturb:complex:spike`" in md and "missing:imag" in md
+
+
+@pytest.mark.slow
+def test_a_corruption_added_later_is_scored_at_the_validation_operating_point(tmp_path):
+    """A finished unit evaluated on a protocol added since (no retraining) reads the validation
+    predictions of its checkpoint for the operating-point metrics, and every stored score is
+    recomputed from the published predictions."""
+    from i2m2bench.harness.publish import check_boards
+    from i2m2bench.harness.store import quiet, read_rows
+
+    few = ["suite.protocols = ['test']"]
+    kw = dict(out=tmp_path / "runs", results_dir=tmp_path / "lb", progress=False,
+              log=lambda s: None, methods=["magnitude_only"])
+    first = i2m2bench.run_suite(["gin/fastmri_smoke.gin"], few, **kw)
+    assert not first.failures and {i.action for i in first.plan} == {"train"}
+    more = ["suite.protocols = ['test', 'perturb:complex:spike@0.5']"]
+    again = i2m2bench.run_suite(["gin/fastmri_smoke.gin"], more, **kw)
+    assert {i.action for i in again.plan} == {"evaluate"}  # from the checkpoint
+    rows = read_rows(tmp_path / "lb" / "results" / "fastmri_smoke-embedded-fastmri.jsonl", report=quiet)
+    scored = {(r["protocol"], r["metric"]) for r in rows}
+    for metric in ("op_sensitivity", "op_specificity", "op_balanced_accuracy"):
+        assert ("perturb:complex:spike@0.5", metric) in scored and ("test", metric) in scored
+    stale, verification = check_boards(tmp_path / "lb")
+    assert stale == [] and verification.problems == [] and verification.verified > 0

@@ -40,7 +40,10 @@ def test_an_explicit_gin_param_beats_the_embedded_schedule(tmp_path):
     assert {i.unit.method: i.unit.train.epochs for i in run.plan}["a_only"] == 3
 
 
-def test_an_evaluate_only_unit_shows_no_training_and_earns_no_marks(make_row):
+@pytest.mark.parametrize("recipe,ranked", [("evaluate_only", False), ("ensemble", True)])
+def test_an_untrained_unit_shows_no_training_and_only_an_ensemble_earns_marks(make_row, recipe, ranked):
+    """An ``evaluate_only`` unit is another method's model under other options: never ranked.
+    An ``ensemble`` trains nothing either, but is a model of its own: ranked."""
     n = 200
     target = np.random.default_rng(0).integers(0, 4, n)
     rows, files = [], {}
@@ -52,16 +55,19 @@ def test_an_evaluate_only_unit_shows_no_training_and_earns_no_marks(make_row):
             p = Predictions("multiclass", ("accuracy",))
             p.add("val", "val", scores, target)
             files[None, m, "u1", seed] = p
-            extra = {} if trained else {"recipe": "evaluate_only", "trained": False}
+            extra = {} if trained else {"recipe": recipe, "trained": False}
             rows += [{**make_row(m, seed, "val", float(correct.mean())), **extra},
                      {**make_row(m, seed, "train", 0.0, metric="samples_per_s"), **extra}]
     md = render_markdown(rows, Evidence(files.get))
     line = {m: next(ln for ln in md.splitlines() if f"(`{m}`)" in ln) for m in ("trained", "reused")}
-    assert "**" in line["trained"]  # alone among the ranked methods: best
-    assert "**" not in line["reused"] and "*≈" not in line["reused"]  # higher, but not ranked
+    if ranked:  # 0.9 against 0.6: the ensemble leads, significantly
+        assert "**" in line["reused"] and "**" not in line["trained"]
+    else:
+        assert "**" in line["trained"]  # alone among the ranked methods: best
+        assert "**" not in line["reused"] and "*≈" not in line["reused"]  # higher, but not ranked
     assert [c.strip() for c in line["reused"].split("|")[-4:-1]] == ["—", "—", "—"]  # training
     assert [c.strip() for c in line["trained"].split("|")[-4:-1]][0] == "0"  # samples/s shown
-    assert "— (no training: recipe `evaluate_only`)" in md
+    assert f"— (no training: recipe `{recipe}`)" in md
 
 
 # --- intra-only starts from the unimodal units, as the official intra_modality run does -----

@@ -175,7 +175,7 @@ def _missing_table(b: BoardSite) -> str:
     shown = [m for m in data.methods if any(data.units[m].score(p) for p in missing)]
     cols = ["test", *missing]
     cells = {p: column_cells(column_entries(data.units, shown, b.evidence, p, mt), hib,
-                             unranked={m for m in shown if not data.units[m].trained},
+                             unranked={m for m in shown if not data.units[m].ranked},
                              contributed=contributed_methods(data))[0] for p in cols}
     rows = [[_method_label(b, m), *(mark_cell(cells[p][m], b.mean(m, p, mt)) for p in cols)]
             for m in shown]

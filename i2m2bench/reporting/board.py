@@ -154,7 +154,7 @@ def main_cells(view: BoardView, evidence: Evidence) -> tuple[dict, int]:
     """The cells of the main table per (protocol, metric), and how many columns carry no marks."""
     cells, unmarked = {}, 0
     units = view.data.units
-    untrained = {m for m in view.data.methods if not units[m].trained}
+    untrained = {m for m in view.data.methods if not units[m].ranked}
     for p, mt in view.columns:
         mt_units = view.per_metric[mt].units
         if p == SHIFT_MEAN:  # per seed, the mean over the shift sets; intervals only, no marks
@@ -382,7 +382,7 @@ def robustness_sections(data: BoardData, hib: bool, metric: str, board: str,
         cells = {}
         for p in cols:
             cells[p], ok = column_cells(column_entries(units, shown, evidence, p, metric), hib,
-                                        unranked={m for m in shown if not units[m].trained},
+                                        unranked={m for m in shown if not units[m].ranked},
                                         contributed=contributed_methods(data))
             unmarked += not ok
         body = [[f"`{m}`", *(cells[p][m] for p in cols)] for m in shown]

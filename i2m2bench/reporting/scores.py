@@ -89,6 +89,14 @@ class UnitScores:
         r0 = self.rows[0]
         return bool(r0.get("trained", r0.get("recipe") != "evaluate_only"))
 
+    @property
+    def ranked(self) -> bool:
+        """Whether the unit competes for the marks: every unit but an ``evaluate_only`` one,
+        which evaluates another method's trained model under other options. An ``ensemble``
+        trains nothing either, but its product of separately trained experts is a model of its
+        own, so it is ranked."""
+        return self.rows[0].get("recipe") != "evaluate_only"
+
     def score(self, protocol: str) -> list[float] | None:
         v = self.scores.get(protocol)
         return list(v.values()) if v else None
