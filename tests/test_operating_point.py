@@ -115,3 +115,17 @@ def test_the_bootstrap_resamples_test_samples_with_the_threshold_fixed(name):
                       reference=ref) for i in idx]
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
     assert len(resampled_values(ev.stat, n_boot=50)) == 50
+
+
+def test_verify_reads_per_label_columns_from_one_computation_with_the_same_numbers():
+    pred = _unit_predictions()
+    cache = {}
+    for protocol in ("val", "test"):
+        for base in ("auroc", "auprc", "op_sensitivity", "op_balanced_accuracy"):
+            for label in pred.labels:
+                name = f"{base}/{label}"
+                assert recompute(pred, protocol, name, cache) == recompute(pred, protocol, name)
+    assert set(cache) == {(p, b) for p in ("val", "test")
+                          for b in ("auroc", "auprc", "op_sensitivity", "op_balanced_accuracy")}
+    with pytest.raises(M.MetricError, match="no label 'zz'"):
+        recompute(pred, "test", "auroc/zz", cache)  # an unknown label: compute's own error

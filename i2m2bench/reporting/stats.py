@@ -179,12 +179,12 @@ def resampled_balanced_accuracy(correct: np.ndarray, cls: np.ndarray, idx: np.nd
     answered right ``correct`` (n,) -- what ``sklearn.metrics.balanced_accuracy_score`` gives on
     the resampled rows."""
     classes, inverse = np.unique(cls, return_inverse=True)
-    k, n = idx.shape[0], len(cls)
-    w = np.zeros((k, n))
-    np.add.at(w, (np.repeat(np.arange(k), idx.shape[1]), idx.ravel()), 1.0)
-    member = np.zeros((n, len(classes)))
-    member[np.arange(n), inverse] = 1.0
-    total, right = w @ member, w @ (member * np.asarray(correct, bool)[:, None])
+    k, c = idx.shape[0], len(classes)
+    # per resample and class: draws, and draws answered right (integer counts, exact in float64)
+    cell = (np.arange(k)[:, None] * c + inverse[idx]).ravel()
+    total = np.bincount(cell, minlength=k * c).reshape(k, c).astype(np.float64)
+    right = np.bincount(cell, weights=np.asarray(correct, bool)[idx].ravel().astype(np.float64),
+                        minlength=k * c).reshape(k, c)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(total > 0, right / total, np.nan)
     present = total > 0

@@ -43,11 +43,22 @@ class Verification:
     unverified_boards: list[str] = field(default_factory=list)  # over several boards
 
 
-def recompute(pred, protocol: str, metric: str) -> float:
+def recompute(pred, protocol: str, metric: str, cache: dict | None = None) -> float:
     """Metric ``metric`` of ``protocol`` from a unit's :class:`~i2m2bench.predictions.Predictions`
     (``KeyError`` for a protocol it lacks, :class:`~i2m2bench.metrics.MetricError` for a metric
-    that does not apply, or that needs the validation predictions the file lacks)."""
+    that does not apply, or that needs the validation predictions the file lacks). ``cache``
+    (one dict per unit): a board's ``<metric>/<label>`` columns read the per-label values of
+    ``<metric>`` computed once per protocol -- the same numbers
+    :func:`~i2m2bench.metrics.compute` gives, label by label."""
     split = pred.split[protocol]
+    base, sep, label = str(metric).partition("/")
+    if sep and cache is not None:
+        names = list(pred.labels) if pred.labels else [str(i) for i in range(pred.pred[protocol].shape[1])]
+        if label in names:
+            if (protocol, base) not in cache:
+                cache[protocol, base] = metrics.per_label_values(
+                    base, pred.pred[protocol], pred.target[split], pred.problem, pred.reference())
+            return float(cache[protocol, base][names.index(label)])
     return metrics.compute(metric, pred.pred[protocol], pred.target[split], pred.problem,
                            pred.groups.get(split), pred.labels, pred.reference())
 
@@ -107,6 +118,7 @@ def verify_board(source: str, rows: list[dict], evidence: Evidence,
     checked = [r for r in shown_rows(rows)
                if r.get("curve") is None and r.get("protocol") not in NOT_PREDICTED]
     loaded: dict[Key, object] = {}
+    caches: dict[Key, dict] = {}  # per unit: per-label values (recompute)
     unreadable: set[Key] = set()
     for r in checked:
         key = row_key(r)
@@ -133,7 +145,7 @@ def verify_board(source: str, rows: list[dict], evidence: Evidence,
                                 f"(it has {', '.join(sorted(pred.pred)) or 'none'})")
             continue
         try:
-            value = recompute(pred, proto, r["metric"])
+            value = recompute(pred, proto, r["metric"], caches.setdefault(key, {}))
         except (metrics.MetricError, KeyError, ValueError, IndexError) as exc:
             out.problems.append(f"{what}: cannot recompute it from {where(row_key(r))} "
                                 f"({type(exc).__name__}: {exc})")
