@@ -112,6 +112,9 @@ class Metric:
     #: the metric reads reference predictions (the validation split's ``(pred, target)``), passed
     #: to ``fn`` and ``per_label`` as the keyword ``reference`` (see the module docstring)
     needs_reference: bool = False
+    #: ``fn`` is the mean of ``per_label`` over the labels where it is defined
+    #: (:func:`macro_mean`), so a caller holding the per-label values has the metric too
+    macro: bool = False
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -129,10 +132,13 @@ def as_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def _macro(values: np.ndarray) -> float:
+def macro_mean(values: np.ndarray) -> float:
     """Mean over the defined (finite) values; nan when none is."""
     ok = np.isfinite(values)
     return float(values[ok].mean()) if ok.any() else math.nan
+
+
+_macro = macro_mean
 
 
 def _columns(pred: np.ndarray, target: np.ndarray, problem: str) -> tuple[np.ndarray, np.ndarray]:
@@ -316,12 +322,12 @@ METRICS.add("balanced_accuracy", Metric(
                 "mean (multilabel)"), origin=f"{_ORIGIN}._balanced_accuracy")
 METRICS.add("auroc", Metric(
     "auroc", _macro_of(_auroc_per_label), True, ("multiclass", "multilabel"),
-    per_label=_auroc_per_label, per_label_problems=("multiclass", "multilabel"),
+    per_label=_auroc_per_label, per_label_problems=("multiclass", "multilabel"), macro=True,
     description="ROC AUC per label (one-vs-rest per class), macro mean over defined labels "
                 "(sklearn roc_auc_score)"), origin=f"{_ORIGIN}._auroc_per_label")
 METRICS.add("auprc", Metric(
     "auprc", _macro_of(_auprc_per_label), True, ("multiclass", "multilabel"),
-    per_label=_auprc_per_label, per_label_problems=("multiclass", "multilabel"),
+    per_label=_auprc_per_label, per_label_problems=("multiclass", "multilabel"), macro=True,
     description="average precision per label (one-vs-rest per class), macro mean over defined "
                 "labels (sklearn average_precision_score)"), origin=f"{_ORIGIN}._auprc_per_label")
 METRICS.add("vqa_score", Metric(
@@ -338,6 +344,7 @@ for _kind in ("sensitivity", "specificity", "balanced_accuracy"):
     METRICS.add(f"op_{_kind}", Metric(
         f"op_{_kind}", _op_macro(_op_per_label(_kind)), True, ("multilabel",),
         per_label=_op_per_label(_kind), per_label_problems=("multilabel",), needs_reference=True,
+        macro=True,
         description=f"{_kind.replace('_', ' ')} per label at the validation operating point "
                     "(highest threshold with FNR < 10% there), macro mean"),
         origin=f"{_ORIGIN}.operating_points")
@@ -483,7 +490,7 @@ def is_defined(name: str, target, problem: str, groups=None, width: int | None =
     return math.isfinite(compute(name, pred, target, problem, groups, labels, (pred, target)))
 
 
-__all__ = ["FNR_BOUND", "METRICS", "Metric", "MetricError", "as_numpy", "operating_decisions",
+__all__ = ["FNR_BOUND", "METRICS", "Metric", "MetricError", "as_numpy", "macro_mean", "operating_decisions",
            "operating_points", "check_metric", "check_spec", "compute",
            "compute_all", "declared_metrics", "direction", "is_defined", "per_label_values",
            "per_group_values", "per_sample_values",

@@ -94,7 +94,30 @@ class SeedEvidence:
     targets: str
 
 
+#: Evidence already built, by (predictions, protocol, metric): a board shows some columns twice
+#: (``test`` in the main table and again in the missing-modality table), and the same evidence
+#: object lets :func:`column_marks` reuse its resampled values (:data:`_RESAMPLED`). Each entry
+#: holds its predictions alive, so their identity names them; at most :data:`_MEMO_SIZE`.
+_EVIDENCE: dict = {}
+_RESAMPLED: dict = {}  # resampled values by evidence (stats.resampled_values' memo)
+_MEMO_SIZE = 4096
+
+
 def seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence | None:
+    """:func:`build_seed_evidence`, built once per (predictions, protocol, metric)."""
+    key = (id(pred), protocol, metric, RESAMPLE_OTHER_METRICS)
+    hit = _EVIDENCE.get(key)
+    if hit is not None and hit[0] is pred:
+        return hit[1]
+    ev = build_seed_evidence(pred, protocol, metric)
+    if len(_EVIDENCE) >= _MEMO_SIZE:
+        _EVIDENCE.clear()
+        _RESAMPLED.clear()
+    _EVIDENCE[key] = (pred, ev)
+    return ev
+
+
+def build_seed_evidence(pred: Predictions, protocol: str, metric: str) -> SeedEvidence | None:
     """The resample-ready metric ``metric`` of ``pred`` on ``protocol`` (None when the file has
     no predictions for it, or the metric cannot be resampled; see
     :data:`RESAMPLE_OTHER_METRICS`).
@@ -166,8 +189,32 @@ def _vectorised_batch(metric: str, p: np.ndarray, target: np.ndarray, pred: Pred
     resample, defined = _RANKING[base]
     full = [j for j in cols if defined(y[:, j])]
     scores = np.asarray(p, dtype=np.float64)
-    return lambda idx: _nanmean_rows([resample(scores[:, j], y[:, j], idx) for j in full],
-                                     len(idx))
+    return lambda idx: _nanmean_rows([_label_resampled(resample, base, p, scores, y, j, idx)
+                                      for j in full], len(idx))
+
+
+#: The last per-label resampled values of each (predictions, metric, label): a board's macro
+#: column (``auroc``) and its per-label columns (``auroc/<label>``) resample the same labels on
+#: the same shared resamples, so each is computed once. Kept only for the read-only resamples
+#: that :func:`~i2m2bench.reporting.stats` shares between callers (the entry holds them alive,
+#: so their identity names them); at most :data:`_LABEL_MEMO_SIZE` entries.
+_LABEL_MEMO: dict = {}
+_LABEL_MEMO_SIZE = 4096
+
+
+def _label_resampled(resample, base: str, p: np.ndarray, scores: np.ndarray, y: np.ndarray,
+                     j: int, idx: np.ndarray) -> np.ndarray:
+    if idx.flags.writeable:  # resamples nobody shares: nothing to gain
+        return resample(scores[:, j], y[:, j], idx)
+    key = (id(p), base, j)
+    hit = _LABEL_MEMO.get(key)
+    if hit is not None and hit[0] is p and hit[1] is idx:
+        return hit[2]
+    values = resample(scores[:, j], y[:, j], idx)
+    if len(_LABEL_MEMO) >= _LABEL_MEMO_SIZE:
+        _LABEL_MEMO.clear()
+    _LABEL_MEMO[key] = (p, idx, values)
+    return values
 
 
 #: The operating-point metrics (:func:`i2m2bench.metrics.operating_points`): the threshold comes
@@ -277,7 +324,7 @@ def column_marks(entries: Mapping[str, Entry], higher_is_better: bool) -> dict[s
     if not all(e.complete for e in scored.values()):
         return None
     cache: dict[tuple[str, str], object] = {}
-    memo: dict = {}  # each method's resampled values, computed once for the column
+    memo = _RESAMPLED  # each method's resampled values, computed once for the board
 
     def compare(a: str, b: str):
         if (a, b) not in cache:

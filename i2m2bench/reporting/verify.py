@@ -25,6 +25,8 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from i2m2bench import metrics
 from i2m2bench.reporting.rows import board_method, latest_units
 from i2m2bench.reporting.significance import Evidence, Key, row_key
@@ -48,17 +50,26 @@ def recompute(pred, protocol: str, metric: str, cache: dict | None = None) -> fl
     (``KeyError`` for a protocol it lacks, :class:`~i2m2bench.metrics.MetricError` for a metric
     that does not apply, or that needs the validation predictions the file lacks). ``cache``
     (one dict per unit): a board's ``<metric>/<label>`` columns read the per-label values of
-    ``<metric>`` computed once per protocol -- the same numbers
-    :func:`~i2m2bench.metrics.compute` gives, label by label."""
+    ``<metric>`` computed once per protocol, and a metric that is their macro mean
+    (``Metric.macro``) reads them too -- the same numbers :func:`~i2m2bench.metrics.compute`
+    gives."""
     split = pred.split[protocol]
     base, sep, label = str(metric).partition("/")
-    if sep and cache is not None:
-        names = list(pred.labels) if pred.labels else [str(i) for i in range(pred.pred[protocol].shape[1])]
-        if label in names:
-            if (protocol, base) not in cache:
-                cache[protocol, base] = metrics.per_label_values(
-                    base, pred.pred[protocol], pred.target[split], pred.problem, pred.reference())
-            return float(cache[protocol, base][names.index(label)])
+
+    def per_label() -> np.ndarray:
+        if (protocol, base) not in cache:
+            cache[protocol, base] = metrics.per_label_values(
+                base, pred.pred[protocol], pred.target[split], pred.problem, pred.reference())
+        return cache[protocol, base]
+
+    if cache is not None and base in metrics.METRICS.names():
+        m = metrics.METRICS.get(base)
+        if sep:
+            names = list(pred.labels) if pred.labels else [str(i) for i in range(pred.pred[protocol].shape[1])]
+            if label in names:
+                return float(per_label()[names.index(label)])
+        elif m.macro and pred.problem in m.per_label_problems and pred.problem in m.problems:
+            return metrics.macro_mean(per_label())  # what m.fn computes
     return metrics.compute(metric, pred.pred[protocol], pred.target[split], pred.problem,
                            pred.groups.get(split), pred.labels, pred.reference())
 
