@@ -168,9 +168,11 @@ def check_perturbation(name: str, modality=None, batch_size: int = 64, level: fl
     """The rules every perturbation must follow (see :mod:`i2m2bench.perturbations`): level 0 is
     the identity; the input is never modified; same generator seed, same output; with
     ``fraction < 1`` the samples not selected come back bit for bit; the shape is kept."""
-    from i2m2bench.perturbations import PERTURBATIONS, apply_perturbation
+    from i2m2bench.perturbations import COMPLEX, PERTURBATIONS, apply_perturbation
 
     p = PERTURBATIONS.get(name)  # a Perturbation record: name, fn, kinds
+    if (modality is None and p.kinds[0] == COMPLEX) or getattr(modality, "kind", None) == COMPLEX:
+        return _check_complex_corruption(name, batch_size, level)
     if modality is None:
         kind = p.kinds[0]
         modality = ModalitySpec("m", EXAMPLE_SHAPES[kind], kind)
@@ -196,3 +198,26 @@ def check_perturbation(name: str, modality=None, batch_size: int = 64, level: fl
         f"{where}: with fraction=0.5 some samples are neither perturbed nor returned unchanged "
         "(unselected samples must come back bit for bit)")
     assert 0 < int(as_x.sum()) < batch_size, f"{where}: fraction=0.5 did not select a subset"
+
+
+def _check_complex_corruption(name: str, batch_size: int, level: float) -> None:
+    """:func:`check_perturbation` for a corruption of a complex image (kind ``complex_image``):
+    level 0 is the identity, the input is never modified, same seed same output, a complex
+    result of the same shape."""
+    from i2m2bench.perturbations import apply_complex_corruption
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.polar(torch.rand((batch_size, 1, 12, 12), generator=g) + 0.1,
+                    (torch.rand((batch_size, 1, 12, 12), generator=g) * 2 - 1) * 3.0)
+    before = z.clone()
+    where = f"corruption {name!r} of a complex image {tuple(z.shape)}"
+
+    def run(seed: int, lv: float = level) -> torch.Tensor:
+        return apply_complex_corruption(name, z, lv, torch.Generator().manual_seed(seed))
+
+    assert run(0, 0.0) is z, f"{where}: level 0 is not the identity"
+    a = run(1)
+    assert torch.equal(z, before), f"{where}: the input batch was modified in place"
+    assert a.is_complex() and a.shape == z.shape, f"{where}: returned {a.dtype} {tuple(a.shape)}"
+    assert not torch.equal(a, z), f"{where}: level {level} changed nothing"
+    assert torch.equal(a, run(1)), f"{where}: the same seed gave different outputs"
