@@ -140,7 +140,7 @@ def _group_counts(scores: np.ndarray, positive: np.ndarray,
     code += positive.astype(bool)
     k = idx.shape[0]
     flat = (np.arange(k)[:, None] * (2 * groups) + code[idx]).ravel()
-    counts = np.bincount(flat, minlength=k * 2 * groups).reshape(k, groups, 2).astype(np.float64)
+    counts = np.bincount(flat, minlength=k * 2 * groups).reshape(k, groups, 2)
     return counts[:, :, 1], counts[:, :, 0]
 
 
@@ -149,10 +149,11 @@ def resampled_auroc(scores: np.ndarray, positive: np.ndarray, idx: np.ndarray) -
     statistic with each sample weighted by how often the resample draws it, ties counted one
     half -- what ``sklearn.metrics.roc_auc_score`` gives on the resampled rows. nan where a
     resample holds one class only."""
-    pos, neg = _group_counts(scores, positive, idx)
+    pos, neg = _group_counts(scores, positive, idx)  # int64 counts
     below = np.cumsum(neg, axis=1) - neg  # negatives scored strictly lower than each group
-    num = (pos * (below + 0.5 * neg)).sum(axis=1)
-    p_, n_ = pos.sum(axis=1), neg.sum(axis=1)
+    # twice the Mann-Whitney count, in exact integers (ties count one half each)
+    num = (pos * (2 * below + neg)).sum(axis=1) / 2.0
+    p_, n_ = pos.sum(axis=1).astype(np.float64), neg.sum(axis=1).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((p_ > 0) & (n_ > 0), num / (p_ * n_), np.nan)
 
