@@ -107,13 +107,14 @@ def _cmd_list(args) -> int:
 
     import i2m2bench
     from i2m2bench.data import FAMILIES
+    from i2m2bench.harness.official import OFFICIAL  # (registers the official scorers too)
     from i2m2bench.metrics import METRICS
     from i2m2bench.reporting import LAYOUTS
 
     kinds = {"datasets": i2m2bench.DATASETS, "encoders": i2m2bench.ENCODERS,
              "fusions": i2m2bench.FUSIONS, "perturbations": i2m2bench.PERTURBATIONS,
              "recipes": i2m2bench.RECIPES, "metrics": METRICS, "layouts": LAYOUTS,
-             "families": FAMILIES}
+             "families": FAMILIES, "official": OFFICIAL}
     for kind, reg in kinds.items():
         if args.kind and kind != args.kind:
             continue
@@ -352,7 +353,7 @@ def _add_list_leaderboard_compare(sub, common) -> None:
     lst = sub.add_parser("list", help="list registered datasets, encoders, fusions and recipes",
                          parents=[common])
     lst.add_argument("kind", nargs="?", choices=["datasets", "encoders", "fusions", "perturbations", "recipes", "metrics",
-                                              "layouts", "families", "suites"])
+                                              "layouts", "families", "official", "suites"])
     lst.set_defaults(func=_cmd_list)
 
     lb = sub.add_parser("leaderboard", help="re-render every leaderboard from its result rows, "

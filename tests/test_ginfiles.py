@@ -16,7 +16,7 @@ from i2m2bench.harness.ginfiles import check_scopes, parse_gin, resolve_gin_file
 ROOT = Path(__file__).resolve().parents[1]
 AVMNIST_METHODS = ['image_only', 'audio_only', 'intra_only', 'late_fusion', 'lrtf', 'early_fusion',
                    'tfn', 'gmu', 'i2m2_lf', 'i2m2_lrtf', 'i2m2_tfn', 'i2m2_gmu',
-                   'i2m2_lf_inter_imputed']
+                   'i2m2_lf_inter_imputed', 'i2m2_ensemble']
 SPECTRUM_METHODS = ['a_only', 'b_only', 'intra_only', 'late_fusion', 'lrtf', 'early_fusion', 'tfn',
                     'gmu', 'i2m2_lf', 'i2m2_lrtf']
 

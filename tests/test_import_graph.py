@@ -219,7 +219,7 @@ def test_no_import_cycle(graph):
 LAYERS = {
     0: ("i2m2bench._version", "i2m2bench.types", "i2m2bench.registry", "i2m2bench.fileio",
         "i2m2bench.numerics", "i2m2bench.poe"),
-    1: ("i2m2bench.data", "i2m2bench.encoders", "i2m2bench.fusion", "i2m2bench.metrics",
+    1: ("i2m2bench.data", "i2m2bench.encoders", "i2m2bench.fusion", "i2m2bench.metrics", "i2m2bench.metrics_official",
         "i2m2bench.perturbations", "i2m2bench.predictions"),
     2: ("i2m2bench.reporting", "i2m2bench.bench", "i2m2bench.testing"),
     3: ("i2m2bench.harness", "i2m2bench.contrib"),

@@ -263,7 +263,10 @@ class SuiteConfig:
     baseline of the suite, and I2M2's default inter expert). ``boards``: ``'one'`` (default:
     every sweep setting's rows on one board, as the dependency spectrum's) or ``'per_setting'``
     (one board and results file per setting, ``<suite>-<setting>[-embedded-<dataset>]``: for
-    settings that are different tasks, such as MIMIC-III's three).
+    settings that are different tasks, such as MIMIC-III's three). ``official``: the
+    official-behaviour switches to turn on (none by default; names in
+    :data:`i2m2bench.harness.official.OFFICIAL`, ``list official``); each applies to the methods it
+    changes (``gin/official/<dataset>.gin`` turns on every switch of a dataset).
 
     Checked here: ``name`` and each of ``methods`` and the ``sweep`` labels are plain names
     (:func:`check_plain_name`: they name folders); ``methods`` and ``seeds`` are non-empty lists
@@ -287,6 +290,7 @@ class SuiteConfig:
     levels: tuple = DEFAULT_LEVELS
     reference: str = "late_fusion"
     boards: str = "one"
+    official: tuple = ()
 
     def __post_init__(self) -> None:
         check_board_name(check_plain_name(self.name, "suite name", "suite.name"))
@@ -345,6 +349,8 @@ class SuiteConfig:
         set_(self, "seeds", tuple(int(s) for s in seeds))
         set_(self, "protocols", protocols)
         set_(self, "levels", tuple(float(v) for v in levels))
+        set_(self, "official", check_sequence("suite.official", self.official,
+                                              "official-behaviour switch names", empty_ok=True))
         set_(self, "dataset_options", dict(self.dataset_options))
         set_(self, "embedded_options", dict(self.embedded_options))
         set_(self, "sweep", {k: dict(v) for k, v in sweep.items()} if sweep else None)

@@ -19,6 +19,7 @@ from i2m2bench._version import __version__
 from i2m2bench.data import accepts_data_root, build_task
 from i2m2bench.data.base import resolve_data_root
 from i2m2bench.fusion.base import ContractError, check_outputs
+from i2m2bench.harness import official
 from i2m2bench.harness.config import SuiteConfig, read_suite
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.ginfiles import check_scopes, parse_gin
@@ -215,6 +216,7 @@ def plan_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     parse_gin(gin_files, bindings)
     suite = read_suite()
     check_scopes(list(suite.methods))
+    official.check_switches(suite.official)
     config_hash = stable_hash(gin.config_str())
     from i2m2bench.reporting import LAYOUTS
 
@@ -225,7 +227,8 @@ def plan_suite(gin_files: list[str | Path], bindings: list[str] = (), *,
     planners: list[Planner] = []
     for label, options in suite.settings().items():
         task = build_setting_task(suite, label, options, data_root)
-        task = Task(task.spec, {k: place_split(s, device) for k, s in task.splits.items()},
+        task = Task(official.scored_spec(task.spec, suite.official),
+                    {k: place_split(s, device) for k, s in task.splits.items()},
                     {k: place_split(s, device) for k, s in task.shifts.items()}, task.options)
         planner = Planner(Workspace(suite, task, Path(out), Path(results_dir), label), device, force)
         planner.validate(selected)  # every method, model, expert map and protocol, before training

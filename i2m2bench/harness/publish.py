@@ -13,16 +13,16 @@ intervals and significance marks are computed from the predictions
 ``python -m i2m2bench leaderboard`` calls :func:`render_all`, :func:`check_boards` (``--check``)
 and :func:`export_board` (``--format csv|json``); ``compare`` calls :func:`compare_folders`.
 
-The same boards made on other machines live in ``<folder>/machines/<name>/``, each a leaderboard
-folder of its own (``run --leaderboard-dir <folder>/machines/<name>``): :func:`render_all` and
-:func:`stale_boards` cover them, and each main board gets an Across machines section from them
-(:func:`board_extra`, :mod:`i2m2bench.reporting.machines`).
+The same boards made on other machines (``<folder>/machines/<name>/``, leaderboard folders of
+their own) are rendered and checked too and give each main board its Across machines section;
+a board's official-behaviour twin (``<suite>_official-...``) gives it its Official behaviour
+section (:func:`board_extra`).
 
 A results file line that the store does not understand (a torn line, a merge-conflict marker, a
 string where a number belongs: :func:`i2m2bench.harness.store.read_records`) is reported on
 stderr with file and line, left out of the board and named in a note at the end of its Markdown
-(:func:`skipped_note`); the file keeps it as it is. ``--check`` fails on a folder that does not
-exist or holds no boards (:func:`folder_problem`) instead of calling it up to date.
+(:func:`skipped_note`). ``--check`` fails on a folder that does not exist or holds no boards
+(:func:`folder_problem`) instead of calling it up to date.
 """
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ from i2m2bench.reporting import (board_is_stale, board_method, board_table, late
                                  summary_table, to_csv, to_json, write_board)
 from i2m2bench.reporting.board import StandardLayout
 from i2m2bench.reporting.layouts import layout_of
+from i2m2bench.reporting.official import official_board_name, official_section
 from i2m2bench.reporting.machines import (BoardComparison, Side, compare_boards,
                                           machines_section)
 from i2m2bench.reporting.rows import has_settings
 from i2m2bench.reporting.significance import Evidence, Key, row_key
 from i2m2bench.reporting.verify import Verification, verify_board
 
-PREDICTIONS = "predictions"
-RESULTS = "results"
+PREDICTIONS, RESULTS = "predictions", "results"
 
 EXPORT_FORMATS = {"csv": to_csv, "json": to_json}
 
@@ -74,16 +74,14 @@ def prediction_path(out_dir: Path, board: str, key: Key) -> Path:
     ``board`` are published under the leaderboard folder ``out_dir``."""
     setting, method, unit_hash, seed = key
     d = Path(out_dir) / PREDICTIONS / _component(board, "board")
-    if setting is not None:
-        d = d / _component(setting, "setting")
+    d = d if setting is None else d / _component(setting, "setting")
     return d / _component(method, "method") / f"{_component(unit_hash, 'unit hash')}-seed{int(seed)}.npz"
 
 
 def evidence_of(out_dir: Path, board: str) -> Evidence:
     """The published predictions of ``board`` (a unit without a file has none)."""
     def load(key: Key):
-        path = prediction_path(out_dir, board, key)
-        return load_predictions(path) if path.is_file() else None
+        return load_predictions(p) if (p := prediction_path(out_dir, board, key)).is_file() else None
     return Evidence(load)
 
 
@@ -108,10 +106,9 @@ def _publish_predictions(results_path: Path, out_dir: Path, sources: Mapping[Key
             ranked.setdefault(row_key(r), set()).add(r["protocol"])
     written = []
     for key, src in sorted(sources.items(), key=lambda kv: str(kv[0])):
-        src = Path(src)
-        if not src.is_file():
+        if not Path(src).is_file():
             continue
-        pred = load_predictions(src)
+        pred = load_predictions(Path(src))
         if key in ranked:
             pred = pred.only(ranked[key])
         dst = prediction_path(out_dir, board, key)
@@ -259,17 +256,20 @@ def machine_note(folder: Path) -> str:
 
 def board_extra(results_path: Path, out_dir: Path, rows: list[dict], evidence: Evidence,
                 skipped: list[Skipped], report=None) -> str:
-    """What a board's Markdown carries beyond its layout's render: the **Across machines**
-    section of a standard board with replicas (:func:`replicas_of`,
-    :func:`~i2m2bench.reporting.machines.machines_section`), then the line on units run from
-    uncommitted code (:func:`uncommitted_note`) and the note on lines left out
-    (:func:`skipped_note`)."""
-    text = ""
+    """What a board's Markdown carries beyond its layout's render: on a standard board, the
+    **Across machines** section (:func:`replicas_of`) and the **Official behaviour** section
+    (:mod:`i2m2bench.reporting.official`); then the notes of :func:`uncommitted_note` and
+    :func:`skipped_note`."""
+    section: list[str] = []
     if rows and not has_settings(rows) and isinstance(layout_of(rows, results_path), StandardLayout):
         section = machines_section(Side("this board", rows, evidence),
                                    replicas_of(out_dir, Path(results_path).stem, report=report))
-        if section:
-            text = "\n".join(section) + "\n"
+        official = official_board_name(Path(results_path).stem)  # its official-behaviour twin
+        theirs = Path(out_dir) / "results" / f"{official}.jsonl"
+        section += official_section(rows, evidence, read_rows(theirs, report=report) if
+                                    theirs.is_file() and theirs != Path(results_path) else [],
+                                    evidence_of(out_dir, official), official)
+    text = "\n".join(section) + "\n" if section else ""
     return text + uncommitted_note(rows) + skipped_note(results_path, skipped)
 
 

@@ -50,7 +50,8 @@ class UnitRecords:
                 "layout": ws.suite.layout, "setting": ws.label,
                 "reference_method": ws.suite.reference,
                 "task_options": ws.task_identity()["options"],
-                "metrics": list(declared_metrics(spec))}  # primary first: the board's order
+                "metrics": list(declared_metrics(spec)),  # primary first: the board's order
+                **({"official": list(u.official)} if u.official else {})}
 
     def make(self, u: Unit, scores: list[dict], info: dict,
              error: str | None = None) -> tuple[dict, dict]:

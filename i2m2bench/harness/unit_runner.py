@@ -24,7 +24,7 @@ import gin
 import torch
 
 from i2m2bench.fusion.base import Fusion
-from i2m2bench.harness import distributed
+from i2m2bench.harness import distributed, official
 from i2m2bench.harness.errors import ConfigError, UnitFailed
 from i2m2bench.harness.planner import Planner
 from i2m2bench.harness.protocols import Protocol
@@ -125,7 +125,7 @@ class UnitRunner:
     # -- models ----------------------------------------------------------------------------
     def build(self, u: Unit) -> Fusion:
         """A fresh model of unit ``u`` on the device."""
-        return self.planner.resolver.build(u.method).to(self.device)
+        return official.prepare(self.planner.resolver.build(u.method), u.official).to(self.device)
 
     def input_means(self) -> dict[str, torch.Tensor]:
         """Per-modality training-set mean model input (for mean imputation), computed once per
@@ -382,8 +382,10 @@ class UnitRunner:
         if ref is None and any(resolve(m)[0].needs_reference for m in declared_metrics(task.spec)):
             raise ConfigError(f"{u.key}: {proto.key} needs the validation predictions for its "
                               "operating-point metrics, and none were given")
-        return evaluate(model, split, task.spec, u.train.eval_batch_size,
-                        proto.transform(task, u.seed), precision=u.train.precision, reference=ref)
+        with official.testing(model, u.official):  # a test-time official behaviour, if on
+            return evaluate(model, split, task.spec, u.train.eval_batch_size,
+                            proto.transform(task, u.seed), precision=u.train.precision,
+                            reference=ref)
 
     @staticmethod
     def score(proto: Protocol | str, metric: str, value: float) -> dict:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from i2m2bench.data import DATASETS
 from i2m2bench.fusion.base import Fusion, build_fusion
+from i2m2bench.harness import official
 from i2m2bench.harness.config import MethodConfig, SuiteConfig, TrainConfig, read_method
 from i2m2bench.harness.errors import ConfigError
 from i2m2bench.harness.ginfiles import explicit_train_settings
@@ -51,6 +52,9 @@ class Unit:
     train: TrainConfig
     unit_hash: str
     deps: dict = field(default_factory=dict)  # recipe slot -> Unit it starts from
+    #: the official-behaviour switches of ``suite.official`` that change this unit's model
+    #: (:mod:`i2m2bench.harness.official`); empty by default
+    official: tuple = ()
 
     @property
     def key(self) -> str:
@@ -151,6 +155,7 @@ class UnitResolver:
         self.suite, self.task, self.task_identity, self.version = suite, task, task_identity, version
         self._methods: dict[str, tuple[MethodConfig, TrainConfig]] = {}
         self._code: dict[str, dict] = {}
+        self._official: dict[str, tuple] = {}
         self._units: dict[tuple[str, int], Unit] = {}
 
     def method(self, name: str) -> tuple[MethodConfig, TrainConfig]:
@@ -195,6 +200,13 @@ class UnitResolver:
             self._code[name] = code_fingerprint(self.build(name), extra)
         return self._code[name]
 
+    def official(self, name: str) -> tuple:
+        """The switches of ``suite.official`` that change method ``name``'s model."""
+        if name not in self._official:
+            self._official[name] = (official.applicable(self.build(name), self.suite.official)
+                                    if self.suite.official else ())
+        return self._official[name]
+
     def unit(self, name: str, seed: int, _active: tuple = ()) -> Unit:
         if name in _active:
             raise ConfigError("method.pretrain dependencies form a cycle: "
@@ -207,7 +219,10 @@ class UnitResolver:
                     "recipe": method.recipe, "pretrain": {s: u.unit_hash for s, u in deps.items()},
                     "train": train.as_dict(), "code": self.code(name),
                     "suite_version": self.version}
-        unit = Unit(name, seed, method, train, stable_hash(identity), deps)
+        switches = self.official(name)
+        if switches:  # none: the identity (and hash) of a suite without switches, unchanged
+            identity["official"] = {"switches": list(switches), "code": official.code_digest()}
+        unit = Unit(name, seed, method, train, stable_hash(identity), deps, switches)
         self._units[name, seed] = unit
         return unit
 

@@ -34,6 +34,7 @@ from typing import Callable, Hashable, Mapping
 import numpy as np
 
 from i2m2bench import metrics as M
+from i2m2bench import metrics_official  # noqa: F401  (registers the official scorers)
 from i2m2bench.predictions import Predictions
 from i2m2bench.reporting.scores import UNDEFINED
 from i2m2bench.reporting.stats import (LEVEL, N_BOOT, SampleStat, bootstrap_interval,
@@ -175,6 +176,9 @@ def _vectorised_batch(metric: str, p: np.ndarray, target: np.ndarray, pred: Pred
     cols = [names.index(label)] if label else list(range(p.shape[1]))
     if base in _OPERATING_POINT and pred.problem == "multilabel":
         return _operating_point_batch(base, p, target, pred, cols)
+    if base.endswith(_SCORED) and base[:-len(_SCORED)] in _OPERATING_POINT \
+            and pred.problem == "multilabel":  # the official choice: the split scored itself
+        return _operating_point_batch(base[:-len(_SCORED)], p, target, pred, cols, (p, target))
     if base == "balanced_accuracy":
         if pred.problem == "multiclass":
             if label:
@@ -220,11 +224,12 @@ def _label_resampled(resample, base: str, p: np.ndarray, scores: np.ndarray, y: 
 #: The operating-point metrics (:func:`i2m2bench.metrics.operating_points`): the threshold comes
 #: from the validation predictions and stays fixed while the test samples are resampled.
 _OPERATING_POINT = ("op_sensitivity", "op_specificity", "op_balanced_accuracy")
+_SCORED = "_scored"  # i2m2bench.metrics_official: the operating point chosen on the split scored
 
 
 def _operating_point_batch(base: str, p: np.ndarray, target: np.ndarray, pred: Predictions,
-                           cols: list[int]):
-    reference = pred.reference()
+                           cols: list[int], reference=None):
+    reference = pred.reference() if reference is None else reference
     if reference is None:
         return None
     points = M.operating_points(reference[0], reference[1], pred.problem)

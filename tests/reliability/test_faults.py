@@ -131,9 +131,10 @@ def test_smoke_suite_twice_row_by_row(tmp_path):
             for i in range(2)]
     rows = [sorted((r["method"], r["seed"], r["protocol"], r["unit_hash"], r["value"])
                    for r in read_rows(run.results_path) if r["protocol"] != "train") for run in runs]
-    # 12 trained methods x (val, test, shift:dialects, missing:image, missing:audio,
-    # missing_rate:0.5, perturb:audio:snr@0.5, @1) + the evaluate_only method x (val + 3 missing)
-    assert rows[0] == rows[1] and len(rows[0]) == 12 * 8 + 4
+    # 12 trained methods and the ensemble x (val, test, shift:dialects, missing:image,
+    # missing:audio, missing_rate at 6 rates, perturb:audio:snr at 6 levels) + the evaluate_only
+    # method x (val, 2 missing, missing_rate at 6 rates)
+    assert rows[0] == rows[1] and len(rows[0]) == 13 * 17 + 9
 
 
 def test_corrupt_expert_checkpoint_is_named(tmp_path, capsys):
