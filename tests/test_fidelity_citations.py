@@ -23,7 +23,10 @@ PAGES = sorted(p for p in (ROOT / "docs" / "datasets").glob("*.md")
 #: Where a page's unlettered files live in the I2M2 code, most specific first.
 FOLDERS = {"avmnist": ("avmnist_and_mimic/datasets/avmnist/", "avmnist_and_mimic/"),
            "mimic": ("avmnist_and_mimic/datasets/mimic/", "avmnist_and_mimic/"),
-           "fastmri": ("fastMRI/",), "vqa_vs": ("vqa_nlvr/",), "nlvr2": ("vqa_nlvr/",)}
+           "fastmri": ("fastMRI/",), "vqa_vs": ("vqa_nlvr/",), "nlvr2": ("vqa_nlvr/",),
+           # docs/fidelity.md's table of the official-behaviour switches
+           "fidelity": ("avmnist_and_mimic/training_structures/", "avmnist_and_mimic/", "fastMRI/",
+                        "vqa_nlvr/fiber/utils/", "vqa_nlvr/")}
 TOKEN = re.compile(
     r"(?P<open>\()|(?P<close>\))|(?P<semi>;)|"
     r"(?:\b(?P<letter>[A-Z]) )?`(?P<file>[^`\s]+\.(?:py|md|json|txt|yaml|yml|sh|cfg))`: "
@@ -88,3 +91,23 @@ def test_the_recorded_lengths_are_of_the_pinned_commits():
     pinned = {"I": "7742765f", "V": "b1249bec", "R": "d12968b1", "N": "18924841", "F": "684fb128"}
     assert {k: v["commit"][:8] for k, v in LENGTHS.items()} == pinned
     assert all(v["lines"] for v in LENGTHS.values())
+
+
+def test_the_official_switch_table_cites_existing_files_and_lines():
+    """docs/fidelity.md's table of the official-behaviour switches: every citation exists at the
+    pinned commits (files under any of the I2M2 code's folders)."""
+    text = (ROOT / "docs" / "fidelity.md").read_text(encoding="utf-8")
+    section = text.split("## The official behaviours, runnable")[1].split("\n## ")[0]
+    cites = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cites += [(m.group("file"), [int(x) for x in re.findall(r"\d+", m.group("lines"))])
+                      for m in TOKEN.finditer(line) if m.group("file")]
+    assert len(cites) >= 6
+    from i2m2bench.harness.official import OFFICIAL
+    assert sorted(line.split("`")[1] for line in section.splitlines()
+                  if line.startswith("| `")) == OFFICIAL.names()  # every switch, no other
+    for name, lines in cites:
+        key, path = resolve("fidelity", None, name)
+        length = LENGTHS[key]["lines"][path]
+        assert all(1 <= n <= length for n in lines), f"`{name}`: {lines} beyond {path}'s {length} lines"
