@@ -261,14 +261,14 @@ def board_extra(results_path: Path, out_dir: Path, rows: list[dict], evidence: E
     (:mod:`i2m2bench.reporting.official`); then the notes of :func:`uncommitted_note` and
     :func:`skipped_note`."""
     section: list[str] = []
-    if rows and not has_settings(rows) and isinstance(layout_of(rows, results_path), StandardLayout):
+    if (standard := rows and isinstance(layout_of(rows, results_path), StandardLayout)) and not has_settings(rows):
         section = machines_section(Side("this board", rows, evidence),
                                    replicas_of(out_dir, Path(results_path).stem, report=report))
+    if standard and len({r.get("setting") for r in rows}) == 1:  # one setting: its own board
         official = official_board_name(Path(results_path).stem)  # its official-behaviour twin
-        theirs = Path(out_dir) / "results" / f"{official}.jsonl"
-        section += official_section(rows, evidence, read_rows(theirs, report=report) if
-                                    theirs.is_file() and theirs != Path(results_path) else [],
-                                    evidence_of(out_dir, official), official)
+        theirs = Path(out_dir) / RESULTS / f"{official}.jsonl"
+        section += official_section(rows, evidence, read_rows(theirs, report=report) if theirs.is_file()
+                                    else [], evidence_of(out_dir, official), official)
     text = "\n".join(section) + "\n" if section else ""
     return text + uncommitted_note(rows) + skipped_note(results_path, skipped)
 

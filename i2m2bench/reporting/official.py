@@ -181,8 +181,8 @@ def training_part(rows: list[dict], evidence: Evidence, official_rows: list[dict
              f"(its suite turns on `suite.official`; `gin/official/`): the same data and seeds, "
              f"{metric} on the test set. A method no switch changes is the control: its Δ is "
              "what training it again moves."]
-    here = sorted({machine_of(r) for r in rows if r.get("numerics")})
-    there = sorted({machine_of(r) for r in official_rows if r.get("numerics")})
+    here = sorted({machine_of(r) for m in both for r in mine[m].values() if r.get("numerics")})
+    there = sorted({machine_of(r) for m in both for r in theirs[m].values() if r.get("numerics")})
     if here and there and here != there:
         lines += ["", f"The two boards come from different machines ({'; '.join(here)} here, "
                   f"{'; '.join(there)} there): every Δ also holds the change of machine, whose "
