@@ -101,6 +101,10 @@ def test_parsing_logs_no_failed_lookups(outside, caplog):
 def test_gin_arg_names_an_installed_suite(outside):
     assert resolve_gin_file("avmnist.gin") == suites_dir() / "avmnist.gin"
     assert resolve_gin_file("avmnist_smoke") == suites_dir() / "avmnist_smoke.gin"
+    assert resolve_gin_file("official/mimic.gin") == suites_dir() / "official" / "mimic.gin"
+    assert resolve_gin_file("official/mimic") == suites_dir() / "official" / "mimic.gin"
+    parse_gin(["official/nlvr2"])  # its include of '../nlvr2.gin' resolves next to it
+    assert gin.query_parameter("suite.name") == "nlvr2_official"
     parse_gin(["toy_smoke"])
     assert gin.query_parameter("suite.name") == "toy_smoke"
     (outside / "toy_smoke.gin").write_text("suite.name = 'local'\n")  # an existing file wins
@@ -169,6 +173,8 @@ def test_installed_suites_lists_the_suites_and_their_methods():
     assert suites["dependency_spectrum"]["methods"] == SPECTRUM_METHODS
     assert suites["avmnist"]["dataset"] == "avmnist"
     assert suites["avmnist"]["file"] == suites_dir() / "avmnist.gin"
+    assert suites["avmnist_official"]["file"] == suites_dir() / "official" / "avmnist.gin"
+    assert suites["avmnist_official"]["dataset"] == "avmnist"
     assert all(s["error"] is None for s in suites.values())
     with pytest.raises(ValueError):  # the listing leaves no config behind
         gin.query_parameter("suite.name")

@@ -133,14 +133,15 @@ def _suite_names() -> list[str]:
 
 def resolve_gin_file(f: str | Path) -> Path:
     """A ``--gin`` argument as a file: an existing file, else the installed suite of that name
-    (``avmnist.gin`` or ``avmnist``, without a folder); ConfigError otherwise."""
+    (``avmnist.gin`` or ``avmnist``, without a folder, or ``official/avmnist.gin``); ConfigError
+    otherwise."""
     if not str(f).strip():
         raise ConfigError(f"gin file {str(f)!r}: an empty name; name a .gin file")
     p = Path(f)
     if p.is_file():
         return p.resolve()
-    if p.name == str(f) and p.name:  # a bare name: an installed suite?
-        for cand in (suites_dir() / p.name, suites_dir() / f"{p.name}.gin"):
+    if p.name == str(f) and p.name or (str(p.parent) == "official" and p.name):  # installed?
+        for cand in (suites_dir() / p, suites_dir() / f"{p}.gin"):
             if cand.is_file():
                 return cand.resolve()
     if p.is_dir():
@@ -325,7 +326,7 @@ def installed_suites() -> list[dict]:
     before and after (the caller's parsed config is gone)."""
     out = []
     try:
-        for path in sorted(suites_dir().glob("*.gin")):
+        for path in sorted(suites_dir().glob("*.gin")) + sorted(suites_dir().glob("official/*.gin")):
             try:
                 parse_gin([path])
             except ConfigError as exc:
