@@ -59,9 +59,6 @@ from i2m2bench.metrics import declared_metrics
 from i2m2bench.registry import Registry
 from i2m2bench.types import Batch, ExpertLogits, TaskSpec
 
-_OFFICIAL = "divyam3897/I2M2 @ 7742765"
-
-
 @dataclass(frozen=True)
 class Behaviour:
     """One official behaviour: what the official code does (``description``, ``cite``), which

@@ -13,7 +13,10 @@ determines its numbers:
   evaluation code (``fusion``, ``encoders``, ``poe``, ``types``, ``perturbations``, ``metrics``,
   the training loop, recipes, protocols and seeding), and the name and version of each other distribution
   those files come from (the standard library and torch are the environment's, not hashed). Editing a plugin's ``forward`` therefore gives a new hash, and a stale unit is
-  never reused.
+  never reused;
+* the official-behaviour switches that change its model (``suite.official``), with the code that
+  reproduces them (:func:`i2m2bench.harness.official.code_digest`) -- only when some switch
+  applies, so that a suite without switches hashes as before they existed.
 """
 from __future__ import annotations
 
@@ -200,7 +203,7 @@ class UnitResolver:
             self._code[name] = code_fingerprint(self.build(name), extra)
         return self._code[name]
 
-    def official(self, name: str) -> tuple:
+    def switches(self, name: str) -> tuple:
         """The switches of ``suite.official`` that change method ``name``'s model."""
         if name not in self._official:
             self._official[name] = (official.applicable(self.build(name), self.suite.official)
@@ -219,7 +222,7 @@ class UnitResolver:
                     "recipe": method.recipe, "pretrain": {s: u.unit_hash for s, u in deps.items()},
                     "train": train.as_dict(), "code": self.code(name),
                     "suite_version": self.version}
-        switches = self.official(name)
+        switches = self.switches(name)
         if switches:  # none: the identity (and hash) of a suite without switches, unchanged
             identity["official"] = {"switches": list(switches), "code": official.code_digest()}
         unit = Unit(name, seed, method, train, stable_hash(identity), deps, switches)
