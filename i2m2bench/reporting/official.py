@@ -181,6 +181,9 @@ def training_part(rows: list[dict], evidence: Evidence, official_rows: list[dict
              f"(its suite turns on `suite.official`; `gin/official/`): the same data and seeds, "
              f"{metric} on the test set. A method no switch changes is the control: its Δ is "
              "what training it again moves."]
+    if not any(r.get("official") for r in official_rows):
+        lines[-1] += (" No official-behaviour switch applies to this board's official suite: "
+                      "every method is a control.")
     here = sorted({machine_of(r) for m in both for r in mine[m].values() if r.get("numerics")})
     there = sorted({machine_of(r) for m in both for r in theirs[m].values() if r.get("numerics")})
     if here and there and here != there:
