@@ -246,14 +246,18 @@ def test_the_section_measures_each_method_against_its_official_twin():
     right = np.eye(3)[target] * 5.0
     noisy = {s: rng.normal(size=(200, 3)) for s in (0, 1)}
     mine = {"same": {s: (noisy[s], target) for s in (0, 1)},
-            "better": {s: (noisy[s], target) for s in (0, 1)}}
+            "better": {s: (noisy[s], target) for s in (0, 1)},
+            "tuned": {s: (noisy[s], target) for s in (0, 1)}}
     theirs = {"same": {s: (noisy[s], target) for s in (0, 1)},
-              "better": {s: (right, target) for s in (0, 1)}}
+              "better": {s: (right, target) for s in (0, 1)},
+              "tuned": {s: (noisy[s], target) for s in (0, 1)}}
     rows, ev = _board(mine, "a")
     orows, oev = _board(theirs, "b")
     for r in orows:
         if r["method"] == "better":
             r["official"] = ["intra_mixture_test"]
+        if r["method"] == "tuned":  # starts from other units' weights (which a switch changed)
+            r["recipe"] = "pretrain_then_finetune"
     got = compare({r["seed"]: r for r in orows if r["method"] == "same"}, oev, "accuracy",
                   {r["seed"]: r for r in rows if r["method"] == "same"}, ev, "accuracy")
     assert got[2].diff == 0 and got[2].low == 0 and got[2].high == 0
@@ -264,6 +268,8 @@ def test_the_section_measures_each_method_against_its_official_twin():
     assert "`intra_mixture_test`" in line and f"{chance * 100:.2f} | 100.00 | **+" in line
     same = next(t for t in text.splitlines() if t.startswith("| `same`"))
     assert "— (control)" in same and "+0.00 [+0.00, +0.00]" in same and "**" not in same
+    tuned = next(t for t in text.splitlines() if t.startswith("| `tuned`"))
+    assert "none on it; starts from other units" in tuned
     assert official_section(rows, ev) == []  # no twin, no scorer to swap: no section
     assert official_board_name("mimic-mortality-embedded-mimic_mortality") == \
         "mimic_official-mortality-embedded-mimic_mortality"

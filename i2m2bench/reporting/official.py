@@ -166,6 +166,7 @@ def training_part(rows: list[dict], evidence: Evidence, official_rows: list[dict
     both = _ordered(set(mine) & set(theirs), rows)
     if not both:
         return []
+    switched = any(r.get("official") for r in official_rows)
     table = ["| Method | official switches on it | settings that differ | this board | official "
              "| Δ |", "|---|---|---|---|---|---|"]
     for method in both:
@@ -175,13 +176,17 @@ def training_part(rows: list[dict], evidence: Evidence, official_rows: list[dict
         got = compare(a, official_evidence, metric, b, evidence, metric)
         cells = (["—", "—", "no predictions"] if got is None else
                  [f"{got[0] * 100:.2f}", f"{got[1] * 100:.2f}", delta_cell(got[2])])
-        table.append(f"| `{method}` | {', '.join(f'`{s}`' for s in switches) or '— (control)'} | "
+        starts = a[min(a)].get("recipe", "joint") != "joint"  # from other units' weights
+        label = ", ".join(f"`{s}`" for s in switches) or (
+            "none on it; starts from other units" if starts and switched else "— (control)")
+        table.append(f"| `{method}` | {label} | "
                      f"{'; '.join(differ) or '—'} | " + " | ".join(cells) + " |")
     lines = ["", f"**Trained and tested as the official code does.** Board `{official_board}` "
              f"(its suite turns on `suite.official`; `gin/official/`): the same data and seeds, "
              f"{metric} on the test set. A method no switch changes is the control: its Δ is "
-             "what training it again moves."]
-    if not any(r.get("official") for r in official_rows):
+             "what training it again moves; one that starts from other units' weights (its "
+             "recipe's experts) carries whatever a switch did to them."]
+    if not switched:
         lines[-1] += (" No official-behaviour switch applies to this board's official suite: "
                       "every method is a control.")
     here = sorted({machine_of(r) for m in both for r in mine[m].values() if r.get("numerics")})
