@@ -143,6 +143,11 @@ def _root(tmp_path, arrays=None, protocol=4, obj=None):
 def test_real_pickle_loads_through_the_allow_list(tmp_path, protocol):
     a = _arrays(40)
     root = _root(tmp_path, a, protocol)
+    with pytest.raises(DataError, match=r"mimic\.npz: not prepared; a run reads only the prepared "
+                                        r"arrays, never im\.pk itself: type `python -m i2m2bench "
+                                        r"prepare mimic --data-root "):
+        build_task("mimic_icd9_460_519", data_root=str(root))
+    mr.prepare(root / "mimic")
     task = build_task("mimic_icd9_460_519", data_root=str(root))
     assert task.spec.source == "real" and task.spec.name == "mimic_icd9_460_519"
     assert {k: len(v) for k, v in task.splits.items()} == {"train": 32, "val": 4, "test": 4}
@@ -165,11 +170,13 @@ def test_hostile_pickle_is_refused_before_anything_runs_and_nothing_is_written(
         tmp_path, monkeypatch, payload, name):
     monkeypatch.chdir(tmp_path)
     root = _root(tmp_path, obj=payload())
-    with pytest.raises(UnsafePickleError) as info:
+    with pytest.raises(DataError, match="not prepared"):  # a run never opens the pickle
         build_task("mimic", data_root=str(root))
+    with pytest.raises(UnsafePickleError) as info:
+        mr.prepare(root / "mimic")
     assert name in str(info.value) and "im.pk" in str(info.value)
     with pytest.raises(UnsafePickleError):
-        mr.prepare(root / "mimic")
+        mr.verify(root / "mimic")
     assert not (tmp_path / "SENTINEL").exists()
     assert sorted(p.name for p in (root / "mimic").iterdir()) == ["im.pk"]  # no npz, no temp file
 
@@ -385,6 +392,7 @@ def test_suite_on_real_files_names_its_boards_by_task(tmp_path):
     from i2m2bench.harness.store import read_rows
 
     root = _root(tmp_path, _arrays(60))
+    mr.prepare(root / "mimic")
     gin_dir = __import__("pathlib").Path(__file__).resolve().parents[1] / "gin"
     run = run_suite([gin_dir / "mimic_smoke.gin"], ["suite.dataset_options = {'source': 'auto'}"],
                     methods=["late_fusion"], data_root=str(root), out=tmp_path / "runs",

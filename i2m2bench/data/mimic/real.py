@@ -14,10 +14,11 @@ key                           shape         meaning
 ``y_icd9``                    (N, 20)       ICD-9 group indicators (columns 1 and 7 used)
 ============================  ============  =============================================
 
-Read from ``<data root>/mimic/``: ``mimic.npz`` (the same arrays, written once by ``python -m
-i2m2bench prepare mimic``, read with ``allow_pickle=False``) when present, else ``im.pk`` through
-the allow-list unpickler (:mod:`i2m2bench.data.common.safe_pickle`: a pickle that names anything but
-NumPy array reconstruction and plain containers is refused before anything in it runs).
+Read from ``<data root>/mimic/``: a run reads only ``mimic.npz`` (the same arrays, written once by
+``python -m i2m2bench prepare mimic``, read with ``allow_pickle=False``), and says which command
+to type when it is not there; ``prepare`` and ``verify`` read ``im.pk`` through the allow-list
+unpickler (:mod:`i2m2bench.data.common.safe_pickle`: a pickle that names anything but NumPy array
+reconstruction and plain containers is refused before anything in it runs).
 
 The processing, split and labels shared with the embedded cohort are in
 :mod:`i2m2bench.data.mimic.processing`.
@@ -45,9 +46,11 @@ _CHAIN_KEY = "content_chain"  # the content chain: inputs, the arrays' digest, t
 PREPARE = "rerun `python -m i2m2bench prepare mimic --data-root DIR`"
 
 
-def read(folder: Path, level: str = "quick") -> tuple[dict[str, np.ndarray], Path]:
+def read(folder: Path, level: str = "quick",
+         prepared_only: bool = False) -> tuple[dict[str, np.ndarray], Path]:
     """(the checked arrays, the file read) from ``folder`` (``<data root>/mimic``):
-    ``mimic.npz`` when present, else ``im.pk``. A ``mimic.npz`` carries its content chain
+    ``mimic.npz`` when present, else ``im.pk`` (``prepared_only``, as a run reads: a DataError
+    naming the ``prepare`` command instead). A ``mimic.npz`` carries its content chain
     (:mod:`i2m2bench.data.common.chain`: the ``im.pk`` it came from -- size, time, sha256 --
     and its arrays' digest, sealed): one whose arrays or record were changed, one prepared from
     another ``im.pk`` than the one beside it (checked at ``level``), or one that records no
@@ -77,6 +80,10 @@ def read(folder: Path, level: str = "quick") -> tuple[dict[str, np.ndarray], Pat
     if problem is not None:
         raise DataError(f"{folder}: neither {NPZ} nor {PICKLE} is readable ({pk}: {problem}); put "
                         f"MultiBench's MIMIC-III file there as {PICKLE} (docs/datasets/mimic.md)")
+    if prepared_only:
+        raise DataError(f"{npz}: not prepared; a run reads only the prepared arrays, never "
+                        f"{PICKLE} itself: type `python -m i2m2bench prepare mimic --data-root "
+                        f"{folder.parent}` once (it checks and converts {pk})")
     from i2m2bench.data.common import safe_pickle
 
     return check_arrays(safe_pickle.load(pk), pk), pk
@@ -126,8 +133,8 @@ def folder(data_root: str | None = None) -> Path:
 
 def load(folder: Path, task: str = "mortality", stats: str = "train") -> Task:
     """The task ``task`` from the real file under ``folder`` (``<data root>/mimic``), z-scored with
-    the statistics of ``stats``."""
-    arrays, path = read(folder)
+    the statistics of ``stats``: the prepared ``mimic.npz`` only."""
+    arrays, path = read(folder, prepared_only=True)
     return make_task(arrays, task, stats, "real",
                      f"MIMIC-III via MultiBench ({path.name})",
                      options=dict(source="real", checksum=digest(arrays)))
