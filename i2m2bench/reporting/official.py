@@ -177,8 +177,10 @@ def training_part(rows: list[dict], evidence: Evidence, official_rows: list[dict
         cells = (["—", "—", "no predictions"] if got is None else
                  [f"{got[0] * 100:.2f}", f"{got[1] * 100:.2f}", delta_cell(got[2])])
         starts = a[min(a)].get("recipe", "joint") != "joint"  # from other units' weights
-        label = ", ".join(f"`{s}`" for s in switches) or (
-            "none on it; starts from other units" if starts and switched else "— (control)")
+        label = ", ".join(f"`{s}`" for s in switches) or ("none on it" if starts and switched
+                                                            else "— (control)")
+        if starts and switched:
+            label += "; starts from other units"
         table.append(f"| `{method}` | {label} | "
                      f"{'; '.join(differ) or '—'} | " + " | ".join(cells) + " |")
     lines = ["", f"**Trained and tested as the official code does.** Board `{official_board}` "
