@@ -27,8 +27,8 @@ import statistics
 from i2m2bench import metrics as M
 from i2m2bench import metrics_official
 from i2m2bench.reporting.rows import board_metrics, latest_units, machine_of, method_order
-from i2m2bench.reporting.significance import Evidence, row_key, seed_evidence
-from i2m2bench.reporting.stats import LEVEL, N_BOOT, Paired, paired_bootstrap_stats
+from i2m2bench.reporting.significance import Evidence, paired_difference, row_key, seed_evidence
+from i2m2bench.reporting.stats import LEVEL, N_BOOT, Paired
 
 PROTOCOL = "test"
 #: How the section names an official scorer (else its metric description).
@@ -87,7 +87,7 @@ def compare(a_rows: dict[int, dict], a_ev: Evidence, a_metric: str, b_rows: dict
     mean_b = statistics.fmean(e.stat.full() for e in sb)
     if any(x.targets != y.targets for x, y in zip(sa, sb)):
         return mean_b, mean_a, None
-    return mean_b, mean_a, paired_bootstrap_stats([e.stat for e in sa], [e.stat for e in sb])
+    return mean_b, mean_a, paired_difference([e.stat for e in sa], [e.stat for e in sb])
 
 
 def delta_cell(p: Paired | None, scale: float = 100.0, digits: int = 2) -> str:

@@ -37,7 +37,7 @@ from i2m2bench import metrics as M
 from i2m2bench import metrics_official  # noqa: F401  (registers the official scorers)
 from i2m2bench.predictions import Predictions
 from i2m2bench.reporting.scores import UNDEFINED
-from i2m2bench.reporting.stats import (LEVEL, N_BOOT, SampleStat, bootstrap_interval,
+from i2m2bench.reporting.stats import (LEVEL, N_BOOT, Paired, SampleStat, bootstrap_interval,
                                        mark_leaders, paired_bootstrap_stats, resampled_auroc,
                                        resampled_average_precision,
                                        resampled_balanced_accuracy, resampled_recall,
@@ -346,6 +346,14 @@ def column_marks(entries: Mapping[str, Entry], higher_is_better: bool) -> dict[s
         return mark_leaders({m: e.mean for m, e in scored.items()}, compare, higher_is_better)
     except _Incomparable:
         return None
+
+
+def paired_difference(a: list[SampleStat], b: list[SampleStat]) -> Paired:
+    """The two-stage paired bootstrap of ``a`` − ``b`` (seed by seed, the same test samples;
+    :func:`~i2m2bench.reporting.stats.paired_bootstrap_stats`), sharing the resampled values the
+    board's marks computed for the same evidence (its Official behaviour section compares a
+    column's evidence again)."""
+    return paired_bootstrap_stats(a, b, memo=_RESAMPLED)
 
 
 class _Incomparable(Exception):
