@@ -22,9 +22,14 @@ def _ml(scores, y=Y):
 
 
 def test_the_registry_holds_every_metric_of_the_issue():
+    import i2m2bench.metrics_official  # noqa: F401  (registers the official scorers)
+
     assert set(METRICS.names()) == {"accuracy", "balanced_accuracy", "auroc", "auprc", "vqa_score",
                                     "consistency", "op_sensitivity", "op_specificity",
-                                    "op_balanced_accuracy"}
+                                    "op_balanced_accuracy",
+                                    # the official code's scorers (issue 29, item 6)
+                                    "vqa_vs_score", "op_sensitivity_scored",
+                                    "op_specificity_scored", "op_balanced_accuracy_scored"}
     assert {m for m in METRICS.names() if METRICS.get(m).needs_reference} == {
         "op_sensitivity", "op_specificity", "op_balanced_accuracy"}
     assert all(direction(m) for m in METRICS.names())  # all fractions, higher is better
