@@ -61,8 +61,9 @@ def _scored_macro(per_label):
     return lambda pred, target, problem, groups=None: M.macro_mean(per_label(pred, target, problem))
 
 
+_OPERATING = ("op_sensitivity", "op_specificity", "op_balanced_accuracy")
 #: official-scorer metric -> the suite's metric it replaces under its switch
-REPLACES = {"vqa_vs_score": "vqa_score"}
+REPLACES = {"vqa_vs_score": "vqa_score", **{f"{base}_scored": base for base in _OPERATING}}
 
 
 def _register() -> None:
@@ -74,8 +75,8 @@ def _register() -> None:
         description="VQA-VS's own scorer: min(n/3, 1) of the arg-max answer's annotator count, "
                     "mean (official, PhoebusSi/VQA-VS comput_score.py L30-36)"),
         origin=f"{_ORIGIN}._vqa_vs_score")
-    for kind in ("sensitivity", "specificity", "balanced_accuracy"):
-        base = f"op_{kind}"
+    for base in _OPERATING:
+        kind = base[len("op_"):]
         per_label = _scored_per_label(base)
         M.METRICS.add(f"{base}_scored", M.Metric(
             f"{base}_scored", _scored_macro(per_label), True, ("multilabel",),
@@ -83,7 +84,6 @@ def _register() -> None:
             description=f"{kind.replace('_', ' ')} per label at the operating point chosen on the "
                         "split scored itself (official FastMRI test), macro mean"),
             origin=f"{_ORIGIN}._scored_per_label")
-        REPLACES[f"{base}_scored"] = base
 
 
 _register()

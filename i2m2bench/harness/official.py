@@ -119,6 +119,15 @@ def _train_mode_always(model: Fusion) -> None:
     model.register_forward_pre_hook(to_train)
 
 
+#: FastMRI's official operating-point scorers (i2m2bench.metrics_official)
+_SCORED = tuple(m for m in metrics_official.REPLACES if m.endswith("_scored"))
+
+
+def _replacing(*scorers: str) -> dict[str, str]:
+    """suite metric -> official scorer, for ``scorers`` (:data:`metrics_official.REPLACES`)."""
+    return {metrics_official.REPLACES[s]: s for s in scorers}
+
+
 def _has_metric(*names: str) -> Callable[[Fusion], bool]:
     return lambda model: bool(set(names) & set(declared_metrics(model.spec)))
 
@@ -140,15 +149,12 @@ OFFICIAL.add("unimodal_train_mode_eval", Behaviour(
 OFFICIAL.add("vqa_vs_scorer", Behaviour(
     "VQA-VS scored by its own scorer, min(n/3, 1), not I2M2's 0.3 n table",
     "PhoebusSi/VQA-VS comput_score.py L30-36; I2M2 vqa_nlvr/fiber/utils/write_vqa.py L13-23",
-    ("vqa_vs",), _has_metric("vqa_score", "vqa_vs_score"), metrics={"vqa_score": "vqa_vs_score"}),
+    ("vqa_vs",), _has_metric("vqa_score", "vqa_vs_score"), metrics=_replacing("vqa_vs_score")),
     origin=f"{metrics_official.__name__}.vqa_vs_scores")
 OFFICIAL.add("operating_point_on_scored_split", Behaviour(
     "FastMRI's operating point (FNR < 10%) chosen on the test predictions it scores",
     "fastMRI/module.py L347; fastMRI/metrics/classification_metrics.py L16-42", ("fastmri",),
-    _has_metric(*(f"op_{k}{s}" for k in ("sensitivity", "specificity", "balanced_accuracy")
-                  for s in ("", "_scored"))),
-    metrics={f"op_{k}": f"op_{k}_scored" for k in ("sensitivity", "specificity",
-                                                   "balanced_accuracy")}),
+    _has_metric(*_replacing(*_SCORED), *_SCORED), metrics=_replacing(*_SCORED)),
     origin=f"{metrics_official.__name__}._scored_per_label")
 
 
